@@ -1,0 +1,190 @@
+"""The Profile: routing statistics a solver consumes, whose size does not depend on T.
+
+Arrays (L = MoE layers, E = experts), all integer counts unless noted:
+
+- ``load``       ``[L, E]``: picks of expert e at layer l. Every one of a token's top-K picks
+  counts 1, so ``load[l].sum() == num_tokens * K``.
+- ``trans``      ``[L-1, E, E]``, optional: ``trans[l, i, j]`` = tokens that picked i at layer
+  l and j at layer l+1. With top-K **every** (i, j) pair of a token's K x K pairs counts 1, so
+  ``trans[l].sum() == num_tokens * K**2``. The ``coherent`` cost model weighs each pair 1/K^2
+  (a token's cost is the mean over its K x K pairs); integers keep the counts exact.
+- ``trans_top1`` ``[L-1, E, E]``, optional: the same for each token's top-1 pick only
+  (``Trace.top1``); ``trans_top1[l].sum() == num_tokens``. Used for ExFlow's top-1 metric and
+  for affinity statistics (mutual information).
+- ``coact``      ``[L, E, E]``, optional, symmetric: ``coact[l, i, j]`` = tokens that picked both
+  i and j at layer l (i != j); the diagonal holds ``load``. The ``ep`` cost model's pairwise
+  (dedup) approximation uses it.
+
+Tokens a capacity-limited router dropped (``Trace.dropped``) are not counted. A Profile can also
+come from aggregate counts alone (``load`` only, or with layer-pair co-occurrence matrices),
+when nobody logged per-token data.
+
+Counting is vectorised with ``np.bincount`` over flattened pair indices, one token chunk at a
+time, so memory is bounded by the chunk size and a memory-mapped trace of any length works.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from placer.errors import PlacerError
+from placer.fileio import write_npz
+from placer.traces.trace import DEFAULT_CHUNK_TOKENS, Trace, read_npz_members
+
+PROFILE_FORMAT = "moe-place/profile@1"
+
+
+@dataclass
+class Profile:
+    """Routing statistics of a trace (see the module docstring for shapes and semantics)."""
+
+    load: np.ndarray
+    num_tokens: int
+    top_k: int
+    trans: np.ndarray | None = None
+    trans_top1: np.ndarray | None = None
+    coact: np.ndarray | None = None
+    moe_layers: list[int] | None = None
+    num_hidden_layers: int | None = None
+    model: str | None = None
+    source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.moe_layers is None:
+            self.moe_layers = list(range(self.load.shape[0]))
+        self.moe_layers = [int(x) for x in self.moe_layers]
+        if self.num_hidden_layers is None and self.moe_layers:
+            self.num_hidden_layers = max(self.moe_layers) + 1
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.load.shape[0])
+
+    @property
+    def num_experts(self) -> int:
+        return int(self.load.shape[1])
+
+    @property
+    def has_affinity(self) -> bool:
+        return self.trans is not None
+
+    def transition_weights(self) -> np.ndarray:
+        """``[L-1, E, E]`` float64: ``trans / K**2``, expected token transitions (coherent model).
+
+        ``transition_weights()[l].sum()`` is the number of tokens (each token's K x K pairs
+        share one unit of weight).
+        """
+        if self.trans is None:
+            raise PlacerError("this profile has no inter-layer transition counts (aggregate loads only); "
+                              "give a per-token trace or counts with layer-pair matrices for the coherent cost")
+        return self.trans.astype(np.float64) / float(self.top_k ** 2)
+
+    # ------------------------------------------------------------ building
+    @classmethod
+    def from_trace(cls, trace: Trace, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+                   coact: bool = True, trans: bool = True,
+                   progress: Callable[[int], None] | None = None) -> "Profile":
+        """Count loads, transitions and co-activations chunk by chunk.
+
+        ``progress`` (if given) is called with the number of tokens of each finished chunk.
+        """
+        L, E, K = trace.num_layers, trace.num_experts, trace.top_k
+        load = np.zeros((L, E), np.int64)
+        tr = np.zeros((max(L - 1, 0), E, E), np.int64) if trans else None
+        tr1 = np.zeros((max(L - 1, 0), E, E), np.int64) if trans else None
+        co = np.zeros((L, E, E), np.int64) if coact else None
+        counted = 0
+        for chunk in trace.iter_chunks(chunk_tokens):
+            ids = np.asarray(chunk.expert_ids).astype(np.int64)
+            valid = None if chunk.dropped is None else ~np.asarray(chunk.dropped)
+            top1 = chunk.top1().astype(np.int64) if trans else None
+            for l in range(L):
+                a = ids[l] if valid is None else ids[l][valid[l]]
+                load[l] += np.bincount(a.ravel(), minlength=E)
+                if co is not None:
+                    co[l] += pair_counts(a, a, E)
+                if tr is not None and l + 1 < L:
+                    both = None if valid is None else valid[l] & valid[l + 1]
+                    x = ids[l] if both is None else ids[l][both]
+                    y = ids[l + 1] if both is None else ids[l + 1][both]
+                    tr[l] += pair_counts(x, y, E)
+                    x1 = top1[l] if both is None else top1[l][both]
+                    y1 = top1[l + 1] if both is None else top1[l + 1][both]
+                    tr1[l] += np.bincount(x1 * E + y1, minlength=E * E).reshape(E, E)
+            counted += chunk.num_tokens
+            if progress is not None:
+                progress(chunk.num_tokens)
+        if co is not None:
+            # pair_counts counted (i, i) once per pick; the diagonal is defined as the load.
+            idx = np.arange(E)
+            co[:, idx, idx] = load
+        return cls(load=load, num_tokens=int(counted), top_k=K, trans=tr, trans_top1=tr1, coact=co,
+                   moe_layers=list(trace.moe_layers), num_hidden_layers=trace.num_hidden_layers,
+                   model=trace.model, source=trace.source)
+
+    # ------------------------------------------------------------------ IO
+    def metadata(self) -> dict[str, Any]:
+        return {"format": PROFILE_FORMAT, "num_tokens": self.num_tokens, "top_k": self.top_k,
+                "moe_layers": self.moe_layers, "num_hidden_layers": self.num_hidden_layers,
+                "model": self.model, "source": self.source, "extra": self.extra}
+
+    def save(self, path: str | Path) -> None:
+        """Write the profile ``.npz`` atomically (compressed: the matrices are sparse-ish)."""
+        arrays = {"load": self.load, "metadata": np.array(json.dumps(self.metadata(), sort_keys=True))}
+        for key in ("trans", "trans_top1", "coact"):
+            if getattr(self, key) is not None:
+                arrays[key] = getattr(self, key)
+        write_npz(path, arrays, compress=True)
+
+    @classmethod
+    def load_file(cls, path: str | Path) -> "Profile":
+        """Read a profile written by :meth:`save`."""
+        path = Path(path)
+        arrays, meta = read_npz_members(path, mmap=False)
+        if meta is None or meta.get("format") != PROFILE_FORMAT:
+            raise PlacerError(f"{path}: not a moe-place profile (no '{PROFILE_FORMAT}' metadata)")
+        if "load" not in arrays:
+            raise PlacerError(f"{path}: the profile has no load array; re-create it")
+        prof = cls(load=np.asarray(arrays["load"]), num_tokens=int(meta["num_tokens"]),
+                   top_k=int(meta["top_k"]), trans=arrays.get("trans"),
+                   trans_top1=arrays.get("trans_top1"), coact=arrays.get("coact"),
+                   moe_layers=meta.get("moe_layers"), num_hidden_layers=meta.get("num_hidden_layers"),
+                   model=meta.get("model"), source=meta.get("source"), extra=meta.get("extra") or {})
+        return prof.validate(str(path))
+
+    def validate(self, name: str = "profile") -> "Profile":
+        """Check shapes and signs; raise :class:`PlacerError` naming ``name``."""
+        if self.load.ndim != 2 or self.load.shape[0] == 0 or self.load.shape[1] == 0:
+            raise PlacerError(f"{name}: load must have shape [layers, experts], got {list(self.load.shape)}")
+        L, E = self.load.shape
+        expect = {"trans": (max(L - 1, 0), E, E), "trans_top1": (max(L - 1, 0), E, E), "coact": (L, E, E)}
+        for key, shape in expect.items():
+            arr = getattr(self, key)
+            if arr is not None and tuple(arr.shape) != shape:
+                raise PlacerError(f"{name}: {key} has shape {list(arr.shape)}, expected {list(shape)}")
+        for key in ("load", "trans", "trans_top1", "coact"):
+            arr = getattr(self, key)
+            if arr is not None and (not np.all(np.isfinite(arr)) or np.any(arr < 0)):
+                raise PlacerError(f"{name}: {key} has negative or non-finite counts; fix the counts")
+        if len(self.moe_layers) != L:
+            raise PlacerError(f"{name}: moe_layers lists {len(self.moe_layers)} layers but load has {L}")
+        return self
+
+
+def pair_counts(a: np.ndarray, b: np.ndarray, num_experts: int) -> np.ndarray:
+    """``[E, E]`` int64 counts of all pairs ``(a[t, i], b[t, j])`` over tokens t and all i, j.
+
+    ``a`` is ``[T, Ka]``, ``b`` is ``[T, Kb]`` (int64 ids). Each token contributes Ka * Kb pairs.
+    """
+    E = num_experts
+    if a.shape[0] == 0:
+        return np.zeros((E, E), np.int64)
+    idx_dtype = np.int32 if E * E < 2**31 else np.int64
+    flat = (a.astype(idx_dtype)[:, :, None] * E + b.astype(idx_dtype)[:, None, :]).ravel()
+    return np.bincount(flat, minlength=E * E).reshape(E, E)

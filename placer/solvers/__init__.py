@@ -1,0 +1,1 @@
+"""Placement algorithms, all with the call shape of :mod:`placer.solvers.base`."""

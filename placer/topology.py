@@ -1,0 +1,124 @@
+"""The cluster: G GPUs in nodes, a hop cost and a bandwidth between every pair.
+
+- ``hop``       ``[G, G]`` float64, unitless: 0 on the diagonal (same GPU), 1 within a node,
+  ``inter_node_cost`` across nodes. The coherent and ep cost models weigh traffic with it.
+- ``bandwidth`` ``[G, G]`` float64, bytes/s per direction between two GPUs (inf on the
+  diagonal). The time estimate uses it.
+- ``latency_s`` seconds, the alpha of the alpha-beta model, paid once per message.
+
+The default inter-node hop cost is the bandwidth ratio, NVLink (900 GB/s) over a 400 Gb/s NIC
+(50 GB/s) = 18: moving a token across nodes costs as much time as moving 18 within one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from placer.errors import PlacerError
+
+NVLINK_BYTES_PER_S = 900e9
+NIC_BYTES_PER_S = 400e9 / 8
+DEFAULT_LATENCY_S = 5e-6
+
+
+@dataclass(frozen=True, eq=False)
+class Topology:
+    """G GPUs, ``gpus_per_node`` per node, hop costs and bandwidths (see module docstring)."""
+
+    num_gpus: int
+    gpus_per_node: int
+    hop: np.ndarray
+    bandwidth: np.ndarray
+    latency_s: float = DEFAULT_LATENCY_S
+
+    @property
+    def num_nodes(self) -> int:
+        return self.num_gpus // self.gpus_per_node
+
+    @property
+    def node_of(self) -> np.ndarray:
+        """``[G]`` node index of each GPU."""
+        return np.arange(self.num_gpus) // self.gpus_per_node
+
+    @property
+    def inter_node(self) -> np.ndarray:
+        """``[G, G]`` bool: the two GPUs sit in different nodes."""
+        n = self.node_of
+        return n[:, None] != n[None, :]
+
+    @classmethod
+    def uniform(cls, num_gpus: int, gpus_per_node: int | None = None,
+                inter_node_cost: float | None = None,
+                intra_bandwidth: float = NVLINK_BYTES_PER_S,
+                inter_bandwidth: float = NIC_BYTES_PER_S,
+                latency_s: float = DEFAULT_LATENCY_S) -> "Topology":
+        """Nodes of ``gpus_per_node`` GPUs (default: one node of all GPUs).
+
+        ``inter_node_cost`` defaults to ``intra_bandwidth / inter_bandwidth``.
+        """
+        if num_gpus < 1:
+            raise PlacerError(f"--gpus must be at least 1, got {num_gpus}")
+        gpn = num_gpus if gpus_per_node is None else int(gpus_per_node)
+        if gpn < 1 or num_gpus % gpn:
+            raise PlacerError(f"--gpus {num_gpus} is not a whole number of nodes of --gpus-per-node {gpn}; "
+                              f"use a divisor of {num_gpus}")
+        if intra_bandwidth <= 0 or inter_bandwidth <= 0:
+            raise PlacerError("bandwidths must be positive")
+        cost = intra_bandwidth / inter_bandwidth if inter_node_cost is None else float(inter_node_cost)
+        if cost < 0 or not np.isfinite(cost):
+            raise PlacerError(f"--inter-node-cost must be a non-negative number, got {inter_node_cost}")
+        node = np.arange(num_gpus) // gpn
+        inter = node[:, None] != node[None, :]
+        hop = np.where(inter, cost, 1.0)
+        np.fill_diagonal(hop, 0.0)
+        bw = np.where(inter, float(inter_bandwidth), float(intra_bandwidth))
+        np.fill_diagonal(bw, np.inf)
+        return cls(num_gpus, gpn, hop, bw, float(latency_s))
+
+    @classmethod
+    def from_bandwidth_matrix(cls, bandwidth: np.ndarray, gpus_per_node: int | None = None,
+                              latency_s: float = DEFAULT_LATENCY_S, name: str = "bandwidth matrix") -> "Topology":
+        """A topology from a ``[G, G]`` bandwidth matrix in bytes/s (diagonal ignored).
+
+        Hop costs are ``max_bandwidth / bandwidth``: the fastest link costs 1.
+        """
+        bw = np.asarray(bandwidth, dtype=np.float64)
+        if bw.ndim != 2 or bw.shape[0] != bw.shape[1] or bw.shape[0] < 1:
+            raise PlacerError(f"{name}: a bandwidth matrix must be square [G, G], got shape {list(bw.shape)}")
+        G = bw.shape[0]
+        off = ~np.eye(G, dtype=bool)
+        if np.any(~np.isfinite(bw[off])) or np.any(bw[off] <= 0):
+            raise PlacerError(f"{name}: off-diagonal bandwidths must be positive finite numbers (bytes/s)")
+        bw = bw.copy()
+        np.fill_diagonal(bw, np.inf)
+        fastest = bw[off].max() if G > 1 else 1.0
+        hop = np.where(off, fastest / bw, 0.0)
+        gpn = G if gpus_per_node is None else int(gpus_per_node)
+        if gpn < 1 or G % gpn:
+            raise PlacerError(f"{name}: {G} GPUs are not a whole number of nodes of {gpn}")
+        return cls(G, gpn, hop, bw, float(latency_s))
+
+    @classmethod
+    def from_file(cls, path: str | Path, gpus_per_node: int | None = None) -> "Topology":
+        """Read a ``[G, G]`` bandwidth matrix (bytes/s) from ``.npy`` or whitespace/CSV text."""
+        path = Path(path)
+        try:
+            if path.suffix == ".npy":
+                bw = np.load(path, allow_pickle=False)
+            else:
+                text = path.read_text().replace(",", " ")
+                bw = np.array([[float(x) for x in line.split()] for line in text.splitlines() if line.strip()])
+        except FileNotFoundError:
+            raise PlacerError(f"{path}: no such file; check the --topology path") from None
+        except (ValueError, OSError) as exc:
+            raise PlacerError(f"{path}: cannot read a bandwidth matrix ({exc}); give G rows of G numbers in bytes/s") from None
+        return cls.from_bandwidth_matrix(bw, gpus_per_node, name=str(path))
+
+    def describe(self) -> dict:
+        return {"num_gpus": self.num_gpus, "gpus_per_node": self.gpus_per_node,
+                "num_nodes": self.num_nodes,
+                "hop_intra_node": float(self.hop[0, 1]) if self.gpus_per_node > 1 else None,
+                "hop_inter_node": float(self.hop[0, self.gpus_per_node]) if self.num_nodes > 1 else None}

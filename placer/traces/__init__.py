@@ -1,0 +1,1 @@
+"""Traces: the data model, its native file, importers and the transformers collector."""

@@ -1,0 +1,366 @@
+"""The Trace: which experts every token picked at every MoE layer.
+
+Arrays (L = MoE layers, T = tokens, K = experts per token):
+
+- ``expert_ids``   ``[L, T, K]`` unsigned ints, logical expert ids in ``[0, num_experts)``.
+  Token ``t`` is the same token in every layer. Order within a token carries no meaning unless
+  ``gate_weights`` is present (then the highest weight is the token's top-1 choice; without
+  weights column 0 is taken as top-1).
+- ``gate_weights`` ``[L, T, K]`` float, optional: the router's weight for each pick.
+- ``seq_offsets``  ``[S + 1]`` int64, optional: tokens of sequence ``s`` are
+  ``[seq_offsets[s], seq_offsets[s + 1])``. Absent means one sequence.
+- ``dropped``      ``[L, T]`` bool, optional: tokens a capacity-limited router (Switch) dropped
+  at that layer; their ``expert_ids`` hold the expert the router chose. Profiles skip them.
+
+Metadata: ``num_experts``, ``moe_layers`` (model layer index of each MoE layer),
+``num_hidden_layers`` (all decoder layers, dense ones included), ``model``, ``source`` and a
+free ``extra`` dict.
+
+Native file format v1 (``docs/formats.md``): an uncompressed ``.npz`` with those arrays plus
+``metadata``, a 0-d unicode array holding a JSON object tagged
+``"format": "moe-place/trace@1"``. It is read with ``allow_pickle=False``; uncompressed members
+are memory-mapped, so a trace larger than memory can be profiled chunk by chunk
+(:meth:`Trace.iter_chunks`).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from placer.errors import PlacerError
+from placer.fileio import write_npz
+
+TRACE_FORMAT = "moe-place/trace@1"
+ARRAY_KEYS = ("expert_ids", "gate_weights", "seq_offsets", "dropped")
+DEFAULT_CHUNK_TOKENS = 65536
+
+
+def id_dtype(num_experts: int) -> np.dtype:
+    """The smallest unsigned dtype that holds ids ``0 .. num_experts - 1``."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if num_experts - 1 <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.uint64)
+
+
+@dataclass
+class Trace:
+    """Per-token routing decisions of an MoE model (see the module docstring for shapes)."""
+
+    expert_ids: np.ndarray
+    num_experts: int
+    gate_weights: np.ndarray | None = None
+    seq_offsets: np.ndarray | None = None
+    dropped: np.ndarray | None = None
+    moe_layers: list[int] | None = None
+    num_hidden_layers: int | None = None
+    model: str | None = None
+    source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.moe_layers is None:
+            self.moe_layers = list(range(self.expert_ids.shape[0])) if self.expert_ids.ndim == 3 else []
+        self.moe_layers = [int(x) for x in self.moe_layers]
+        if self.num_hidden_layers is None and self.moe_layers:
+            self.num_hidden_layers = max(self.moe_layers) + 1
+        self.num_experts = int(self.num_experts)
+
+    # ----------------------------------------------------------------- shape
+    @property
+    def num_layers(self) -> int:
+        """L, the number of MoE layers in the trace."""
+        return int(self.expert_ids.shape[0])
+
+    @property
+    def num_tokens(self) -> int:
+        """T, the number of tokens."""
+        return int(self.expert_ids.shape[1])
+
+    @property
+    def top_k(self) -> int:
+        """K, experts per token."""
+        return int(self.expert_ids.shape[2])
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """``[S + 1]`` sequence offsets; one sequence spanning all tokens when none were given."""
+        if self.seq_offsets is None:
+            return np.array([0, self.num_tokens], dtype=np.int64)
+        return np.asarray(self.seq_offsets, dtype=np.int64)
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self.offsets) - 1
+
+    def describe(self) -> str:
+        return (f"{self.num_layers} MoE layers x {self.num_tokens} tokens x top-{self.top_k} "
+                f"of {self.num_experts} experts, {self.num_sequences} sequences")
+
+    # ------------------------------------------------------------ validation
+    def validate(self, name: str = "trace", chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> "Trace":
+        """Check shapes, id ranges, weights and offsets; raise :class:`PlacerError` naming ``name``.
+
+        Reads the data chunk by chunk, so it works on memory-mapped traces too.
+        """
+        ids = self.expert_ids
+        if ids.ndim != 3:
+            raise PlacerError(f"{name}: expert_ids must have shape [layers, tokens, top_k], got {ids.ndim} dimensions; re-export it as [L, T, K]")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise PlacerError(f"{name}: expert_ids must be integers, got {ids.dtype}; store expert ids as integers")
+        L, T, K = ids.shape
+        if L == 0 or T == 0 or K == 0:
+            raise PlacerError(f"{name}: the trace is empty ({L} layers, {T} tokens, top-{K}); record at least one token of one layer")
+        if self.num_experts < 1:
+            raise PlacerError(f"{name}: num_experts must be positive, got {self.num_experts}; pass --num-experts")
+        if len(self.moe_layers) != L:
+            raise PlacerError(f"{name}: moe_layers lists {len(self.moe_layers)} layers but the trace has {L}; fix the metadata")
+        if any(b <= a for a, b in zip(self.moe_layers, self.moe_layers[1:])) or (self.moe_layers and self.moe_layers[0] < 0):
+            raise PlacerError(f"{name}: moe_layers must be increasing non-negative layer numbers, got {self.moe_layers}; fix the metadata")
+        if self.num_hidden_layers is not None and self.moe_layers and self.num_hidden_layers <= self.moe_layers[-1]:
+            raise PlacerError(f"{name}: num_hidden_layers={self.num_hidden_layers} but MoE layer {self.moe_layers[-1]} exists; fix the metadata")
+        if self.gate_weights is not None and self.gate_weights.shape != ids.shape:
+            raise PlacerError(f"{name}: gate_weights has shape {list(self.gate_weights.shape)} but expert_ids has {list(ids.shape)}; they must match")
+        if self.gate_weights is not None and not np.issubdtype(self.gate_weights.dtype, np.floating):
+            raise PlacerError(f"{name}: gate_weights must be floats, got {self.gate_weights.dtype}")
+        if self.dropped is not None and self.dropped.shape != (L, T):
+            raise PlacerError(f"{name}: dropped has shape {list(self.dropped.shape)}, expected [{L}, {T}]")
+        if self.seq_offsets is not None:
+            off = np.asarray(self.seq_offsets)
+            if (off.ndim != 1 or len(off) < 2 or not np.issubdtype(off.dtype, np.integer)
+                    or off[0] != 0 or off[-1] != T or np.any(np.diff(off) <= 0)):
+                raise PlacerError(f"{name}: seq_offsets must be increasing integers from 0 to {T} (tokens); fix or drop them")
+        for t0 in range(0, T, chunk_tokens):
+            block = np.asarray(ids[:, t0:t0 + chunk_tokens])
+            lo, hi = int(block.min()), int(block.max())
+            if lo < 0 or hi >= self.num_experts:
+                bad = lo if lo < 0 else hi
+                raise PlacerError(f"{name}: expert id {bad} is out of range [0, {self.num_experts}); pass the right --num-experts or fix the ids")
+            if self.gate_weights is not None:
+                w = np.asarray(self.gate_weights[:, t0:t0 + chunk_tokens])
+                if not np.all(np.isfinite(w)):
+                    raise PlacerError(f"{name}: gate_weights contain NaN or infinite values; re-export the trace or drop the weights")
+        return self
+
+    # -------------------------------------------------------------- slicing
+    def iter_chunks(self, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> Iterator["Trace"]:
+        """Yield consecutive token ranges as in-memory Traces of at most ``chunk_tokens`` tokens.
+
+        Memory use is bounded by the chunk: each chunk reads ``[L, chunk, K]`` from a
+        memory-mapped file. Chunks carry no sequence offsets.
+        """
+        for t0 in range(0, self.num_tokens, chunk_tokens):
+            t1 = min(t0 + chunk_tokens, self.num_tokens)
+            yield self._token_range(t0, t1, with_offsets=False)
+
+    def _token_range(self, t0: int, t1: int, with_offsets: bool) -> "Trace":
+        def cut(a: np.ndarray | None, axis1: bool = True) -> np.ndarray | None:
+            return None if a is None else np.ascontiguousarray(a[:, t0:t1])
+
+        offsets = None
+        if with_offsets and self.seq_offsets is not None:
+            off = self.offsets
+            inner = off[(off > t0) & (off < t1)]
+            offsets = np.concatenate([[t0], inner, [t1]]).astype(np.int64) - t0
+        return replace(self, expert_ids=cut(self.expert_ids), gate_weights=cut(self.gate_weights),
+                       dropped=cut(self.dropped), seq_offsets=offsets, extra=dict(self.extra))
+
+    def select_sequences(self, seqs: Sequence[int] | np.ndarray) -> "Trace":
+        """A new in-memory Trace holding the given sequences, in the given order."""
+        off = self.offsets
+        seqs = np.asarray(seqs, dtype=np.int64)
+        if len(seqs) == 0:
+            raise PlacerError("no sequences selected; the trace is too short to split, use --split all")
+        parts = [np.arange(off[s], off[s + 1]) for s in seqs]
+        tok = np.concatenate(parts)
+        lens = np.array([len(p) for p in parts], dtype=np.int64)
+
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.ascontiguousarray(np.asarray(a)[:, tok])
+
+        return replace(self, expert_ids=take(self.expert_ids), gate_weights=take(self.gate_weights),
+                       dropped=take(self.dropped),
+                       seq_offsets=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+                       extra=dict(self.extra))
+
+    def split(self, test_fraction: float = 0.5) -> tuple["Trace", "Trace"]:
+        """Split by sequence: the first ``1 - test_fraction`` of sequences train, the rest test.
+
+        With a single sequence the split falls back to tokens (first part / last part), since a
+        trace without boundaries still has held-out tokens to score on.
+        """
+        if not 0.0 < test_fraction < 1.0:
+            raise PlacerError(f"the held-out fraction must be between 0 and 1, got {test_fraction}")
+        S = self.num_sequences
+        if S >= 2:
+            n_test = min(S - 1, max(1, int(round(S * test_fraction))))
+            return (self.select_sequences(np.arange(0, S - n_test)),
+                    self.select_sequences(np.arange(S - n_test, S)))
+        T = self.num_tokens
+        cut_at = min(T - 1, max(1, int(round(T * (1 - test_fraction)))))
+        if T < 2:
+            raise PlacerError("the trace has a single token and cannot be split; use --split all")
+        return self._token_range(0, cut_at, True), self._token_range(cut_at, T, True)
+
+    def top1(self) -> np.ndarray:
+        """``[L, T]`` each token's top-1 expert: highest gate weight, else column 0."""
+        if self.gate_weights is None:
+            return np.asarray(self.expert_ids[:, :, 0])
+        w = np.asarray(self.gate_weights)
+        col = np.argmax(w, axis=2)
+        return np.take_along_axis(np.asarray(self.expert_ids), col[:, :, None], axis=2)[:, :, 0]
+
+    @staticmethod
+    def concat(traces: Sequence["Trace"]) -> "Trace":
+        """Concatenate traces along tokens; sequences are kept apart."""
+        if not traces:
+            raise PlacerError("nothing to concatenate: give at least one trace")
+        first = traces[0]
+        for t in traces[1:]:
+            if (t.num_layers, t.top_k) != (first.num_layers, first.top_k):
+                raise PlacerError(
+                    f"cannot concatenate traces of shape [{first.num_layers}, *, {first.top_k}] and "
+                    f"[{t.num_layers}, *, {t.top_k}]; import them separately")
+            if t.moe_layers != first.moe_layers:
+                raise PlacerError("cannot concatenate traces with different MoE layer numbers; import them separately")
+        E = max(t.num_experts for t in traces)
+        dt = id_dtype(E)
+        ids = np.concatenate([np.asarray(t.expert_ids).astype(dt, copy=False) for t in traces], axis=1)
+        weights = None
+        if all(t.gate_weights is not None for t in traces):
+            wdt = np.result_type(*[t.gate_weights.dtype for t in traces])
+            weights = np.concatenate([np.asarray(t.gate_weights).astype(wdt) for t in traces], axis=1)
+        dropped = None
+        if any(t.dropped is not None for t in traces):
+            dropped = np.concatenate([np.zeros((t.num_layers, t.num_tokens), bool) if t.dropped is None
+                                      else np.asarray(t.dropped) for t in traces], axis=1)
+        offs, base = [np.zeros(1, np.int64)], 0
+        for t in traces:
+            offs.append(t.offsets[1:] + base)
+            base += t.num_tokens
+        sources = sorted({t.source for t in traces if t.source})
+        return Trace(expert_ids=ids, num_experts=E, gate_weights=weights, dropped=dropped,
+                     seq_offsets=np.concatenate(offs), moe_layers=list(first.moe_layers),
+                     num_hidden_layers=max((t.num_hidden_layers or 0) for t in traces) or None,
+                     model=first.model, source=", ".join(sources) or None, extra=dict(first.extra))
+
+    # ------------------------------------------------------------------- IO
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": TRACE_FORMAT,
+            "num_experts": self.num_experts,
+            "moe_layers": list(self.moe_layers),
+            "num_hidden_layers": self.num_hidden_layers,
+            "model": self.model,
+            "source": self.source,
+            "extra": self.extra,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the native ``.npz`` (format v1) atomically."""
+        arrays: dict[str, np.ndarray] = {
+            "expert_ids": np.ascontiguousarray(np.asarray(self.expert_ids).astype(id_dtype(self.num_experts), copy=False)),
+            "metadata": np.array(json.dumps(self.metadata(), sort_keys=True)),
+        }
+        if self.gate_weights is not None:
+            arrays["gate_weights"] = np.ascontiguousarray(self.gate_weights)
+        if self.seq_offsets is not None:
+            arrays["seq_offsets"] = np.asarray(self.seq_offsets, dtype=np.int64)
+        if self.dropped is not None:
+            arrays["dropped"] = np.ascontiguousarray(self.dropped, dtype=bool)
+        write_npz(path, arrays)
+
+    @classmethod
+    def load(cls, path: str | Path, mmap: bool = True, validate: bool = True) -> "Trace":
+        """Read a native trace; memory-map uncompressed members when ``mmap``.
+
+        Raises :class:`PlacerError` (naming the file) on anything that is not a valid v1 trace.
+        """
+        path = Path(path)
+        arrays, meta = read_npz_members(path, mmap=mmap)
+        if meta is None or meta.get("format") != TRACE_FORMAT:
+            raise PlacerError(f"{path}: not a moe-place trace (no '{TRACE_FORMAT}' metadata); convert it with: moe-place import {path} -o trace.npz")
+        if "expert_ids" not in arrays:
+            raise PlacerError(f"{path}: the trace has no expert_ids array; re-create it with moe-place import")
+        try:
+            trace = cls(expert_ids=arrays["expert_ids"], num_experts=int(meta["num_experts"]),
+                        gate_weights=arrays.get("gate_weights"), seq_offsets=arrays.get("seq_offsets"),
+                        dropped=arrays.get("dropped"), moe_layers=meta.get("moe_layers"),
+                        num_hidden_layers=meta.get("num_hidden_layers"), model=meta.get("model"),
+                        source=meta.get("source"), extra=meta.get("extra") or {})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PlacerError(f"{path}: malformed trace metadata ({exc}); re-create it with moe-place import") from None
+        return trace.validate(name=str(path)) if validate else trace
+
+
+def read_npz_members(path: Path, mmap: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
+    """Read every array of an ``.npz`` without pickle, memory-mapping stored (uncompressed) ones.
+
+    Returns the arrays other than ``metadata`` and the parsed ``metadata`` JSON (or None when the
+    file has none). Any failure becomes a :class:`PlacerError` naming the file.
+    """
+    try:
+        zf = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise PlacerError(f"{path}: no such file; check the path") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PlacerError(f"{path}: not a readable .npz file ({exc}); the file is truncated or corrupt, re-create it") from None
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] | None = None
+    with zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            key = info.filename[:-4]
+            try:
+                arr = _read_member(path, zf, info, mmap)
+            except ValueError as exc:
+                if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+                    raise PlacerError(f"{path}: array '{key}' holds Python objects (pickle), which moe-place never loads; store plain numeric arrays") from None
+                raise PlacerError(f"{path}: array '{key}' cannot be read ({exc}); the file is truncated or corrupt, re-create it") from None
+            except (OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise PlacerError(f"{path}: array '{key}' cannot be read ({exc}); the file is truncated or corrupt, re-create it") from None
+            if key == "metadata":
+                try:
+                    meta = json.loads(str(arr[()]))
+                except (ValueError, TypeError):
+                    raise PlacerError(f"{path}: the metadata entry is not JSON; re-create the file with moe-place") from None
+                if not isinstance(meta, dict):
+                    raise PlacerError(f"{path}: the metadata entry is not a JSON object; re-create the file with moe-place")
+            else:
+                arrays[key] = arr
+    return arrays, meta
+
+
+def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, mmap: bool) -> np.ndarray:
+    """Read one ``.npy`` member; memory-map it when stored uncompressed and ``mmap`` is set."""
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(fh)
+        if dtype.hasobject:
+            raise ValueError("object arrays need pickle")
+        header_len = fh.tell() if hasattr(fh, "tell") else None
+    count = int(np.prod(shape, dtype=np.int64))
+    if mmap and info.compress_type == zipfile.ZIP_STORED and header_len is not None and count > 0:
+        with open(path, "rb") as raw:
+            raw.seek(info.header_offset)
+            local = raw.read(30)
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError("bad local zip header")
+            name_len = int.from_bytes(local[26:28], "little")
+            extra_len = int.from_bytes(local[28:30], "little")
+        data_start = info.header_offset + 30 + name_len + extra_len + header_len
+        if data_start + count * dtype.itemsize > path.stat().st_size:
+            raise ValueError("array data runs past the end of the file")
+        return np.memmap(path, dtype=dtype, mode="r", offset=data_start, shape=shape,
+                         order="F" if fortran else "C")
+    with zf.open(info) as fh:
+        arr = np.lib.format.read_array(fh, allow_pickle=False)
+    return arr
