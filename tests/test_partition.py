@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from placer.cost import coherent_cost, load_cost
 from placer.errors import PlacerError
 from placer.profile import Profile
 from placer.solvers.base import Constraints, get_solver
@@ -141,14 +142,8 @@ def per_token_cost(trace: Trace, placement, topo: Topology) -> float:
 
 
 def gpu_load_imbalance(placement, profile: Profile) -> np.ndarray:
-    """``[L]`` max/mean GPU load, a replicated expert's load split evenly over its replicas."""
-    cnt = placement.logcnt
-    out = []
-    for l in range(placement.num_layers):
-        per_slot = profile.load[l][placement.phy2log[l]] / cnt[l][placement.phy2log[l]]
-        loads = per_slot.reshape(placement.num_gpus, -1).sum(1)
-        out.append(loads.max() / loads.mean())
-    return np.array(out)
+    """``[L]`` max/mean GPU load (the load cost model: replicas split an expert's load evenly)."""
+    return load_cost(profile, placement).imbalance
 
 
 # ----------------------------------------------------------------------------- METIS binding
@@ -290,6 +285,7 @@ def test_every_constraint_holds(L, G, gpn_div, per_gpu, extra, K, cap, cost, see
         assert imb.max() <= cap + 1e-9
     if cost == "coherent":
         assert res.objective == pytest.approx(per_token_cost(trace, pl, topo), rel=1e-9, abs=1e-9)
+        assert res.objective == pytest.approx(coherent_cost(prof, pl, topo).total, rel=1e-9, abs=1e-9)
     if G == 1:
         assert res.objective == 0
 

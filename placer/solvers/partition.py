@@ -588,7 +588,15 @@ def _fix_duplicates(prob: Problem, gpu: np.ndarray, l: int) -> None:
         delta = (cost[x, h] - cur[x]) + (cost[:, g] - cur)
         y = int(np.argmin(np.where(ok, delta, np.inf)))
         gpu[l, x], gpu[l, y] = h[y], g
-    raise PlacerError(f"cannot place the replicas of layer {l} on distinct GPUs; use fewer --replicas")
+    gpu[l] = _dealt(prob, l)     # single swaps got stuck: a construction that always works
+
+
+def _dealt(prob: Problem, l: int) -> np.ndarray:
+    """``[P]`` a duplicate-free balanced assignment: instances grouped by expert, dealt to GPUs
+    in turn (an expert's <= G instances sit in consecutive positions, so on distinct GPUs)."""
+    out = np.empty(prob.P, np.int64)
+    out[np.argsort(prob.inst_expert[l], kind="stable")] = np.arange(prob.P) % prob.G
+    return out
 
 
 def _fix_cap(prob: Problem, gpu: np.ndarray, l: int) -> bool:
