@@ -211,16 +211,12 @@ def objective(prob: Problem, gpu: np.ndarray) -> float:
     return float(layer_costs(prob, gpu).sum())
 
 
-def _local_cost(prob: Problem, gpu: np.ndarray, l: int) -> float:
-    """Cost of every edge that touches layer l (what a change inside layer l can alter)."""
+def _window_cost(prob: Problem, gpu: np.ndarray, lo: int, hi: int) -> float:
+    """Cost of every edge that touches layers ``lo .. hi-1`` (all a change there can alter)."""
     if prob.W is not None:
-        total = 0.0
-        if l > 0:
-            total += float(np.sum(prob.W[l - 1] * _pair_dist(prob, l - 1, l, gpu, prob.hop)))
-        if l + 1 < prob.L:
-            total += float(np.sum(prob.W[l] * _pair_dist(prob, l, l + 1, gpu, prob.hop)))
-        return total
-    return 0.5 * float(np.sum(prob.C[l] * _pair_dist(prob, l, l, gpu, prob.hop)))
+        return float(sum(np.sum(prob.W[t] * _pair_dist(prob, t, t + 1, gpu, prob.hop))
+                         for t in range(max(0, lo - 1), min(prob.L - 1, hi))))
+    return float(sum(0.5 * np.sum(prob.C[l] * _pair_dist(prob, l, l, gpu, prob.hop)) for l in range(lo, hi)))
 
 
 def _blocks(prob: Problem, gpu: np.ndarray, l: int) -> list[tuple[np.ndarray, int, np.ndarray]]:
@@ -338,19 +334,19 @@ def _swap_layer(prob: Problem, gpu: np.ndarray, l: int, max_rounds: int = 200) -
         vals = delta[a_idx, b_idx]
         order = np.lexsort((b_idx, a_idx, vals))
         chosen = _disjoint(prob, gpu[l], prob.inst_expert[l], a_idx[order], b_idx[order], exact_batches)
-        before = _local_cost(prob, gpu, l) if not exact_batches else None
+        before = _window_cost(prob, gpu, l, l + 1) if not exact_batches else None
         old_l = gpu[l].copy()
         for a, b in chosen:
             gpu[l, a], gpu[l, b] = old_l[b], old_l[a]
         if before is not None:
-            after = _local_cost(prob, gpu, l)
+            after = _window_cost(prob, gpu, l, l + 1)
             if not after < before - _REL_TOL * max(1.0, before):
                 gpu[l] = old_l
                 if len(chosen) == 1:
                     break
                 a, b = chosen[0]
                 gpu[l, a], gpu[l, b] = old_l[b], old_l[a]
-                if not _local_cost(prob, gpu, l) < before - _REL_TOL * max(1.0, before):
+                if not _window_cost(prob, gpu, l, l + 1) < before - _REL_TOL * max(1.0, before):
                     gpu[l] = old_l
                     break
         changed = True
@@ -440,10 +436,10 @@ def _relabel_suffixes(prob: Problem, gpu: np.ndarray, deadline: float) -> bool:
         if not M[np.arange(prob.G), perm].sum() < old - _REL_TOL * max(1.0, abs(old)) * 10:
             continue
         if prob.replicated:
-            before = _local_cost(prob, gpu, l - 1) + (_local_cost(prob, gpu, l) if l + 1 < prob.L else 0.0)
+            before = _window_cost(prob, gpu, l, l + 1)
             saved = gpu[l:].copy()
             gpu[l:] = perm[gpu[l:]]
-            after = _local_cost(prob, gpu, l - 1) + (_local_cost(prob, gpu, l) if l + 1 < prob.L else 0.0)
+            after = _window_cost(prob, gpu, l, l + 1)
             if not after < before - _REL_TOL * max(1.0, before):
                 gpu[l:] = saved
                 continue
@@ -509,12 +505,18 @@ def perturb_and_refine(prob: Problem, gpu: np.ndarray, best_obj: float, kicks: i
             ok = ok and _fix_cap(prob, gpu, m)
         if ok:
             refine(prob, gpu, deadline, range(lo_w, hi_w))
-            obj = objective(prob, gpu)
-            if obj < best_obj - _REL_TOL * max(1.0, abs(best_obj)):
-                best_obj = obj
+            after = _window_cost(prob, gpu, lo_w, hi_w)
+            gpu_new = gpu[lo_w:hi_w].copy()
+            gpu[lo_w:hi_w] = saved
+            before = _window_cost(prob, gpu, lo_w, hi_w)
+            if after < before - _REL_TOL * max(1.0, abs(best_obj)):
+                gpu[lo_w:hi_w] = gpu_new
+                best_obj -= before - after
                 accepted += 1
-                continue
+            continue
         gpu[lo_w:hi_w] = saved
+    if accepted:
+        best_obj = objective(prob, gpu)     # exact again, free of summed rounding
     return best_obj, accepted
 
 

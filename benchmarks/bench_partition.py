@@ -1,0 +1,210 @@
+"""Benchmarks of the scalable heuristic ``partition`` (issue 8); figures go to docs/benchmarks.md.
+
+Sections (``--section``, default all):
+
+- ``tiny``: gap to the exact optimum on tiny instances, the optimum found by enumerating every
+  balanced placement (``tests/test_partition.py::brute_force``), coherent cost.
+- ``traces``: the real traces in ../shared/traces, solved on the first half of the sequences
+  and scored on the held-out second half (``Trace.split``), at 4/8/16 GPUs (one node): coherent
+  cost per token transition (``placer.cost.coherent_cost``), ep dispatch copies per token-layer
+  (``placer.cost.ep_cost``), per-layer GPU load max/mean (``placer.cost.load_cost``) for
+  contiguous, eplb (when ``placer.solvers.eplb`` is on main), and partition without cap, with
+  ``--max-imbalance 1.10``, and with ``--replicas G``.
+- ``scale``: planted synthetic instances up to the DeepSeek-V3 shape (58 x 256, top-8, 64 GPUs,
+  8 per node): wall time, objective against the planted placement's, and the lower bound from
+  ``placer.solvers.bounds`` when it is on main.
+
+Run: ``python benchmarks/bench_partition.py [--section NAME] [--out results.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from placer.cost import coherent_cost, ep_cost, load_cost  # noqa: E402
+from placer.errors import PlacerError  # noqa: E402
+from placer.placement import Placement  # noqa: E402
+from placer.profile import Profile  # noqa: E402
+from placer.solvers.base import Constraints, get_solver  # noqa: E402
+from placer.topology import Topology  # noqa: E402
+from placer.traces.trace import Trace  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "traces"
+
+
+# ----------------------------------------------------------------------------- data
+def esft(name: str) -> Trace:
+    with np.load(SHARED / "esft" / f"esft_v2lite_{name}.npz", allow_pickle=False) as z:
+        return Trace(np.asarray(z["expert_ids"]), 64, gate_weights=np.asarray(z["gate_weights"]),
+                     seq_offsets=np.asarray(z["seq_offsets"]),
+                     moe_layers=[int(x) for x in z["moe_layer_numbers"]], model="ESFT-vanilla-lite")
+
+
+def mixtral(name: str) -> Trace:
+    obj = json.loads((SHARED / "mixtral_mtbench" / f"{name}.json").read_text())
+    ids = np.stack([np.asarray(obj[str(l)], np.int64) for l in range(len(obj))])
+    return Trace(ids, 8, model="Mixtral-8x7B")
+
+
+def planted(L: int, E: int, G: int, K: int, T: int, seed: int = 0, noise: float = 0.2, drift: float = 0.05):
+    """Tokens stay in a planted group of slots (one GPU's, or enough GPUs for K picks) across
+    layers, with ``noise`` picks elsewhere and ``drift`` tokens changing group per layer.
+    Returns (trace, planted gpu_of [L, E])."""
+    rng = np.random.default_rng(seed)
+    S0 = E // G
+    S = S0 * -(-K // S0)
+    groups = E // S
+    slot_of = np.stack([rng.permutation(E) for _ in range(L)])
+    expert_at = np.argsort(slot_of, axis=1)
+    g = rng.integers(0, groups, T)
+    ids = np.empty((L, T, K), np.int64)
+    for l in range(L):
+        gg = np.where(rng.random(T) < noise, rng.integers(0, groups, T), g)
+        within = np.argsort(rng.random((T, S)), axis=1)[:, :K]
+        ids[l] = expert_at[l][gg[:, None] * S + within]
+        g = np.where(rng.random(T) < drift, rng.integers(0, groups, T), g)
+    return Trace(ids, E), slot_of // S0
+
+
+# ----------------------------------------------------------------------------- sections
+def section_tiny(seeds: int) -> list[dict]:
+    from test_partition import TINY, affinity_trace, brute_force
+    rows = []
+    solve = get_solver("partition")
+    for L, E, G, gpn, K in TINY:
+        topo = Topology.uniform(G, gpn)
+        gaps, times = [], []
+        for seed in range(seeds):
+            prof = Profile.from_trace(affinity_trace(L, E, K, 60, seed))
+            opt = brute_force(prof, topo)
+            res = solve(prof, topo, Constraints(seed=seed, time_limit=30))
+            gaps.append((res.objective - opt) / opt if opt > 0 else 0.0)
+            times.append(res.time_s)
+        rows.append({"shape": f"{L}x{E} on {G} GPUs" + (f", {gpn}/node" if gpn else ""), "top_k": K,
+                     "instances": seeds, "optimal": int(sum(g <= 1e-9 for g in gaps)),
+                     "mean_gap": float(np.mean(gaps)), "max_gap": float(np.max(gaps)),
+                     "mean_time_s": float(np.mean(times))})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def contiguous(L: int, E: int, G: int) -> Placement:
+    return Placement.from_gpu_of(np.tile(np.arange(E) // (E // G), (L, 1)), G)
+
+
+def score(test: Trace, test_prof: Profile, pl: Placement, topo: Topology, train_prof: Profile | None = None) -> dict:
+    """Held-out metrics, plus the in-sample (training half) coherent cost and imbalance."""
+    coh = coherent_cost(test_prof, pl, topo)
+    ep = ep_cost(test, pl, topo)
+    ld = load_cost(test_prof, pl)
+    out = {"coherent_per_transition": coh.per_transition,
+           "ep_copies_per_token_layer": ep.copies / (test.num_tokens * test.num_layers),
+           "max_imbalance": float(ld.max_imbalance), "mean_imbalance": float(ld.mean_imbalance)}
+    if train_prof is not None:
+        out["train_coherent_per_transition"] = coherent_cost(train_prof, pl, topo).per_transition
+        out["train_max_imbalance"] = float(load_cost(train_prof, pl).max_imbalance)
+    return out
+
+
+def section_traces(time_limit: float, gpus: list[int]) -> list[dict]:
+    datasets = [("esft_intent", lambda: esft("intent")), ("esft_summary", lambda: esft("summary")),
+                ("mixtral_coding", lambda: mixtral("coding")), ("mixtral_math", lambda: mixtral("math"))]
+    rows = []
+    try:
+        eplb = get_solver("eplb")
+    except PlacerError:
+        eplb = None
+    part = get_solver("partition")
+    for name, load in datasets:
+        trace = load()
+        train, test = trace.split(0.5)
+        tr_prof = Profile.from_trace(train)
+        te_prof = Profile.from_trace(test, coact=False)
+        L, E = trace.num_layers, trace.num_experts
+        for G in gpus:
+            if E % G or G > E:
+                continue
+            topo = Topology.uniform(G)
+            base = score(test, te_prof, contiguous(L, E, G), topo, tr_prof)
+            configs = [("contiguous", None, 0.0, base)]
+            if eplb is not None:
+                for reps in (0, G):
+                    res = eplb(tr_prof, topo, Constraints(replicas=reps, time_limit=time_limit))
+                    configs.append((f"eplb{' --replicas G' if reps else ''}", res, res.time_s,
+                                    score(test, te_prof, res.placement, topo, tr_prof)))
+            for label, cons in (("partition", Constraints(time_limit=time_limit)),
+                                ("partition --max-imbalance 1.10", Constraints(max_imbalance=1.10, time_limit=time_limit)),
+                                ("partition --replicas G", Constraints(replicas=G, time_limit=time_limit))):
+                try:
+                    res = part(tr_prof, topo, cons)
+                except PlacerError as exc:
+                    configs.append((label, None, 0.0, {"error": str(exc)}))
+                    continue
+                configs.append((label, res, res.time_s, score(test, te_prof, res.placement, topo, tr_prof)))
+            for label, res, secs, sc in configs:
+                row = {"trace": name, "gpus": G, "solver": label, "time_s": secs, **sc}
+                if "coherent_per_transition" in sc:
+                    row["coherent_reduction_vs_contiguous"] = 1 - sc["coherent_per_transition"] / base["coherent_per_transition"]
+                    row["ep_reduction_vs_contiguous"] = 1 - sc["ep_copies_per_token_layer"] / base["ep_copies_per_token_layer"]
+                rows.append(row)
+                print(row, flush=True)
+    return rows
+
+
+def section_scale(time_limit: float, tokens: int, sizes: list[tuple]) -> list[dict]:
+    part = get_solver("partition")
+    rows = []
+    for L, E, G, gpn, K in sizes:
+        trace, gpu_of = planted(L, E, G, K, tokens)
+        prof = Profile.from_trace(trace, coact=False)
+        topo = Topology.uniform(G, gpn)
+        planted_cost = coherent_cost(prof, Placement.from_gpu_of(gpu_of, G, gpn), topo).total
+        t = time.perf_counter()
+        res = part(prof, topo, Constraints(time_limit=time_limit))
+        wall = time.perf_counter() - t
+        row = {"shape": f"{L}x{E}, top-{K}, {G} GPUs, {gpn}/node", "time_s": wall,
+               "objective": res.objective, "planted": planted_cost,
+               "objective_over_planted": res.objective / planted_cost, "bound": res.bound, "gap_to_bound": res.gap,
+               "hit_time_limit": res.details["hit_time_limit"],
+               "starts": [(s["start"], round(s["objective"]), round(s["time_s"], 2)) for s in res.details["starts"]],
+               "kicks_accepted": res.details["kicks_accepted"]}
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--section", choices=["tiny", "traces", "scale", "all"], default="all")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--time-limit", type=float, default=28.0)
+    ap.add_argument("--gpus", default="4,8,16")
+    ap.add_argument("--tokens", type=int, default=20000)
+    ap.add_argument("--sizes", default="8x64x8x8x4,16x128x16x8x8,32x256x32x8x8,58x256x64x8x8",
+                    help="LxExGxGPNxK,...")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    out = {}
+    if args.section in ("tiny", "all"):
+        out["tiny"] = section_tiny(args.seeds)
+    if args.section in ("traces", "all"):
+        out["traces"] = section_traces(args.time_limit, [int(g) for g in args.gpus.split(",")])
+    if args.section in ("scale", "all"):
+        sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
+        out["scale"] = section_scale(args.time_limit, args.tokens, sizes)
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()
