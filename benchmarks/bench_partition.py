@@ -56,26 +56,6 @@ def mixtral(name: str) -> Trace:
     return Trace(ids, 8, model="Mixtral-8x7B")
 
 
-def planted(L: int, E: int, G: int, K: int, T: int, seed: int = 0, noise: float = 0.2, drift: float = 0.05):
-    """Tokens stay in a planted group of slots (one GPU's, or enough GPUs for K picks) across
-    layers, with ``noise`` picks elsewhere and ``drift`` tokens changing group per layer.
-    Returns (trace, planted gpu_of [L, E])."""
-    rng = np.random.default_rng(seed)
-    S0 = E // G
-    S = S0 * -(-K // S0)
-    groups = E // S
-    slot_of = np.stack([rng.permutation(E) for _ in range(L)])
-    expert_at = np.argsort(slot_of, axis=1)
-    g = rng.integers(0, groups, T)
-    ids = np.empty((L, T, K), np.int64)
-    for l in range(L):
-        gg = np.where(rng.random(T) < noise, rng.integers(0, groups, T), g)
-        within = np.argsort(rng.random((T, S)), axis=1)[:, :K]
-        ids[l] = expert_at[l][gg[:, None] * S + within]
-        g = np.where(rng.random(T) < drift, rng.integers(0, groups, T), g)
-    return Trace(ids, E), slot_of // S0
-
-
 # ----------------------------------------------------------------------------- sections
 def section_tiny(seeds: int) -> list[dict]:
     from test_partition import TINY, affinity_trace, brute_force
@@ -162,10 +142,11 @@ def section_traces(time_limit: float, gpus: list[int]) -> list[dict]:
 
 
 def section_scale(time_limit: float, tokens: int, sizes: list[tuple]) -> list[dict]:
+    from test_partition import planted_trace
     part = get_solver("partition")
     rows = []
     for L, E, G, gpn, K in sizes:
-        trace, gpu_of = planted(L, E, G, K, tokens)
+        trace, gpu_of = planted_trace(L, E, G, K, tokens, seed=0, drift=0.05)
         prof = Profile.from_trace(trace, coact=False)
         topo = Topology.uniform(G, gpn)
         planted_cost = coherent_cost(prof, Placement.from_gpu_of(gpu_of, G, gpn), topo).total

@@ -42,22 +42,23 @@ def affinity_trace(L: int, E: int, K: int, T: int, seed: int, stick: float = 0.6
     return Trace(ids, E)
 
 
-def planted_trace(L: int, E: int, G: int, K: int, T: int, seed: int, noise: float = 0.2):
-    """Tokens stay on one planted GPU across layers (a fraction ``noise`` of picks elsewhere).
-
-    Returns the trace and the planted ``gpu_of [L, E]``.
-    """
+def planted_trace(L: int, E: int, G: int, K: int, T: int, seed: int, noise: float = 0.2, drift: float = 0.0):
+    """Tokens stay in a planted group of slots across layers (one GPU's, or enough GPUs for K
+    picks); a fraction ``noise`` of picks goes elsewhere, ``drift`` of tokens change group per
+    layer. Returns the trace and the planted ``gpu_of [L, E]``."""
     rng = np.random.default_rng(seed)
-    S = E // G
+    S0 = E // G
+    S = S0 * -(-K // S0)
     slot_of = np.stack([rng.permutation(E) for _ in range(L)])
     expert_at = np.argsort(slot_of, axis=1)
-    home = rng.integers(0, G, T)
+    home = rng.integers(0, E // S, T)
     ids = np.empty((L, T, K), np.int64)
     for l in range(L):
-        g = np.where(rng.random(T) < noise, rng.integers(0, G, T), home)
+        g = np.where(rng.random(T) < noise, rng.integers(0, E // S, T), home)
         within = np.argsort(rng.random((T, S)), axis=1)[:, :K]
         ids[l] = expert_at[l][g[:, None] * S + within]
-    return Trace(ids, E), slot_of // S
+        home = np.where(rng.random(T) < drift, rng.integers(0, E // S, T), home)
+    return Trace(ids, E), slot_of // S0
 
 
 def balanced_states(E: int, G: int) -> np.ndarray:
