@@ -27,8 +27,17 @@ one GPU, and the per-layer load cap when one applies):
    in addition, Kernighan-Lin style pairwise swaps inside the layer with all swap gains computed
    at once with numpy (``gain[a, b] = D[a, g_b] + D[b, g_a]``), applying the best disjoint
    improving swaps; swaps that would break the load cap or duplicate a replica are rejected.
-4. The best start (lowest objective) is kept. Deterministic for a given ``seed``; a time-limit
-   stop (recorded in ``details``) can depend on machine speed.
+   After each sweep, a multi-layer move: rename the GPUs of every layer from l on (a topology
+   automorphism chosen by linear assignment), which joins runs of layers that agree on groups
+   but not on GPU labels.
+4. The best start (lowest objective) is kept, then improved by iterated local search: shuffle
+   part of two adjacent layers, re-descend on a window around them, keep it if the objective
+   drops. Deterministic for a given ``seed``; a time-limit stop (``details["hit_time_limit"]``)
+   can depend on machine speed.
+
+``constraints.options``: ``starts`` (default 4: METIS, then random), ``kicks`` (ILS
+perturbations, default 200), ``metis`` (False: random starts only), ``metis_degree`` (edges kept
+per vertex for METIS), ``replica_imbalance`` (default cap with replicas, 1.10).
 
 Load cap: ``--max-imbalance`` bounds each layer's max/mean GPU load (a replica carries
 ``load / count``). With replicas and no ``--max-imbalance`` the cap defaults to
