@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from placer.errors import PlacerError
-from placer.solvers.replicate import DistinctBins, gpu_loads, replica_counts, replica_counts_batched, replicate
+from placer.solvers.replicate import DistinctBins, replica_counts, replica_counts_batched, replicate
 
 
 def best_max_per_replica(load, num_slots, cap):
@@ -83,8 +83,3 @@ def test_distinct_bins_never_double_place(bins, cap, seed):
         assert held == set(labels[its].tolist())
         assert load == pytest.approx(b.weight[its].sum())
 
-
-def test_gpu_loads_split_replicas_evenly():
-    # expert 0 (load 10) on GPUs 0 and 1; expert 1 (4) on GPU 0; expert 2 (6) on GPU 1.
-    g = gpu_loads(np.array([[10, 4, 6]]), np.array([[0, 1, 0, 2]]), 2)
-    assert g.tolist() == [[9.0, 11.0]]

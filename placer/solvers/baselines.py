@@ -26,10 +26,11 @@ import time
 
 import numpy as np
 
+from placer.cost import load_cost
 from placer.placement import Placement
 from placer.profile import Profile
 from placer.solvers.base import Constraints, SolveResult, register
-from placer.solvers.replicate import DistinctBins, load_objective, replicate
+from placer.solvers.replicate import DistinctBins, replicate
 from placer.topology import Topology
 
 
@@ -86,11 +87,19 @@ def baseline_placement(kind: str, load: np.ndarray, num_gpus: int, gpus_per_node
     return Placement(add_replicas(first, load, num_gpus, S), E, num_gpus, gpus_per_node)
 
 
+def load_summary(profile: Profile, placement: Placement) -> dict:
+    """What baselines and EPLB report, in the ``load`` cost model: ``objective`` is the sum over
+    layers of the busiest GPU's token picks; imbalances are max / mean over GPUs."""
+    cost = load_cost(profile, placement)
+    return {"objective": float(cost.gpu_load.max(axis=1).sum()),
+            "mean_imbalance": cost.mean_imbalance, "max_imbalance": cost.max_imbalance}
+
+
 def _solve(kind: str, profile: Profile, topology: Topology, constraints: Constraints) -> SolveResult:
     t0 = time.perf_counter()
     placement = baseline_placement(kind, profile.load, topology.num_gpus, topology.gpus_per_node,
                                    constraints.replicas, constraints.seed).validate(f"{kind} placement")
-    summary = load_objective(profile.load, placement)
+    summary = load_summary(profile, placement)
     placement.report = {"solver": kind, **summary}
     if kind == "random":
         placement.report["seed"] = constraints.seed

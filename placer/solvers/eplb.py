@@ -37,7 +37,8 @@ from placer.errors import PlacerError
 from placer.placement import Placement
 from placer.profile import Profile
 from placer.solvers.base import Constraints, SolveResult, register
-from placer.solvers.replicate import DistinctBins, load_objective, replicate
+from placer.solvers.baselines import load_summary
+from placer.solvers.replicate import DistinctBins, replicate
 from placer.topology import Topology
 
 
@@ -189,7 +190,7 @@ def solve_eplb(profile: Profile, topology: Topology, constraints: Constraints) -
     hierarchical = groups % nodes == 0 and _fits(E, P, nodes, G)
     phy2log, _, _ = rebalance_experts(profile.load, P, groups, nodes, G)
     placement = Placement(phy2log, E, G, topology.gpus_per_node).validate("eplb placement")
-    summary = load_objective(profile.load, placement)
+    summary = load_summary(profile, placement)
     placement.report = {"solver": "eplb", "policy": "hierarchical" if hierarchical else "global",
                         "num_groups": groups, **summary}
     return SolveResult(placement, "eplb", "heuristic", "load", objective=summary["objective"],

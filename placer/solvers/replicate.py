@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.placement import Placement
 
 
 def replicate(load: np.ndarray, num_slots: int, max_count: int | None = None
@@ -143,22 +142,3 @@ class DistinctBins:
                     self.load[q] += float(self.weight[item] - self.weight[other])
                     return q
         raise ValueError(f"expert {lab} has at least as many copies as there are bins")
-
-
-def gpu_loads(weight: np.ndarray, phy2log: np.ndarray, num_gpus: int) -> np.ndarray:
-    """``[L, G]`` token picks per GPU: each expert's ``weight [L, E]`` split evenly over its copies."""
-    w = np.asarray(weight, dtype=np.float64)
-    L, P = phy2log.shape
-    cnt = np.zeros_like(w)
-    np.add.at(cnt, (np.repeat(np.arange(L), P), phy2log.ravel()), 1)
-    per_slot = np.take_along_axis(w / np.maximum(cnt, 1), phy2log, axis=1)
-    return per_slot.reshape(L, num_gpus, P // num_gpus).sum(-1)
-
-
-def load_objective(weight: np.ndarray, placement: Placement) -> dict:
-    """The load model's summary that every baseline and EPLB reports: bottleneck picks and imbalance."""
-    g = gpu_loads(weight, placement.phy2log, placement.num_gpus)
-    mean = g.mean(axis=1)
-    imb = np.divide(g.max(axis=1), mean, out=np.ones_like(mean), where=mean > 0)
-    return {"objective": float(g.max(axis=1).sum()),
-            "mean_imbalance": float(imb.mean()), "max_imbalance": float(imb.max())}
