@@ -7,6 +7,11 @@ second half (held-out tokens), with :func:`placer.cost.coherent_cost`, :func:`pl
 and :func:`placer.cost.load_cost`. Where G does not divide E (Mixtral's 8 experts on 16 GPUs)
 every solver gets the fewest redundant slots that make it fit.
 
+Home GPUs for the ep model: the held-out tokens are cut into G contiguous blocks, block g homed
+on GPU g (``home[t] = t * G // T``), so every GPU sends the same number of tokens, as data-parallel
+ranks would. The cost model's default (sequence s on GPU s % G) would home all of a Mixtral trace
+(one sequence) on GPU 0 and the 6 held-out ESFT summary sequences on 6 of 16 GPUs.
+
     python benchmarks/baselines_table.py [--traces ../shared/traces] [--out docs/baselines_table.md]
 
 The traces are read in place and never copied into the repository.
@@ -76,7 +81,7 @@ def evaluate_all(name: str, trace: Trace) -> list[dict]:
             solve_s = time.perf_counter() - t0
             pl = res.placement
             coh = coherent_cost(test, pl, topo)
-            ep = ep_cost(test, pl, topo)
+            ep = ep_cost(test, pl, topo, home=np.arange(test.num_tokens) * G // test.num_tokens)
             ld = load_cost(test, pl)
             ld_fit = load_cost(train, pl)
             rows.append({
