@@ -113,3 +113,15 @@ def test_impossible_replicas_are_user_errors():
         solve("contiguous", np.ones((1, 8)), 3)
     with pytest.raises(PlacerError, match="cannot fit"):
         solve("round_robin", np.ones((1, 4)), 2, replicas=6)
+
+
+def test_max_imbalance_is_checked_not_enforced():
+    # loads 3, 1 on 2 GPUs: contiguous puts them apart, busiest 3 over mean 2 = 1.5.
+    load = np.array([[3, 1]])
+    prof = Profile(load=load, num_tokens=0, top_k=1)
+    for name in ("contiguous", "eplb"):
+        tight = get_solver(name)(prof, Topology.uniform(2), Constraints(max_imbalance=1.2))
+        loose = get_solver(name)(prof, Topology.uniform(2), Constraints(max_imbalance=1.5))
+        assert tight.details["max_imbalance"] == pytest.approx(1.5)
+        assert tight.details["max_imbalance_met"] is False and loose.details["max_imbalance_met"] is True
+    assert "max_imbalance_met" not in get_solver("random")(prof, Topology.uniform(2), Constraints()).details

@@ -190,11 +190,9 @@ def solve_eplb(profile: Profile, topology: Topology, constraints: Constraints) -
     hierarchical = groups % nodes == 0 and _fits(E, P, nodes, G)
     phy2log, _, _ = rebalance_experts(profile.load, P, groups, nodes, G)
     placement = Placement(phy2log, E, G, topology.gpus_per_node).validate("eplb placement")
-    summary = load_summary(profile, placement)
-    placement.report = {"solver": "eplb", "policy": "hierarchical" if hierarchical else "global",
-                        "num_groups": groups, **summary}
+    summary = load_summary(profile, placement, constraints.max_imbalance)
+    policy = "hierarchical" if hierarchical else "global"
+    details = {"policy": policy, "num_groups": groups, **{k: v for k, v in summary.items() if k != "objective"}}
+    placement.report = {"solver": "eplb", "objective": summary["objective"], **details}
     return SolveResult(placement, "eplb", "heuristic", "load", objective=summary["objective"],
-                       time_s=time.perf_counter() - t0,
-                       details={"policy": placement.report["policy"], "num_groups": groups,
-                                "mean_imbalance": summary["mean_imbalance"],
-                                "max_imbalance": summary["max_imbalance"]})
+                       time_s=time.perf_counter() - t0, details=details)
