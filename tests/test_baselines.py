@@ -125,3 +125,13 @@ def test_max_imbalance_is_checked_not_enforced():
         assert tight.details["max_imbalance"] == pytest.approx(1.5)
         assert tight.details["max_imbalance_met"] is False and loose.details["max_imbalance_met"] is True
     assert "max_imbalance_met" not in get_solver("random")(prof, Topology.uniform(2), Constraints()).details
+
+
+def test_repair_moves_a_redundant_copy_not_a_first_copy():
+    # round_robin, 12 experts on 8 GPUs with 4 redundant slots: first copies e % 8 fill GPUs 0-3
+    # (2 each) and leave one slot on GPUs 4-7. Copies go to experts 5, 6, 8, 7 (largest load per
+    # replica); 5, 6, 8 take GPUs 4, 5, 6, and 7's copy finds only GPU 7 open, which holds 7.
+    # The swap moves the copy of 8 from GPU 6 to GPU 7; every first copy stays at e % 8.
+    load = np.array([[20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]])
+    pl = baseline_placement("round_robin", load, 8, replicas=4).validate()
+    assert pl.phy2log.reshape(8, 2).tolist() == [[0, 8], [1, 9], [2, 10], [3, 11], [4, 5], [5, 6], [6, 7], [7, 8]]

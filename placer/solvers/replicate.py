@@ -112,12 +112,14 @@ class DistinctBins:
         """Put ``item`` in ``choose(allowed bins)``; if no bin qualifies, make room by one swap.
 
         Returns the bin that received ``item``. The repair (EPLB's double placement is what
-        it prevents): take the first bin ``h`` with room (it holds the label) and the first full
-        bin ``q`` without the label. ``q`` holds ``capacity`` distinct labels and ``h`` at most
-        ``capacity - 2`` besides this one, so some item of ``q`` has a label absent from ``h``:
-        the first such item moves to ``h`` and ``item`` takes its place. A ``q`` exists whenever
-        the label has fewer copies placed than there are bins, which callers guarantee by
-        capping copies at the number of bins.
+        it prevents): every bin with room holds the label; take ``h = choose(bins with room)``
+        and a full bin ``q`` without the label. ``q`` holds ``capacity`` distinct labels and
+        ``h`` at most ``capacity - 2`` besides this one, so some item of ``q`` has a label absent
+        from ``h``; it moves to ``h`` and ``item`` takes its place. Of all such moves, the one
+        with the lightest moved item wins (``h`` grows least), then the highest item id (callers
+        number redundant copies after first copies, so a copy moves before an original). A ``q``
+        exists whenever the label has fewer copies placed than there are bins, which callers
+        guarantee by capping copies at the number of bins.
         """
         ok = self.allowed(item)
         if ok:
@@ -128,17 +130,18 @@ class DistinctBins:
         open_bins = [b for b, its in enumerate(self.items) if len(its) < self.capacity]
         if not open_bins:
             raise ValueError("every bin is full")
-        h = open_bins[0]
-        for q, its in enumerate(self.items):
-            if lab in self.held[q]:
-                continue
-            for pos, other in enumerate(its):
-                olab = int(self.label[other])
-                if olab not in self.held[h]:
-                    self.add(h, other)
-                    its[pos] = item
-                    self.held[q].discard(olab)
-                    self.held[q].add(lab)
-                    self.load[q] += float(self.weight[item] - self.weight[other])
-                    return q
-        raise ValueError(f"expert {lab} has at least as many copies as there are bins")
+        h = choose(open_bins)
+        moves = [(float(self.weight[other]), -other, q, pos)
+                 for q, its in enumerate(self.items) if lab not in self.held[q]
+                 for pos, other in enumerate(its) if int(self.label[other]) not in self.held[h]]
+        if not moves:
+            raise ValueError(f"expert {lab} has at least as many copies as there are bins")
+        _, _, q, pos = min(moves)
+        other = self.items[q][pos]
+        olab = int(self.label[other])
+        self.add(h, other)
+        self.items[q][pos] = item
+        self.held[q].discard(olab)
+        self.held[q].add(lab)
+        self.load[q] += float(self.weight[item] - self.weight[other])
+        return q
