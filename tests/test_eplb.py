@@ -228,3 +228,19 @@ def test_deterministic():
     a = rebalance_experts(load, 72, 8, 2, 8)[0]
     b = rebalance_experts(load.copy(), 72, 8, 2, 8)[0]
     assert np.array_equal(a, b)
+
+
+def test_policy_choice():
+    prof = Profile(load=np.arange(1, 13)[None, :], num_tokens=0, top_k=1)
+    topo = Topology.uniform(4, 2)  # 2 nodes of 2 GPUs
+    solve = get_solver("eplb")
+    assert solve(prof, topo, Constraints(options={"num_groups": 4})).details["policy"] == "hierarchical"
+    assert solve(prof, topo, Constraints(options={"num_groups": 3})).details["policy"] == "global"
+    # 12 experts + 20 replicas on 2 nodes: a node's 16 slots would need more than 2 copies of
+    # some of its 6 experts on 2 GPUs, so the fix falls back to global (4 GPUs allow 4 copies).
+    assert solve(prof, topo, Constraints(replicas=12, options={"num_groups": 4})).details["policy"] == "hierarchical"
+    res = solve(prof, topo, Constraints(replicas=20, options={"num_groups": 4}))
+    assert res.details["policy"] == "global"
+    res.placement.validate()
+    with pytest.raises(PlacerError, match="whole number"):
+        solve(prof, topo, Constraints(options={"num_groups": "four"}))

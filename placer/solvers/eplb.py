@@ -25,6 +25,9 @@ GPUs it may sit on, and step 3 passes each item's expert as a label: a pack that
 the expert is skipped, and if only such packs have room, one swap with a full pack makes room
 (:class:`placer.solvers.replicate.DistinctBins`). Where the original never double-places, these
 rules choose exactly what it chooses, so its README example is reproduced unchanged.
+
+Loads are float64 here (the original divides in float32), so exact near-ties could break
+differently; exact ties break as described above.
 """
 
 from __future__ import annotations
@@ -154,7 +157,7 @@ def rebalance_experts(weight: np.ndarray, num_replicas: int, num_groups: int, nu
     """
     w = np.asarray(weight, dtype=np.float64)
     L, E = w.shape
-    if num_groups % num_nodes == 0 and (not distinct or _fits(E, num_replicas, num_nodes, num_gpus)):
+    if is_hierarchical(E, num_replicas, num_groups, num_nodes, num_gpus, distinct):
         phy2log, rank, logcnt = rebalance_hierarchical(w, num_replicas, num_groups, num_nodes, num_gpus, distinct)
     else:
         phy2log, rank, logcnt = rebalance_hierarchical(w, num_replicas, 1, 1, num_gpus, distinct)
@@ -165,11 +168,17 @@ def rebalance_experts(weight: np.ndarray, num_replicas: int, num_groups: int, nu
     return phy2log, log2phy.reshape(L, E, maxcnt), logcnt
 
 
-def _fits(num_experts: int, num_physical: int, num_nodes: int, num_gpus: int) -> bool:
-    """Can each node's P/nodes slots hold its E/nodes experts with at most one copy per GPU?"""
-    if num_experts % num_nodes or num_physical % num_nodes:
+def is_hierarchical(num_experts: int, num_physical: int, num_groups: int, num_nodes: int, num_gpus: int,
+                    distinct: bool = True) -> bool:
+    """EPLB's policy choice: hierarchical when the nodes divide the groups, and (with the fix)
+    when each node's P/nodes slots can hold its E/nodes experts with at most one copy per GPU."""
+    if num_groups % num_nodes:
         return False
-    return num_physical // num_nodes <= (num_experts // num_nodes) * (num_gpus // num_nodes)
+    if not distinct:
+        return True
+    per_node_slots = num_physical // num_nodes
+    return (num_physical % num_nodes == 0
+            and per_node_slots <= (num_experts // num_nodes) * (num_gpus // num_nodes))
 
 
 @register("eplb", "DeepSeek EPLB: replicate hot experts, pack groups to nodes and copies to GPUs (load balance only)")
@@ -183,15 +192,17 @@ def solve_eplb(profile: Profile, topology: Topology, constraints: Constraints) -
     E, G = profile.num_experts, topology.num_gpus
     S = constraints.slots_per_gpu(E, G)
     P = S * G
-    groups = int(constraints.options.get("num_groups", E) or E)
+    try:
+        groups = int(constraints.options.get("num_groups") or E)
+    except (TypeError, ValueError):
+        raise PlacerError(f"num_groups must be a whole number, got {constraints.options.get('num_groups')!r}") from None
     if groups < 1 or E % groups:
         raise PlacerError(f"num_groups {groups} does not divide the {E} experts; give a divisor of {E}")
     nodes = topology.num_nodes
-    hierarchical = groups % nodes == 0 and _fits(E, P, nodes, G)
     phy2log, _, _ = rebalance_experts(profile.load, P, groups, nodes, G)
     placement = Placement(phy2log, E, G, topology.gpus_per_node).validate("eplb placement")
     summary = load_summary(profile, placement, constraints.max_imbalance)
-    policy = "hierarchical" if hierarchical else "global"
+    policy = "hierarchical" if is_hierarchical(E, P, groups, nodes, G) else "global"
     details = {"policy": policy, "num_groups": groups, **{k: v for k, v in summary.items() if k != "objective"}}
     placement.report = {"solver": "eplb", "objective": summary["objective"], **details}
     return SolveResult(placement, "eplb", "heuristic", "load", objective=summary["objective"],
