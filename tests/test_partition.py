@@ -16,7 +16,7 @@ from placer.errors import PlacerError
 from placer.profile import Profile
 from placer.solvers.base import Constraints, get_solver
 from placer.solvers.metis import csr_from_edges, part_graph_kway
-from placer.solvers.partition import replica_counts
+from placer.solvers.replicate import replica_counts
 from placer.topology import Topology
 from placer.traces.trace import Trace
 
@@ -292,17 +292,6 @@ def test_every_constraint_holds(L, G, gpn_div, per_gpu, extra, K, cap, cost, see
 
 
 # ----------------------------------------------------------------------------- replicas
-def test_replica_counts_follow_largest_load_per_replica():
-    load = np.array([100.0, 10, 10, 10])
-    # 100 -> 50 -> 33.3 -> 25 (still above 10) -> 20: all four extras go to the hot expert
-    assert replica_counts(load, 8, max_count=8).tolist() == [5, 1, 1, 1]
-    assert replica_counts(load, 8, max_count=3).tolist() == [3, 2, 2, 1]   # at most one per GPU
-    brute = np.ones(4, np.int64)
-    for _ in range(4):
-        brute[np.argmax(np.where(brute < 8, load / brute, -1))] += 1
-    assert replica_counts(load, 8, max_count=8).tolist() == brute.tolist()
-
-
 def test_replicas_balance_a_skewed_model_and_keep_locality():
     """One hot expert carries more than a GPU's share: without replicas no placement is within
     1.10; with one replica per GPU the default cap brings every layer to <= 1.10, and the

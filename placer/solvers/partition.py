@@ -15,7 +15,7 @@ Algorithm (every step keeps: exactly S slots per GPU per layer, no two replicas 
 one GPU, and the per-layer load cap when one applies):
 
 1. Replica counts: EPLB's rule, the next redundant slot goes to the expert with the largest load
-   per replica (at most one replica per GPU).
+   per replica, at most one replica per GPU (``placer.solvers.replicate``).
 2. Starts: (a) METIS ``PartGraphKway`` with one balance constraint per layer, hierarchical:
    nodes first (inter-node hops cost most), then GPUs within each node; METIS is only
    approximately balanced, so each layer is repaired to exact balance with minimum-loss moves;
@@ -56,6 +56,8 @@ from placer.errors import PlacerError
 from placer.placement import Placement
 from placer.profile import Profile
 from placer.solvers.base import Constraints, SolveResult, register
+from placer.solvers.eplb import balanced_packing
+from placer.solvers.replicate import replica_counts_batched
 from placer.topology import Topology
 
 DEFAULT_STARTS = 4
@@ -103,41 +105,6 @@ class Problem:
         return bool(np.any(np.isfinite(self.cap)))
 
 
-# ----------------------------------------------------------------------------- replica counts
-def replica_counts(load: np.ndarray, num_slots: int, max_count: int) -> np.ndarray:
-    """``[E]`` instances per expert: EPLB's rule, each redundant slot to the largest load per replica.
-
-    ``load`` ``[E]`` token picks; ``num_slots`` >= E slots in all; an expert gets at most
-    ``max_count`` (= G) instances. Ties go to the lowest expert id (deterministic).
-    """
-    load = np.asarray(load, np.float64)
-    cnt = np.ones(len(load), np.int64)
-    for _ in range(num_slots - len(load)):
-        per = np.where(cnt < max_count, load / cnt, -np.inf)
-        cnt[int(np.argmax(per))] += 1
-    return cnt
-
-
-def _counts(profile: Profile, replicas: int, G: int) -> np.ndarray:
-    """``[L, E]`` replica counts; uses ``placer.solvers.replicate`` when it is there."""
-    L, E = profile.load.shape
-    if replicas == 0:
-        return np.ones((L, E), np.int64)
-    try:
-        from placer.solvers.replicate import replica_counts as shared_counts
-    except ImportError:
-        shared_counts = None
-    out = np.empty((L, E), np.int64)
-    for l in range(L):
-        c = None
-        if shared_counts is not None:
-            c = np.asarray(shared_counts(profile.load[l], E + replicas), np.int64)
-            if c.shape != (E,) or c.sum() != E + replicas or c.min() < 1 or c.max() > G:
-                c = None
-        out[l] = replica_counts(profile.load[l], E + replicas, G) if c is None else c
-    return out
-
-
 # ----------------------------------------------------------------------------- problem
 def build_problem(profile: Profile, topology: Topology, constraints: Constraints) -> Problem:
     """Check the inputs against the constraints and lay out the instance arrays."""
@@ -158,7 +125,7 @@ def build_problem(profile: Profile, topology: Topology, constraints: Constraints
     else:
         raise PlacerError(f"unknown cost model '{constraints.cost}'; use --cost coherent or --cost ep")
     load = profile.load.astype(np.float64)
-    cnt = _counts(profile, constraints.replicas, G)
+    cnt = replica_counts_batched(load, E + constraints.replicas, max_count=G)
     inst_expert = np.stack([np.repeat(np.arange(E), cnt[l]) for l in range(L)])
     inst_load = np.stack([load[l, inst_expert[l]] / cnt[l, inst_expert[l]] for l in range(L)])
     mean = load.sum(1) / G
@@ -531,23 +498,10 @@ def perturb_and_refine(prob: Problem, gpu: np.ndarray, best_obj: float, kicks: i
 
 # ----------------------------------------------------------------------------- feasibility
 def _packing(prob: Problem, l: int) -> np.ndarray:
-    """``[P]`` GPUs from balanced packing (EPLB-style): heaviest instance first onto the least
-    loaded GPU that has a free slot and no replica of the same expert. Ignores traffic."""
-    ie, ld = prob.inst_expert[l], prob.inst_load[l]
-    loads = np.zeros(prob.G)
-    free = np.full(prob.G, prob.S)
-    has = np.zeros((prob.E, prob.G), bool)
-    out = np.empty(prob.P, np.int64)
-    for x in np.argsort(-ld, kind="stable"):
-        ok = (free > 0) & ~has[ie[x]]
-        if not ok.any():
-            ok = free > 0
-        g = int(np.argmin(np.where(ok, loads, np.inf)))
-        out[x] = g
-        loads[g] += ld[x]
-        free[g] -= 1
-        has[ie[x], g] = True
-    return out
+    """``[P]`` GPUs from EPLB's balanced packing (heaviest instance first onto the lightest GPU
+    with a free slot and no copy of the same expert). Ignores traffic."""
+    pack, _ = balanced_packing(prob.inst_load[l][None], prob.G, labels=prob.inst_expert[l][None])
+    return pack[0]
 
 
 def _repair_counts(prob: Problem, gpu: np.ndarray, l: int) -> int:
