@@ -141,7 +141,9 @@ def section_traces(time_limit: float, gpus: list[int]) -> list[dict]:
     return rows
 
 
-def section_scale(time_limit: float, tokens: int, sizes: list[tuple]) -> list[dict]:
+def section_scale(time_limit: float, tokens: int, sizes: list[tuple], bound_fn=None) -> list[dict]:
+    """``bound_fn``: a ``lower_bound`` to use when the solver returned none (placer.solvers.bounds
+    not on this branch yet); its time is reported apart from the solve time."""
     from test_partition import planted_trace
     part = get_solver("partition")
     rows = []
@@ -153,9 +155,14 @@ def section_scale(time_limit: float, tokens: int, sizes: list[tuple]) -> list[di
         t = time.perf_counter()
         res = part(prof, topo, Constraints(time_limit=time_limit))
         wall = time.perf_counter() - t
+        bound_time = res.details.get("bound_time_s")
+        if res.bound is None and bound_fn is not None:
+            tb = time.perf_counter()
+            res.bound, _ = bound_fn(prof, topo, Constraints())
+            bound_time = time.perf_counter() - tb
         row = {"shape": f"{L}x{E}, top-{K}, {G} GPUs, {gpn}/node", "time_s": wall,
                "objective": res.objective, "planted": planted_cost,
-               "objective_over_planted": res.objective / planted_cost, "bound": res.bound, "gap_to_bound": res.gap,
+               "objective_over_planted": res.objective / planted_cost, "bound": res.bound, "gap_to_bound": res.gap, "bound_time_s": bound_time,
                "hit_time_limit": res.details["hit_time_limit"],
                "starts": [(s["start"], round(s["objective"]), round(s["time_s"], 2)) for s in res.details["starts"]],
                "kicks_accepted": res.details["kicks_accepted"]}
@@ -174,6 +181,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="8x64x8x8x4,16x128x16x8x8,32x256x32x8x8,58x256x64x8x8",
                     help="LxExGxGPNxK,...")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--bound-module", default=None,
+                    help="a .py file defining lower_bound(profile, topology, constraints), used when "
+                         "placer.solvers.bounds is absent")
     args = ap.parse_args()
     out = {}
     if args.section in ("tiny", "all"):
@@ -182,7 +192,14 @@ def main() -> None:
         out["traces"] = section_traces(args.time_limit, [int(g) for g in args.gpus.split(",")])
     if args.section in ("scale", "all"):
         sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
-        out["scale"] = section_scale(args.time_limit, args.tokens, sizes)
+        bound_fn = None
+        if args.bound_module:
+            import importlib.util
+            spec = importlib.util.spec_from_file_location("bound_module", args.bound_module)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            bound_fn = mod.lower_bound
+        out["scale"] = section_scale(args.time_limit, args.tokens, sizes, bound_fn)
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1, default=float) + "\n")
 
