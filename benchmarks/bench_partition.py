@@ -171,9 +171,70 @@ def section_scale(time_limit: float, tokens: int, sizes: list[tuple], bound_fn=N
     return rows
 
 
+def section_metis(tokens: int, degrees: list[int]) -> list[dict]:
+    """DeepSeek-V3-shaped planted instance: METIS start with all edges vs the heaviest per vertex."""
+    from test_partition import planted_trace
+    from placer.solvers import partition as P
+    from threadpoolctl import threadpool_limits
+    trace, gpu_of = planted_trace(58, 256, 64, 8, tokens, seed=0, drift=0.05)
+    prof = Profile.from_trace(trace, coact=False)
+    topo = Topology.uniform(64, 8)
+    prob = P.build_problem(prof, topo, Constraints())
+    planted_cost = P.objective(prob, gpu_of)
+    rows = []
+    with threadpool_limits(1, "blas"):
+        for deg in degrees:
+            t = time.perf_counter()
+            gpu = P.metis_start(prob, 0, deg or None)
+            metis_s = time.perf_counter() - t
+            P.make_feasible(prob, gpu)
+            start = P.objective(prob, gpu)
+            P.refine(prob, gpu, time.perf_counter() + 120)
+            rows.append({"degree": deg or "all", "metis_s": metis_s, "start_over_planted": start / planted_cost,
+                         "refined_over_planted": P.objective(prob, gpu) / planted_cost})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def markdown(results: dict) -> str:
+    """The tables of docs/benchmarks.md from a ``--out`` JSON file."""
+    lines = []
+    if "tiny" in results:
+        lines += ["| instance | top-K | instances | optimal | mean gap | max gap | mean time (s) |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in results["tiny"]:
+            lines.append(f"| {r['shape']} | {r['top_k']} | {r['instances']} | {r['optimal']} | "
+                         f"{100 * r['mean_gap']:.3f}% | {100 * r['max_gap']:.2f}% | {r['mean_time_s']:.2f} |")
+        lines.append("")
+    if "traces" in results:
+        lines += ["| trace | GPUs | solver | coherent/transition (held-out) | vs contiguous | ep copies/token-layer | vs contiguous "
+                  "| max/mean load held-out | in-sample | time (s) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in results["traces"]:
+            if "error" in r:
+                lines.append(f"| {r['trace']} | {r['gpus']} | {r['solver']} | refused: {r['error'].split(';')[0]} "
+                             f"| | | | | | |")
+                continue
+            lines.append(f"| {r['trace']} | {r['gpus']} | {r['solver']} | {r['coherent_per_transition']:.3f} | "
+                         f"{-100 * r['coherent_reduction_vs_contiguous']:+.1f}% | {r['ep_copies_per_token_layer']:.3f} | "
+                         f"{-100 * r['ep_reduction_vs_contiguous']:+.1f}% | {r['max_imbalance']:.3f} | "
+                         f"{r['train_max_imbalance']:.3f} | {r['time_s']:.1f} |")
+        lines.append("")
+    if "scale" in results:
+        lines += ["| instance | solve time (s) | hit limit | objective / planted | bound | gap to bound | bound time (s) | starts (kind, objective, s) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in results["scale"]:
+            gap = "n/a" if r["gap_to_bound"] is None else f"{100 * r['gap_to_bound']:.1f}%"
+            bt = "n/a" if r.get("bound_time_s") is None else f"{r['bound_time_s']:.1f}"
+            lines.append(f"| {r['shape']} | {r['time_s']:.1f} | {r['hit_time_limit']} | {r['objective_over_planted']:.4f} | "
+                         f"{r['bound'] if r['bound'] is not None else 'n/a'} | {gap} | {bt} | "
+                         f"{', '.join(f'{k} {o} {t}' for k, o, t in r['starts'])} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--section", choices=["tiny", "traces", "scale", "all"], default="all")
+    ap.add_argument("--section", choices=["tiny", "traces", "scale", "metis", "all"], default="all")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--time-limit", type=float, default=28.0)
     ap.add_argument("--gpus", default="4,8,16")
@@ -181,10 +242,14 @@ def main() -> None:
     ap.add_argument("--sizes", default="8x64x8x8x4,16x128x16x8x8,32x256x32x8x8,58x256x64x8x8",
                     help="LxExGxGPNxK,...")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--markdown", default=None, metavar="JSON", help="print the docs tables of a --out file and exit")
     ap.add_argument("--bound-module", default=None,
                     help="a .py file defining lower_bound(profile, topology, constraints), used when "
                          "placer.solvers.bounds is absent")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
     out = {}
     if args.section in ("tiny", "all"):
         out["tiny"] = section_tiny(args.seeds)
@@ -200,6 +265,8 @@ def main() -> None:
             spec.loader.exec_module(mod)
             bound_fn = mod.lower_bound
         out["scale"] = section_scale(args.time_limit, args.tokens, sizes, bound_fn)
+    if args.section == "metis":
+        out["metis"] = section_metis(args.tokens, [0, 32, 16, 8])
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1, default=float) + "\n")
 
