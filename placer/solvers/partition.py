@@ -299,7 +299,9 @@ def _lsa_layer(prob: Problem, gpu: np.ndarray, l: int) -> bool:
 def _swap_layer(prob: Problem, gpu: np.ndarray, l: int, max_rounds: int = 200) -> bool:
     """KL/FM-style improving swaps inside layer l until none improves. True if anything changed."""
     changed = False
-    exact_batches = prob.C is None     # coherent: disjoint swaps' gains add up exactly
+    # coherent: disjoint swaps' gains add up exactly; ep: swaps interact through intra-layer
+    # edges, so a batch is checked on the true layer cost and falls back to the single best swap
+    exact_batches = prob.C is None
     for _ in range(max_rounds):
         cost = move_costs(prob, gpu, l)
         delta = _swap_gains(prob, gpu, l, cost)
@@ -309,7 +311,7 @@ def _swap_layer(prob: Problem, gpu: np.ndarray, l: int, max_rounds: int = 200) -
             break
         vals = delta[a_idx, b_idx]
         order = np.lexsort((b_idx, a_idx, vals))
-        chosen = _disjoint(prob, gpu[l], prob.inst_expert[l], a_idx[order], b_idx[order], exact_batches)
+        chosen = _disjoint(prob, gpu[l], prob.inst_expert[l], a_idx[order], b_idx[order], True)
         before = _window_cost(prob, gpu, l, l + 1) if not exact_batches else None
         old_l = gpu[l].copy()
         for a, b in chosen:
