@@ -311,7 +311,7 @@ def _swap_layer(prob: Problem, gpu: np.ndarray, l: int, max_rounds: int = 200) -
             break
         vals = delta[a_idx, b_idx]
         order = np.lexsort((b_idx, a_idx, vals))
-        chosen = _disjoint(prob, gpu[l], prob.inst_expert[l], a_idx[order], b_idx[order], True)
+        chosen = _disjoint(prob, gpu[l], prob.inst_expert[l], a_idx[order], b_idx[order])
         before = _window_cost(prob, gpu, l, l + 1) if not exact_batches else None
         old_l = gpu[l].copy()
         for a, b in chosen:
@@ -331,16 +331,14 @@ def _swap_layer(prob: Problem, gpu: np.ndarray, l: int, max_rounds: int = 200) -
     return changed
 
 
-def _disjoint(prob: Problem, g: np.ndarray, ie: np.ndarray, a_idx: np.ndarray, b_idx: np.ndarray,
-              batch: bool) -> list[tuple[int, int]]:
+def _disjoint(prob: Problem, g: np.ndarray, ie: np.ndarray, a_idx: np.ndarray,
+              b_idx: np.ndarray) -> list[tuple[int, int]]:
     """Greedy set of swaps (best first) whose gains stay valid together.
 
     Without a cap or replicas, instance-disjoint swaps are independent; with a cap the GPUs must
     be disjoint (loads), with replicas the GPUs (duplicate checks) and the experts
     (nearest-replica sets) too. ``g``, ``ie``: ``[P]`` GPU and expert of each instance.
     """
-    if not batch:
-        return [(int(a_idx[0]), int(b_idx[0]))]
     strict = prob.capped or prob.replicated
     used_i: set[int] = set()
     used_g: set[int] = set()
