@@ -142,6 +142,20 @@ def per_token_cost(trace: Trace, placement, topo: Topology) -> float:
     return total
 
 
+def per_token_ep_pairwise(trace: Trace, placement, topo: Topology) -> float:
+    """ep-pairwise cost from its definition: every token, every layer, every unordered pair of its
+    picks, the nearest-replica hop between the two experts."""
+    eg = placement.expert_gpus
+    hop = topo.hop
+    ids = np.asarray(trace.expert_ids)
+    total = 0.0
+    for l in range(ids.shape[0]):
+        for t in range(ids.shape[1]):
+            for i, j in itertools.combinations(ids[l, t], 2):
+                total += hop[np.ix_(np.flatnonzero(eg[l, i]), np.flatnonzero(eg[l, j]))].min()
+    return total
+
+
 def gpu_load_imbalance(placement, profile: Profile) -> np.ndarray:
     """``[L]`` max/mean GPU load (the load cost model: replicas split an expert's load evenly)."""
     return load_cost(profile, placement).imbalance
@@ -254,6 +268,23 @@ def test_recovers_the_planted_placement_cost(gpn):
     assert res.objective <= planted * (1 + 1e-9)
 
 
+@pytest.mark.parametrize("replicas", [0, 4])
+def test_ep_recovers_the_planted_co_activation_groups(replicas):
+    """Tokens pick their experts inside one planted GPU: the heuristic must reach the planted
+    placement's ep-pairwise cut. With replicas and no load cap, the planted placement plus any
+    replicas costs no more (nearest-replica rule), so the same target holds."""
+    G = 4
+    trace, gpu_of = planted_trace(4, 32, G, 3, 800, seed=2)
+    prof = Profile.from_trace(trace)
+    topo = Topology.uniform(G)
+    from placer.placement import Placement
+    planted = per_token_ep_pairwise(trace, Placement.from_gpu_of(gpu_of, G), topo)
+    res = solve(prof, topo, Constraints(cost="ep", replicas=replicas, seed=0, time_limit=30,
+                                        options={"replica_imbalance": 100.0}))
+    assert res.objective <= planted * (1 + 1e-9)
+    assert res.objective == pytest.approx(per_token_ep_pairwise(trace, res.placement, topo), rel=1e-9)
+
+
 # ----------------------------------------------------------------------------- validity
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(L=st.integers(1, 4), G=st.sampled_from([1, 2, 4]), gpn_div=st.sampled_from([1, 2]),
@@ -289,6 +320,8 @@ def test_every_constraint_holds(L, G, gpn_div, per_gpu, extra, K, cap, cost, see
     if cost == "coherent":
         assert res.objective == pytest.approx(per_token_cost(trace, pl, topo), rel=1e-9, abs=1e-9)
         assert res.objective == pytest.approx(coherent_cost(prof, pl, topo).total, rel=1e-9, abs=1e-9)
+    else:
+        assert res.objective == pytest.approx(per_token_ep_pairwise(trace, pl, topo), rel=1e-9, abs=1e-9)
     if G == 1:
         assert res.objective == 0
 
