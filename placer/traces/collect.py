@@ -247,16 +247,16 @@ def load_model(model: str, from_config: str | None = None, seed: int = 0, device
     torch_dtype = getattr(torch, DTYPES[dtype or ("bf16" if device == "cuda" else "fp32")])
     if from_config is not None:
         overrides = parse_overrides(from_config)
-        kwargs = {**TINY_CONFIGS.get(model, {}), **overrides}
+        kwargs = {**TINY_CONFIGS.get(model, _SMALL_DECODER), **overrides}
         try:
             config = AutoConfig.for_model(model, **kwargs)
         except (ValueError, KeyError) as exc:
-            raise PlacerError(f"--from-config: cannot build a '{model}' config ({str(exc).splitlines()[0]}); give a transformers model_type such as {', '.join(sorted(TINY_CONFIGS))}") from None
+            raise PlacerError(f"--from-config: cannot build a '{model}' config ({_short(exc)}); give a transformers model_type such as {', '.join(sorted(TINY_CONFIGS))}") from None
         torch.manual_seed(seed)
         try:
             net = AutoModel.from_config(config, dtype=torch_dtype)
-        except (ValueError, TypeError, RuntimeError) as exc:
-            raise PlacerError(f"--from-config: building '{model}' failed ({str(exc).splitlines()[0]}); fix the key=value pairs") from None
+        except Exception as exc:  # any failure here comes from the user's key=value pairs
+            raise PlacerError(f"--from-config: building '{model}' failed ({_short(exc)}); fix the key=value pairs") from None
         vocab = int(_cfg(config, "vocab_size"))
         pad = getattr(config, "pad_token_id", None)
         return LoadedModel(net.to(device).eval(), config, model, lambda s: byte_tokens(s, vocab),
@@ -271,19 +271,25 @@ def load_model(model: str, from_config: str | None = None, seed: int = 0, device
     try:
         config = AutoConfig.from_pretrained(path)
     except (ValueError, OSError, KeyError) as exc:
-        raise PlacerError(f"{path / 'config.json'}: not a usable transformers config ({str(exc).splitlines()[0]}); fix or replace it") from None
+        raise PlacerError(f"{path / 'config.json'}: not a usable transformers config ({_short(exc)}); fix or replace it") from None
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except (ValueError, OSError, KeyError, TypeError) as exc:
-        raise PlacerError(f"{model}: no usable tokenizer in the directory ({str(exc).splitlines()[0]}); add the tokenizer files") from None
+        raise PlacerError(f"{model}: no usable tokenizer in the directory ({_short(exc)}); add the tokenizer files") from None
     try:
         net = AutoModel.from_pretrained(path, dtype=torch_dtype)
     except (ValueError, OSError, RuntimeError, KeyError) as exc:
-        raise PlacerError(f"{model}: cannot load the weights ({str(exc).splitlines()[0]}); check the checkpoint files") from None
+        raise PlacerError(f"{model}: cannot load the weights ({_short(exc)}); check the checkpoint files") from None
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     return LoadedModel(net.to(device).eval(), config, path.name,
                        lambda s: tok(s)["input_ids"], int(pad or 0),
                        f"tokenizer: {type(tok).__name__} from {path.name}")
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception, cut to ``limit`` characters (errors stay one short line)."""
+    line = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def _cfg(config: Any, *names: str) -> Any:
