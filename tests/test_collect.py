@@ -252,12 +252,12 @@ def test_prompt_files_and_overrides(tmp_path):
 
 
 # ------------------------------------------------------------------------------ CLI
-def test_cli_collects_and_prints_json(cli, tmp_path):
+def test_cli_collects_and_prints_json(tmp_path, capsys):
     prompts = tmp_path / "p.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     out = tmp_path / "t.npz"
-    proc = cli("collect", "qwen3_moe", "--from-config", overrides("qwen3_moe"), "--prompts", prompts,
-               "-o", out, "--batch-size", "4", "--device", "cpu", "--json")
+    proc = _run_inprocess(capsys, "collect", "qwen3_moe", "--from-config", overrides("qwen3_moe"),
+                          "--prompts", prompts, "-o", out, "--batch-size", "4", "--device", "cpu", "--json")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     trace = Trace.load(out)
@@ -273,8 +273,17 @@ def _run_inprocess(capsys, *args):
         main([str(a) for a in args])
     except SystemExit as exc:
         code = exc.code
-    err = capsys.readouterr().err
-    return type("P", (), {"returncode": code, "stderr": err, "stdout": ""})()
+    cap = capsys.readouterr()
+    return type("P", (), {"returncode": code, "stderr": cap.err, "stdout": cap.out})()
+
+
+def test_cli_empty_prompt_file_as_a_subprocess(cli, tmp_path):
+    """The real entry point (fails before torch is imported, so this subprocess is cheap)."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("\n\n")
+    proc = cli("collect", "olmoe", "--from-config", "", "--prompts", prompts, "-o", tmp_path / "t.npz")
+    assert_user_error(proc, "no prompts")
+    assert list(tmp_path.iterdir()) == [prompts]
 
 
 @pytest.mark.parametrize("case", ["no_config", "no_moe", "unhookable", "empty_prompts", "cuda", "bad_override"])
@@ -306,3 +315,37 @@ def test_cli_bad_input(case, tmp_path, capsys):
     assert_user_error(proc, *fragments)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_local_checkpoint_directory(tmp_path, capsys):
+    """A saved *ForCausalLM checkpoint with its tokenizer: the base model's routers are hooked,
+    the tokenizer is used, and the trace equals collecting from the same model in memory."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    words = sorted({w for p in PROMPTS for w in p.split()})
+    vocab = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]")
+    ckpt = tmp_path / "ckpt"
+    config = AutoConfig.for_model("olmoe", **{**col.TINY_CONFIGS["olmoe"], "num_hidden_layers": 2})
+    torch.manual_seed(5)
+    lm = AutoModelForCausalLM.from_config(config).eval()
+    lm.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    out = tmp_path / "t.npz"
+    proc = _run_inprocess(capsys, "collect", ckpt, "--prompts", prompts, "--text-field", "prompt",
+                          "-o", out, "--batch-size", "2", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    trace = Trace.load(out)
+    lens = [len(tok(p)["input_ids"]) for p in PROMPTS]
+    assert trace.offsets.tolist() == np.concatenate([[0], np.cumsum(lens)]).tolist()
+    assert trace.moe_layers == [0, 1] and trace.model == "ckpt"
+
+    mem = col.LoadedModel(lm.model, config, "mem", lambda s: tok(s)["input_ids"], 0, "tok")
+    col.collect(mem, PROMPTS, tmp_path / "m.npz", batch_size=2)
+    np.testing.assert_array_equal(np.asarray(trace.expert_ids), np.asarray(Trace.load(tmp_path / "m.npz").expert_ids))
