@@ -136,6 +136,8 @@ def test_collected_ids_match_router_recomputed_one_by_one(arch_model, tmp_path):
     L = len(EXPECTED_MOE_LAYERS.get(arch, range(cfg.get("num_hidden_layers", 0))))
     assert (trace.num_layers, trace.top_k, trace.num_experts) == (L, K, E)
     assert trace.moe_layers == EXPECTED_MOE_LAYERS.get(arch, list(range(L)))
+    # Switch: encoder and decoder blocks are numbered one after the other
+    assert trace.num_hidden_layers == (8 if arch == "switch_transformers" else cfg["num_hidden_layers"])
     assert trace.gate_weights.shape == trace.expert_ids.shape
 
     refs = reference(loaded, PROMPTS)
@@ -275,6 +277,16 @@ def _run_inprocess(capsys, *args):
         code = exc.code
     cap = capsys.readouterr()
     return type("P", (), {"returncode": code, "stderr": cap.err, "stdout": cap.out})()
+
+
+def test_collect_command_does_not_import_torch_until_it_runs():
+    import subprocess
+    import sys
+    code = ("import sys, placer, placer.cli, placer.commands.collect, placer.traces.collect; "
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.stdout.split() == ["False", "False"], proc.stderr
 
 
 def test_cli_empty_prompt_file_as_a_subprocess(cli, tmp_path):
