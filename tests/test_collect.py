@@ -361,3 +361,12 @@ def test_local_checkpoint_directory(tmp_path, capsys):
     mem = col.LoadedModel(lm.model, config, "mem", lambda s: tok(s)["input_ids"], 0, "tok")
     col.collect(mem, PROMPTS, tmp_path / "m.npz", batch_size=2)
     np.testing.assert_array_equal(np.asarray(trace.expert_ids), np.asarray(Trace.load(tmp_path / "m.npz").expert_ids))
+
+
+def test_token_sequences_cut_and_skip():
+    enc = lambda s: [ord(c) for c in s]  # noqa: E731
+    seqs = list(col.token_sequences(["abcdef", "", "gh", "ijklm"], enc, seq_len=4, max_tokens=None))
+    assert seqs == [enc("abcd"), enc("gh"), enc("ijkl")]
+    seqs = list(col.token_sequences(["abcdef", "", "gh", "ijklm"], enc, seq_len=4, max_tokens=7))
+    assert seqs == [enc("abcd"), enc("gh"), enc("i")]
+    assert [len(b) for b in col.batches(iter(range(7)), 3)] == [3, 3, 1]

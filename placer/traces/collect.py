@@ -152,6 +152,7 @@ def token_sequences(prompts: Iterable[str], encode: Callable[[str], list[int]], 
 
 
 def batches(seqs: Iterable[list[int]], batch_size: int) -> Iterator[list[list[int]]]:
+    """Groups of up to ``batch_size`` sequences, in order (itertools.batched needs Python 3.12)."""
     batch: list[list[int]] = []
     for s in seqs:
         batch.append(s)
