@@ -8,7 +8,8 @@ temporary native ``.npz``; this process memory-maps it and runs ``Profile.from_t
 core, twice: transitions only (``coact=False``, what ``inspect`` does) and the full profile
 (``coact=True``, what ``profile`` does). It reports:
 
-- counted pairs per second: ``T (L-1) K^2`` transition pairs, plus ``T L K^2`` co-activation pairs
+- counted pairs per second of wall time and of this process's CPU time (the machine may be
+  shared: the 1-minute load average is printed too): ``T (L-1) K^2`` transition pairs, plus ``T L K^2`` co-activation pairs
   for the full profile (every (i, j) of a token's K x K picks counts as one pair, as in the
   Profile's definitions), divided by wall time;
 - peak anonymous memory (heap, sampled after every chunk from /proc/self/status ``RssAnon``),
@@ -64,12 +65,13 @@ def run(path: str, chunk: int, coact: bool) -> dict:
     def sample(_n: int) -> None:
         peak[0] = max(peak[0], status_kb("RssAnon"))
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     prof = Profile.from_trace(trace, chunk_tokens=chunk, coact=coact, progress=sample)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     pairs = T * (L - 1) * K * K + (T * L * K * K if coact else 0)
     assert prof.load.sum() == T * L * K and prof.trans.sum() == T * (L - 1) * K * K
-    return {"coact": coact, "seconds": round(dt, 2), "pairs": pairs, "pairs_per_s": pairs / dt,
+    return {"coact": coact, "seconds": round(dt, 2), "cpu_seconds": round(cpu, 2), "pairs": pairs,
+            "pairs_per_s": pairs / dt, "pairs_per_cpu_s": pairs / cpu, "load_avg_1m": os.getloadavg()[0],
             "rss_anon_before_mb": round(before / 1024, 1), "peak_rss_anon_mb": round(peak[0] / 1024, 1), "vm_hwm_mb": round(status_kb("VmHWM") / 1024, 1)}
 
 
@@ -100,6 +102,7 @@ def main() -> None:
              "chunk_tokens": a.chunk_tokens, "trace_mib": round(size / 2**20, 1)}
     for r in results:
         print(f"coact={r['coact']!s:5}  {r['seconds']:7.2f} s  {r['pairs_per_s'] / 1e6:7.1f} M pairs/s  "
+              f"(CPU {r['cpu_seconds']:.2f} s: {r['pairs_per_cpu_s'] / 1e6:.1f} M pairs/CPU-s, load {r['load_avg_1m']:.1f})  "
               f"RssAnon {r['rss_anon_before_mb']:.0f} MB before, peak {r['peak_rss_anon_mb']:.0f} MB  VmHWM {r['vm_hwm_mb']:.0f} MB")
     print(json.dumps({"shape": shape, "results": results}))
 
