@@ -314,3 +314,60 @@ def test_real_count_files(shared_traces):
     rawf = np.load(f, allow_pickle=False)
     pf = load_any(f, key="Mixtral-8x7B-Instruct-v0.1__machine_learning")
     assert pf.load.tolist() == rawf["counts"][1, 6].tolist() and pf.num_layers == 32
+
+
+# ------------------------------------------------------------------ round trips
+def _writers():
+    """Writers of a random [L, T, K] id array (one sequence) in each per-token text format."""
+    def layer_json(path, ids):
+        path = path.with_suffix(".json")
+        path.write_text(json.dumps({str(l): ids[l].tolist() for l in range(ids.shape[0])}))
+        return path
+
+    def token_jsonl(path, ids):
+        recs = [{"layer": l, "token_idx": t, "experts": ids[l, t].tolist()}
+                for t in reversed(range(ids.shape[1])) for l in range(ids.shape[0])]
+        return write_jsonl(path.with_suffix(".jsonl"), recs)
+
+    def megatron(path, ids):
+        half = max(1, ids.shape[1] // 2)
+        recs = [{"layer": l, "num_tokens": len(rows), "topk": ids.shape[2], "top_indices": rows.tolist()}
+                for step in (ids[:, :half], ids[:, half:]) if step.shape[1]
+                for l, rows in enumerate(step)]
+        return write_jsonl(path.with_name("router_trace_rank0.jsonl"), recs)
+
+    def routed(path, ids):
+        raw = base64.b64encode(np.ascontiguousarray(ids.transpose(1, 0, 2)).astype("<i4").tobytes()).decode()
+        return write_jsonl(path.with_suffix(".jsonl"), [{"routed_experts": raw, "num_hidden_layers": ids.shape[0],
+                                                         "top_k": ids.shape[2]}])
+
+    return {"layer-json": layer_json, "token-jsonl": token_jsonl, "megatron-router": megatron, "routed-experts": routed}
+
+
+@pytest.mark.parametrize("fmt", list(_writers()))
+@pytest.mark.parametrize("seed", range(4))
+def test_round_trip_text_formats(fmt, seed, tmp_path):
+    rng = np.random.default_rng(seed)
+    L, T, K, E = rng.integers(1, 5), rng.integers(1, 40), rng.integers(1, 4), 12
+    ids = rng.integers(0, E, size=(L, T, K))
+    path = _writers()[fmt](tmp_path / "x", ids)
+    assert detect(path).name == fmt
+    t = load_any(path, num_experts=E)
+    assert ids_of(t) == ids.tolist() and t.num_experts == E
+
+
+def test_no_torch_or_matplotlib_on_import(tmp_path):
+    import subprocess
+    import sys
+    from conftest import REPO
+    code = ("import sys, placer, placer.traces.importers, placer.stats, placer.commands.inspect, "
+            "placer.commands.import_, placer.commands.profile; "
+            "bad = [m for m in ('torch', 'matplotlib', 'transformers') if m in sys.modules]; "
+            "sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def test_list_formats(cli):
+    proc = cli("import", "--list-formats")
+    assert proc.returncode == 0
+    assert {line.split()[0] for line in proc.stdout.splitlines()} == set(formats())
