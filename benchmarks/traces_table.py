@@ -52,8 +52,8 @@ def main() -> None:
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "traces")
     a = ap.parse_args()
     print(f"| input | kind | tokens | L | E | K | load skew max/mean: mean (max) | NMI top-1 | mean max P(next\\|cur) "
-          f"| locality bound top-1, {a.gpus} GPUs | bound K x K pairs | random |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          f"| locality bound top-1, {a.gpus} GPUs | bound K x K pairs | contiguous keeps (K x K) | random |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
         for label, path, extra in inputs(a.shared):
             out = Path(tmp) / "x.npz"
@@ -63,7 +63,7 @@ def main() -> None:
             print(f"| {label} | {s['kind']} | {s['tokens']} | {s['layers']} | {s['experts']} | {s['top_k']} "
                   f"| {sk['mean']:.2f} ({sk['max']:.2f}) | {fmt(aff and aff['nmi_top1']['mean'])} "
                   f"| {fmt(aff and aff['max_cond_prob_top1']['mean'])} | {fmt(loc['bound_top1'])} "
-                  f"| {fmt(loc['bound_pairs'])} | {loc['random_share']:.3f} |")
+                  f"| {fmt(loc['bound_pairs'])} | {fmt(loc.get('contiguous_pairs'))} | {loc['random_share']:.3f} |")
 
 
 if __name__ == "__main__":

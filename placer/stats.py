@@ -19,7 +19,8 @@ All functions take counts from a :class:`~placer.profile.Profile` (L = MoE layer
   bound``). Per transition ``kept <= min(row bound, column bound)``; the bound of the trace is
   ``sum_l min(...) / sum_l sum(M_l)``. Each layer's placement takes part in two transitions, so
   a real placement may fall short of it; it never exceeds it. A balanced random placement keeps
-  1/G in expectation.
+  1/G in expectation; :func:`contiguous_kept_share` gives what the default contiguous placement
+  keeps, for reference.
 """
 
 from __future__ import annotations
@@ -98,6 +99,22 @@ def locality_bound(trans: np.ndarray, num_gpus: int) -> float:
     return float(kept.sum() / total)
 
 
+def contiguous_kept_share(profile: Profile, num_gpus: int) -> float | None:
+    """Share of K x K layer-transition pairs that the contiguous placement (expert e on GPU
+    ``e // (E/G)``, the Megatron/DeepSpeed default) keeps on one GPU: ``1 -`` its coherent cost
+    per transition on one node (0/1 hops). None without ``trans`` or when G does not divide E."""
+    if profile.trans is None or profile.trans.shape[0] == 0 or profile.num_experts % num_gpus:
+        return None
+    from placer.cost import coherent_cost
+    from placer.placement import Placement
+    from placer.topology import Topology
+
+    S = profile.num_experts // num_gpus
+    gpu_of = np.broadcast_to(np.arange(profile.num_experts) // S, (profile.num_layers, profile.num_experts))
+    placement = Placement.from_gpu_of(gpu_of, num_gpus)
+    return 1.0 - coherent_cost(profile, placement, Topology.uniform(num_gpus)).per_transition
+
+
 def summarize(profile: Profile, num_gpus: int | None = None) -> dict[str, Any]:
     """Every statistic above as a JSON-able dict (per-layer lists plus summaries)."""
     skew = load_skew(profile.load)
@@ -128,5 +145,6 @@ def summarize(profile: Profile, num_gpus: int | None = None) -> dict[str, Any]:
             loc["bound_top1_per_transition"] = (kept / np.maximum(t1.sum(axis=(1, 2)), 1)).tolist()
         if profile.trans is not None and profile.trans.shape[0] > 0:
             loc["bound_pairs"] = locality_bound(profile.trans, num_gpus)
+            loc["contiguous_pairs"] = contiguous_kept_share(profile, num_gpus)
         out["locality"] = loc
     return out

@@ -49,6 +49,18 @@ def test_locality_bound_dominates_every_placement(seed, shape):
     assert 0 <= bound <= 1
 
 
+def test_contiguous_share_by_hand_and_below_bound():
+    from placer.stats import contiguous_kept_share
+    # top-1, 4 experts on 2 GPUs ({0,1}, {2,3}): tokens 0->1 (kept), 0->2 (moved), 3->2 (kept), 1->3 (moved)
+    ids = np.array([[0, 0, 3, 1], [1, 2, 2, 3]])[:, :, None]
+    prof = Profile.from_trace(Trace(expert_ids=ids, num_experts=4))
+    assert contiguous_kept_share(prof, 2) == pytest.approx(0.5)
+    planted = Profile.from_trace(planted_trace())
+    s = summarize(planted, num_gpus=4)
+    assert s["locality"]["contiguous_pairs"] <= s["locality"]["bound_pairs"] + 1e-12
+    assert contiguous_kept_share(planted, 3) is None  # 8 experts do not split over 3 GPUs
+
+
 def test_locality_bound_is_tight_on_planted_blocks_and_below_one_otherwise():
     E, G = 4, 2
     block = np.zeros((2, E, E), np.int64)

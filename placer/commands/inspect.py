@@ -41,7 +41,8 @@ def render(stats: dict) -> str:
     if loc is not None:
         head = f"locality bound, {loc['gpus']} GPUs"
         rows.append((head, f"top-1 {_fmt(loc['bound_top1'])}, all K x K pairs {_fmt(loc['bound_pairs'])} "
-                           f"(S={loc['slots_per_gpu']}; random placement keeps {loc['random_share']:.3f})"))
+                           f"(S={loc['slots_per_gpu']}; random placement keeps {loc['random_share']:.3f}, "
+                           f"contiguous keeps {_fmt(loc.get('contiguous_pairs'))} of K x K pairs)"))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
