@@ -205,3 +205,21 @@ def test_bad_native_trace_is_refused(tmp_path, cli):
     t.save(tmp_path / "t.npz")
     proc = cli("inspect", tmp_path / "t.npz", "--num-experts", "1")
     assert_user_error(proc, "out of range")
+
+
+class _NotATensor:
+    """A class torch.load(weights_only=True) must refuse to rebuild."""
+
+    def __init__(self):
+        self.payload = [1, 2, 3]
+
+
+def test_pickled_object_in_sglang_dump_is_refused(tmp_path, cli):
+    torch = pytest.importorskip("torch")
+    p = tmp_path / "dump.pt"
+    torch.save({"records": [_NotATensor()], "last_physical_to_logical_map": torch.zeros((1, 2), dtype=torch.int64)}, p)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = cli("import", p, "-o", out / "t.npz")
+    assert_user_error(proc, "dump.pt", "never unpickles")
+    assert list(out.iterdir()) == []
