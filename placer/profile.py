@@ -108,12 +108,12 @@ class Profile:
             # layer's ids serve as the target of transition l-1 and the source of l.
             cur = raw[0].astype(np.intp)
             for l in range(L):
-                nxt = raw[l + 1].astype(np.intp) if l + 1 < L and tr is not None else None
+                nxt = raw[l + 1].astype(np.intp) if l + 1 < L else None
                 a = cur if valid is None else cur[valid[l]]
                 load[l] += np.bincount(a.ravel(), minlength=E)
                 if co is not None:
                     co[l] += _symmetric_pair_counts(a, E)
-                if nxt is not None:
+                if tr is not None and nxt is not None:
                     both = None if valid is None else valid[l] & valid[l + 1]
                     x = cur if both is None else cur[both]
                     y = nxt if both is None else nxt[both]
@@ -121,7 +121,7 @@ class Profile:
                     x1 = top1[l] if both is None else top1[l][both]
                     y1 = top1[l + 1] if both is None else top1[l + 1][both]
                     tr1[l] += np.bincount(x1 * E + y1, minlength=E * E).reshape(E, E)
-                cur = nxt if nxt is not None else (raw[l + 1].astype(np.intp) if l + 1 < L else None)
+                cur = nxt
             counted += chunk.num_tokens
             if progress is not None:
                 progress(chunk.num_tokens)
