@@ -76,21 +76,24 @@ def test_token_jsonl_orders_tokens_and_splits_requests(tmp_path):
 
 
 def test_megatron_router_ranks_merge(tmp_path):
+    def rec(step, layer, idx, block="decoder", **kw):
+        n = len(idx) if isinstance(idx[0], list) else len(idx) // 2
+        return {"rank": 0, "step": step, "block": block, "layer": layer, "num_tokens": n, "topk": 2,
+                "top_indices": idx, **kw}
     r0 = write_jsonl(tmp_path / "router_trace_rank0.jsonl", [
-        {"layer": 0, "num_tokens": 2, "topk": 2, "top_indices": [[0, 1], [2, 3]]},
-        {"layer": 1, "num_tokens": 2, "topk": 2, "top_indices": [1, 2, 3, 0]},   # flat layout
-        {"layer": 0, "num_tokens": 1, "topk": 2, "top_indices": [[3, 1]]},
-        {"layer": 1, "num_tokens": 1, "topk": 2, "top_indices": [[0, 2]]},
+        rec(1, 1, [[0, 1], [2, 3]]),
+        rec(1, 2, [1, 2, 3, 0]),                           # flat layout
+        rec(1, 2, [[3, 3]], block="mtp", mtp_idx=0),       # MTP router: same layer number, skipped
+        rec(2, 1, [[3, 1]]),
+        rec(2, 2, [[0, 2]]),
     ])
-    write_jsonl(tmp_path / "router_trace_rank1.jsonl", [
-        {"layer": 0, "num_tokens": 1, "topk": 2, "top_indices": [[2, 2]]},
-        {"layer": 1, "num_tokens": 1, "topk": 2, "top_indices": [[1, 1]]},
-    ])
+    write_jsonl(tmp_path / "router_trace_rank1.jsonl", [rec(1, 1, [[2, 2]]), rec(1, 2, [[1, 1]])])
     assert detect(r0).name == "megatron-router"
     t = load_any(r0)
     assert ids_of(t) == [[[0, 1], [2, 3], [3, 1]], [[1, 2], [3, 0], [0, 2]]]
+    assert t.moe_layers == [1, 2] and t.offsets.tolist() == [0, 2, 3]   # one sequence per step
     merged = load_any([tmp_path])  # the directory: ranks in rank order
-    assert merged.num_tokens == 4 and merged.offsets.tolist() == [0, 3, 4]
+    assert merged.num_tokens == 4 and merged.offsets.tolist() == [0, 2, 3, 4]
     assert np.asarray(merged.expert_ids)[:, 3].tolist() == [[2, 2], [1, 1]]
 
 

@@ -5,11 +5,12 @@
   (same length as ``experts``) and ``"request_id"`` or ``"problem_id"`` (tokens of one id form
   one sequence; ``token_idx`` counts within it). Records may come in any order; every token
   needs a record for every layer.
-- ``megatron-router``: Megatron-Core ``router_trace_rank{r}.jsonl``: one record per layer and
-  step, ``{"layer": l, "num_tokens": n, "topk": k, "top_indices": [[...] * k] * n}`` (nested or
-  flat). Token t of layer l is the t-th token over that layer's records in file order. Each
-  rank file holds its own tokens; ranks merge by concatenation (pass all rank files, or their
-  directory).
+- ``megatron-router``: Megatron-Core ``router_trace_rank{r}.jsonl`` (``--moe-routing-trace-path``):
+  one record per layer and step, ``{"rank", "step", "block", "layer": l, "num_tokens": n,
+  "topk": k, "top_indices": [[...] * k] * n}`` (nested or flat). Records whose ``block`` is not
+  ``"decoder"`` (MTP routers) are skipped. Token t of layer l is the t-th token over that layer's
+  records in file order; the tokens of one step form one sequence. Each rank file holds its own
+  tokens; ranks merge by concatenation (pass all rank files, or their directory).
 - ``routed-experts``: one request per line with ``routed_experts`` (top level or under
   ``meta_info``): SGLang's base64 of raw int32 ``[tokens, num_hidden_layers, top_k]`` (the shape
   from the record's ``num_hidden_layers``/``top_k`` fields or ``--num-hidden-layers``/``--top-k``),
@@ -104,7 +105,10 @@ def _load_token_jsonl(path: Path, options: ImportOptions) -> Trace:
 def _load_megatron(path: Path, options: ImportOptions) -> Trace:
     name = str(path)
     per_layer: dict[int, list[np.ndarray]] = {}
+    steps: dict[int, list] = {}
     for n, rec in iter_jsonl(path):
+        if rec.get("block", "decoder") != "decoder":
+            continue  # multi-token-prediction (MTP) routers reuse decoder layer numbers
         try:
             layer, num, k = int(rec["layer"]), int(rec["num_tokens"]), int(rec["topk"])
             idx = rec["top_indices"]
@@ -114,15 +118,24 @@ def _load_megatron(path: Path, options: ImportOptions) -> Trace:
         if arr.size != num * k:
             raise PlacerError(f"{path}: line {n}: 'top_indices' holds {arr.size} ids but num_tokens x topk = {num} x {k}; fix the record")
         per_layer.setdefault(layer, []).append(arr.reshape(num, k))
+        steps.setdefault(layer, []).append((rec.get("step"), num))
     if not per_layer:
-        raise PlacerError(f"{path}: the trace is empty (no records); record at least one token of one layer")
+        raise PlacerError(f"{path}: the trace is empty (no decoder router records); record at least one token of one layer")
     layers = sorted(per_layer)
     rows = [np.concatenate(per_layer[l]) for l in layers]
     for l, r in zip(layers, rows):
         if r.shape != rows[0].shape:
             raise PlacerError(f"{path}: layers of unequal length: layer {l} has {r.shape[0]} tokens of top-{r.shape[1]} but "
                               f"layer {layers[0]} has {rows[0].shape[0]} of top-{rows[0].shape[1]}; every layer needs every token")
-    return make_trace(path, np.stack(rows), options.num_experts, moe_layers=layers)
+    # tokens of one step form one sequence (a step's batch carries no finer boundaries)
+    first = steps[layers[0]]
+    try:
+        step_of = [int(st) for st, _ in first]
+    except (TypeError, ValueError):
+        step_of = [0] * len(first)
+    labels = np.repeat(np.array(step_of, np.int64), [num for _, num in first])
+    return make_trace(path, np.stack(rows), options.num_experts, moe_layers=layers,
+                      seq_offsets=offsets_from_labels(labels))
 
 
 # --------------------------------------------------------------- routed-experts
