@@ -101,8 +101,9 @@ def test_routed_experts_sglang_raw_int32(tmp_path):
     # 3 hidden layers (layer 0 dense: -1), top-2; two requests of 2 and 1 tokens
     req1 = np.array([[[-1, -1], [0, 3], [2, 1]], [[-1, -1], [1, 1], [3, 0]]], np.int32)
     req2 = np.array([[[-1, -1], [2, 2], [0, 0]]], np.int32)
-    recs = [{"text": "x", "meta_info": {"routed_experts": base64.b64encode(r.astype("<i4").tobytes()).decode()},
-             "num_hidden_layers": 3, "top_k": 2} for r in (req1, req2)]
+    pad = lambda r: np.concatenate([r, -np.ones(r.shape[:2] + (1,), np.int32)], axis=2)  # a -1 padded slot
+    recs = [{"text": "x", "meta_info": {"routed_experts": base64.b64encode(pad(r).astype("<i4").tobytes()).decode()},
+             "num_hidden_layers": 3, "top_k": 3} for r in (req1, req2)]
     p = write_jsonl(tmp_path / "sglang.jsonl", recs)
     assert detect(p).name == "routed-experts"
     t = load_any(p)

@@ -15,7 +15,8 @@
   ``meta_info``): SGLang's base64 of raw int32 ``[tokens, num_hidden_layers, top_k]`` (the shape
   from the record's ``num_hidden_layers``/``top_k`` fields or ``--num-hidden-layers``/``--top-k``),
   vLLM's base64 of an ``.npy`` (shape inside), or a plain nested list. Each line is one
-  sequence; hidden layers whose ids are all -1 (dense layers) are dropped.
+  sequence; hidden layers whose ids are all -1 (dense layers) and top-k slots that are -1 in
+  every MoE layer (padding) are dropped.
 """
 
 from __future__ import annotations
@@ -207,8 +208,9 @@ def _load_routed(path: Path, options: ImportOptions) -> Trace:
         raise PlacerError(f"{path}: the trace is empty (no tokens); record at least one request")
     ids = np.concatenate(reqs).transpose(1, 0, 2)  # [hidden_layers, T, K]
     moe = [l for l in range(ids.shape[0]) if not np.all(ids[l] == -1)]
+    cols = [c for c in range(ids.shape[2]) if not np.all(ids[moe][:, :, c] == -1)]  # -1 padded slots
     lens = [r.shape[0] for r in reqs]
-    return make_trace(path, np.ascontiguousarray(ids[moe]), options.num_experts, moe_layers=moe,
+    return make_trace(path, np.ascontiguousarray(ids[moe][:, :, cols]), options.num_experts, moe_layers=moe,
                       num_hidden_layers=ids.shape[0],
                       seq_offsets=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64))
 
