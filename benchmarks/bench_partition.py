@@ -132,7 +132,8 @@ def section_traces(time_limit: float, gpus: list[int]) -> list[dict]:
                     continue
                 configs.append((label, res, res.time_s, score(test, te_prof, res.placement, topo, tr_prof)))
             for label, res, secs, sc in configs:
-                row = {"trace": name, "gpus": G, "solver": label, "time_s": secs, **sc}
+                row = {"trace": name, "gpus": G, "solver": label, "time_s": secs,
+                       "hit_time_limit": bool(res is not None and res.details.get("hit_time_limit")), **sc}
                 if "coherent_per_transition" in sc:
                     row["coherent_reduction_vs_contiguous"] = 1 - sc["coherent_per_transition"] / base["coherent_per_transition"]
                     row["ep_reduction_vs_contiguous"] = 1 - sc["ep_copies_per_token_layer"] / base["ep_copies_per_token_layer"]
@@ -218,7 +219,7 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['trace']} | {r['gpus']} | {r['solver']} | {r['coherent_per_transition']:.3f} | "
                          f"{-100 * r['coherent_reduction_vs_contiguous']:+.1f}% | {r['ep_copies_per_token_layer']:.3f} | "
                          f"{-100 * r['ep_reduction_vs_contiguous']:+.1f}% | {r['max_imbalance']:.3f} | "
-                         f"{r['train_max_imbalance']:.3f} | {r['time_s']:.1f} |")
+                         f"{r['train_max_imbalance']:.3f} | {r['time_s']:.1f}{' (limit)' if r.get('hit_time_limit') else ''} |")
         lines.append("")
     if "scale" in results:
         lines += ["| instance | solve time (s) | hit limit | objective / planted | bound | gap to bound | bound time (s) | starts (kind, objective, s) |",
