@@ -36,8 +36,9 @@ one GPU, and the per-layer load cap when one applies):
    can depend on machine speed.
 
 ``constraints.options``: ``starts`` (default 4: METIS, then random), ``kicks`` (ILS
-perturbations, default 200), ``bound`` (False: skip the lower bound), ``metis`` (False: random starts only), ``metis_degree`` (edges kept
-per vertex for METIS), ``replica_imbalance`` (default cap with replicas, 1.10).
+perturbations, default 200), ``bound`` (False: skip the lower bound), ``metis`` (False: random
+starts only), ``metis_degree`` (edges kept per vertex for METIS), ``replica_imbalance`` (default
+cap with replicas, 1.10).
 
 Load cap: ``--max-imbalance`` bounds each layer's max/mean GPU load (a replica carries
 ``load / count``). With replicas and no ``--max-imbalance`` the cap defaults to
@@ -46,6 +47,7 @@ Load cap: ``--max-imbalance`` bounds each layer's max/mean GPU load (a replica c
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -96,8 +98,9 @@ class Problem:
     def P(self) -> int:
         return self.G * self.S
 
-    @property
+    @functools.cached_property
     def replicated(self) -> bool:
+        """Some expert has more than one instance (``cnt`` never changes after construction)."""
         return bool(np.any(self.cnt > 1))
 
     @property
@@ -144,14 +147,16 @@ def build_problem(profile: Profile, topology: Topology, constraints: Constraints
     return prob
 
 
+def _gpu_loads(prob: Problem, l: int, gpu_l: np.ndarray) -> np.ndarray:
+    """``[G]`` token picks per GPU at layer l (a replica carries load / count)."""
+    return np.bincount(gpu_l, weights=prob.inst_load[l], minlength=prob.G)
+
+
 def _imbalance(prob: Problem, l: int, gpu_l: np.ndarray) -> float:
-    loads = np.bincount(gpu_l, weights=prob.inst_load[l], minlength=prob.G)
+    """Max/mean GPU load of layer l (the load cost model's imbalance)."""
+    loads = _gpu_loads(prob, l, gpu_l)
     mean = loads.mean()
     return float(loads.max() / mean) if mean > 0 else 1.0
-
-
-def _gpu_loads(prob: Problem, l: int, gpu_l: np.ndarray) -> np.ndarray:
-    return np.bincount(gpu_l, weights=prob.inst_load[l], minlength=prob.G)
 
 
 # ----------------------------------------------------------------------------- costs
@@ -195,7 +200,7 @@ def _window_cost(prob: Problem, gpu: np.ndarray, lo: int, hi: int) -> float:
     return float(sum(0.5 * np.sum(prob.C[l] * _pair_dist(prob, l, l, gpu, prob.hop)) for l in range(lo, hi)))
 
 
-def _blocks(prob: Problem, gpu: np.ndarray, l: int) -> list[tuple[np.ndarray, int, np.ndarray]]:
+def _blocks(prob: Problem, l: int) -> list[tuple[np.ndarray, int, np.ndarray]]:
     """Edge blocks touching layer l: ``(w [E, E], neighbour layer, hop_from_l [G, G])`` where
     ``w[e, n]`` weighs layer-l expert e against expert n of the neighbour layer."""
     if prob.W is None:
@@ -218,7 +223,7 @@ def move_costs(prob: Problem, gpu: np.ndarray, l: int) -> np.ndarray:
     ie = prob.inst_expert[l]
     lin = np.zeros((E, G))
     rep_terms = []
-    for w, nl, hop_l in _blocks(prob, gpu, l):
+    for w, nl, hop_l in _blocks(prob, l):
         if not prob.replicated:
             # aggregate edge weight per neighbour GPU, then one small [E, G] x [G, G] product
             order = np.argsort(gpu[nl], kind="stable")
