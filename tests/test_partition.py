@@ -5,6 +5,7 @@ the coherent chain), per-token cost evaluation, planted placements, and invarian
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from placer.cost import coherent_cost, load_cost
 from placer.errors import PlacerError
+from placer.fileio import to_jsonable
 from placer.profile import Profile
 from placer.solvers.base import Constraints, get_solver
 from placer.solvers.metis import csr_from_edges, part_graph_kway
@@ -311,6 +313,7 @@ def test_every_constraint_holds(L, G, gpn_div, per_gpu, extra, K, cap, cost, see
     assert pl.num_slots == G * ((E + replicas) // G) and pl.num_replicas == replicas
     assert pl.gpus_per_node == gpn
     assert res.status == "heuristic" and res.solver == "partition"
+    json.dumps(to_jsonable(res.summary()), allow_nan=False)      # the CLI writes it as JSON
     if replicas:
         for l in range(L):
             assert np.array_equal(pl.logcnt[l], replica_counts(prof.load[l], E + replicas, G))

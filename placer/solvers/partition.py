@@ -57,6 +57,7 @@ from scipy.optimize import linear_sum_assignment
 from placer.errors import PlacerError
 from placer.placement import Placement
 from placer.profile import Profile
+from placer.progress import progress
 from placer.solvers.base import Constraints, SolveResult, register
 from placer.solvers.eplb import balanced_packing
 from placer.solvers.replicate import replica_counts_batched
@@ -457,7 +458,7 @@ def refine(prob: Problem, gpu: np.ndarray, deadline: float, layers: range | None
 
 
 def perturb_and_refine(prob: Problem, gpu: np.ndarray, best_obj: float, kicks: int, seed: int,
-                       deadline: float) -> tuple[float, int]:
+                       deadline: float, advance=lambda n=1: None) -> tuple[float, int]:
     """Iterated local search: shuffle part of two adjacent layers, re-descend on a window around
     them, keep the result only if the whole objective drops. Escapes the local optima of
     one-layer moves (a pair of experts that should move together across layers).
@@ -469,6 +470,7 @@ def perturb_and_refine(prob: Problem, gpu: np.ndarray, best_obj: float, kicks: i
     for _ in range(kicks):
         if time.perf_counter() >= deadline or prob.G == 1:
             break
+        advance(1)
         l = int(rng.integers(0, prob.L))
         hi = min(prob.L, l + 2)
         lo_w, hi_w = max(0, l - 1), min(prob.L, hi + 1)     # the window refine may change
@@ -786,6 +788,34 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints) -> So
     bound_time = time.perf_counter() - tb
     n_starts = max(1, int(opts.get("starts", DEFAULT_STARTS)))
     use_metis = bool(opts.get("metis", True)) and prob.G > 1
+    kicks = int(opts.get("kicks", DEFAULT_KICKS))
+    with progress("partition: starts", total=n_starts, unit="starts") as advance:
+        starts, best_gpu, best_obj = _run_starts(prob, constraints, opts, n_starts, use_metis, deadline, advance)
+    with progress("partition: local search", total=kicks, unit="kicks") as advance:
+        best_obj, accepted = perturb_and_refine(prob, best_gpu, best_obj, kicks, constraints.seed, deadline,
+                                                advance)
+    elapsed = time.perf_counter() - t0
+    model = "coherent" if constraints.cost == "coherent" else "ep-pairwise"
+    ratios = prob.cap / np.where(prob.load.sum(1) > 0, prob.load.sum(1) / prob.G, np.inf)
+    details = {"starts": starts, "best_start": int(np.argmin([s["objective"] for s in starts])),
+               "hit_time_limit": time.perf_counter() >= deadline,
+               "max_imbalance": max_imbalance(prob, best_gpu),
+               "load_cap": float(ratios[np.isfinite(ratios)].max()) if np.isfinite(ratios).any() else None,
+               "objective_model": model, "kicks": kicks, "kicks_accepted": accepted}
+    if bound_name:
+        details["bound_name"] = bound_name
+        details["bound_time_s"] = bound_time
+    placement = to_placement(prob, best_gpu, {"solver": "partition", "objective": best_obj,
+                                              "cost_model": constraints.cost})
+    placement.validate("partition result")
+    return SolveResult(placement=placement, solver="partition", status="heuristic",
+                       cost_model=constraints.cost, objective=float(best_obj), bound=bound,
+                       time_s=elapsed, details=details)
+
+
+def _run_starts(prob: Problem, constraints: Constraints, opts: dict, n_starts: int, use_metis: bool,
+                deadline: float, advance) -> tuple[list[dict], np.ndarray, float]:
+    """Each start made feasible and refined; returns (per-start records, best ``gpu``, its objective)."""
     starts: list[dict] = []
     best_gpu, best_obj = None, np.inf
     for k in range(n_starts):
@@ -804,25 +834,8 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints) -> So
                        "time_s": time.perf_counter() - ts})
         if obj < best_obj - _REL_TOL * max(1.0, abs(best_obj) if np.isfinite(best_obj) else 1.0):
             best_gpu, best_obj = gpu.copy(), obj
-    kicks = int(opts.get("kicks", DEFAULT_KICKS))
-    ils_obj, accepted = perturb_and_refine(prob, best_gpu, best_obj, kicks, constraints.seed, deadline)
-    best_obj = ils_obj
-    elapsed = time.perf_counter() - t0
-    model = "coherent" if constraints.cost == "coherent" else "ep-pairwise"
-    details = {"starts": starts, "best_start": int(np.argmin([s["objective"] for s in starts])),
-               "hit_time_limit": time.perf_counter() >= deadline,
-               "max_imbalance": max_imbalance(prob, best_gpu),
-               "load_cap": None if not prob.capped else float(np.max(prob.cap / (prob.load.sum(1) / prob.G))),
-               "objective_model": model, "kicks": kicks, "kicks_accepted": accepted}
-    if bound_name:
-        details["bound_name"] = bound_name
-        details["bound_time_s"] = bound_time
-    placement = to_placement(prob, best_gpu, {"solver": "partition", "objective": best_obj,
-                                              "cost_model": constraints.cost})
-    placement.validate("partition result")
-    return SolveResult(placement=placement, solver="partition", status="heuristic",
-                       cost_model=constraints.cost, objective=float(best_obj), bound=bound,
-                       time_s=elapsed, details=details)
+        advance(1)
+    return starts, best_gpu, best_obj
 
 
 def _bound(profile: Profile, topology: Topology, constraints: Constraints) -> tuple[float | None, str | None]:
