@@ -1,6 +1,7 @@
 """Starting the ranks: spawned by the command itself, or one rank of a ``torchrun`` job.
 
-Spawned runs use ``torch.multiprocessing``'s ``spawn`` context and a ``file://`` rendezvous in a
+Spawned runs start fresh interpreters (``torch.multiprocessing``'s ``forkserver`` context with
+torch preloaded, or ``spawn`` where there is no fork server; see :func:`_context`) and a ``file://`` rendezvous in a
 private temporary folder. Each rank's stdout and stderr go to a log file there, so the command's
 own output stays clean. The parent polls the ranks: the first rank that exits non-zero (or the
 ``timeout_s`` deadline) stops the run, every other rank gets SIGTERM, then SIGKILL after a grace
@@ -112,14 +113,29 @@ def _spawned_rank(rank: int, cfg: ReplayConfig, run_dir: str, init_method: str, 
     os._exit(code)
 
 
+def _context():
+    """A ``forkserver`` context that preloads torch, else ``spawn``.
+
+    Both start ranks from a fresh interpreter, never from a fork of the caller (whose threads
+    and state a fork would copy). The fork server imports torch once and forks every rank from
+    that clean process: on a loaded 2-core machine ``import torch`` took 6.5 s per rank, and four
+    ranks importing at once took 26 s (docs/benchmarks.md).
+    """
+    import torch.multiprocessing as mp
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["torch", "torch.distributed", "placer.validate.launch"])
+        return ctx
+    return mp.get_context("spawn")
+
+
 def spawn(cfg: ReplayConfig, timeout_s: float) -> dict[str, Any]:
     """Spawn ``cfg.world_size`` ranks on this machine, wait, return rank 0's report.
 
     Raises :class:`ReplayFailed` (exit 1) naming the first rank that died, or the deadline.
     """
     import torch
-    import torch.multiprocessing as mp
-    ctx = mp.get_context("spawn")
+    ctx = _context()
     threads = max(1, torch.get_num_threads() // cfg.world_size)
     with tempfile.TemporaryDirectory(prefix="moe-place-validate-") as run_dir:
         init = Path(run_dir, "rendezvous").as_uri()
