@@ -9,9 +9,9 @@ Modes (the replay in :mod:`placer.validate.worker` follows these plans exactly):
   expert; the token is sent once to each distinct remote destination (dedup) with a K-bit mask of
   the picks to run there, and each destination sends back ONE row: the gate-weighted sum of its
   picks' outputs. Dispatch and combine therefore move the same number of rows.
-  Replicas: the home rank serves every pick it holds; the remaining picks are covered by the
-  fewest remote ranks (exact minimum cover, ties broken by the lexicographically smallest sorted
-  rank tuple); a pick goes to the lowest rank of the cover that holds it.
+  Replicas: chosen by the cost model itself (:func:`placer.cost.serving_gpus`): the home rank
+  serves every pick it holds, the rest go to the fewest remote ranks (exact minimum cover, ties:
+  lexicographically smallest sorted ranks).
 - ``coherent`` (one all-to-all per layer transition, no replicas): the unit is an *instance*
   (token t, pick k) at layer l, on the rank of expert ``ids[l, t, k]``. Instance (t, i) computes
   the partial ``p_i = g_i * FFN_i(rmsnorm(x_l)) + [i is the top-1 pick] * x_l`` (the residual
@@ -27,12 +27,11 @@ Modes (the replay in :mod:`placer.validate.worker` follows these plans exactly):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import combinations
-
 import numpy as np
 
 from placer.errors import PlacerError
 from placer.placement import Placement
+from placer.topology import Topology
 
 
 def gate_weights(gate: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
@@ -49,48 +48,17 @@ def top1_column(gate: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndar
     return np.argmax(np.asarray(gate), axis=2)
 
 
-def home_ranks(offsets: np.ndarray, num_tokens: int, world_size: int) -> np.ndarray:
-    """``[T]`` home rank of each token: sequence s lives on rank ``s % G`` (the cost model's policy)."""
-    seq = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    assert len(seq) == num_tokens
-    return (seq % world_size).astype(np.int64)
-
-
 # ------------------------------------------------------------------------------------------ ep
-def ep_dest(ids: np.ndarray, home: np.ndarray, expert_gpus: np.ndarray) -> np.ndarray:
-    """``[T, K]`` rank that processes each pick at one layer (see the module docstring).
+def ep_dest(ids: np.ndarray, home: np.ndarray, placement: Placement, layer: int) -> np.ndarray:
+    """``[T, K]`` rank that processes each pick at one layer: the cost model's own choice.
 
-    ``ids`` ``[T, K]`` expert ids, ``home`` ``[T]``, ``expert_gpus`` ``[E, G]`` bool (who holds
-    a replica). Replica-free layers take the one holder directly.
+    ``ids`` ``[T, K]`` expert ids, ``home`` ``[T]``. This is :func:`placer.cost.serving_gpus`
+    on one node (every hop 1), so the replay picks replicas exactly as ``ep_cost`` counts them.
     """
-    ids = np.asarray(ids, dtype=np.int64)
-    holders = expert_gpus.sum(axis=1)
-    if np.all(holders == 1):
-        return np.argmax(expert_gpus, axis=1)[ids]
-    dest = np.empty_like(ids)
-    cache: dict[tuple, tuple] = {}
-    for t in range(ids.shape[0]):
-        key = (int(home[t]), tuple(ids[t].tolist()))
-        if key not in cache:
-            cache[key] = _cover(key[0], ids[t], expert_gpus)
-        dest[t] = cache[key]
-    return dest
-
-
-def _cover(home: int, picks: np.ndarray, expert_gpus: np.ndarray) -> tuple:
-    """Fewest remote ranks covering the picks the home rank does not hold (exact, K is small)."""
-    need = [e for e in picks if not expert_gpus[e, home]]
-    out = {int(e): home for e in picks if expert_gpus[e, home]}
-    if need:
-        cand = sorted({int(g) for e in need for g in np.flatnonzero(expert_gpus[e])})
-        for r in range(1, len(need) + 1):
-            found = next((c for c in combinations(cand, r)
-                          if all(expert_gpus[e, list(c)].any() for e in need)), None)
-            if found is not None:
-                break
-        for e in need:
-            out[int(e)] = next(g for g in found if expert_gpus[e, g])
-    return tuple(out[int(e)] for e in picks)
+    from placer.cost import replica_gpus, serving_gpus
+    hop = Topology.uniform(placement.num_gpus).hop
+    return serving_gpus(np.asarray(ids, np.int64), home, replica_gpus(placement)[layer],
+                        placement.logcnt[layer], hop)
 
 
 @dataclass

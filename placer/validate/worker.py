@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from placer.cost import default_home
 from placer.validate import routing
 from placer.validate.model import ExpertBank, experts_mix, initial_activations, reference, rmsnorm
 
@@ -82,14 +83,13 @@ class Replayer:
         L, T, K = self.ids.shape
         self.shape = (L, T, K)
         self.gate = routing.gate_weights(cfg.gate, self.shape)
-        self.home = routing.home_ranks(np.asarray(cfg.offsets), T, G)
+        self.home = default_home(_trace(cfg), G)
         self.my_tok = np.flatnonzero(self.home == rank)
         pl = _placement(phy2log, cfg)
         self.layers: list[dict[str, Any]] = []
         if cfg.mode == "ep":
-            eg = pl.expert_gpus
             for l in range(L):
-                plan = routing.ep_layer(routing.ep_dest(self.ids[l], self.home, eg[l]), self.home, G)
+                plan = routing.ep_layer(routing.ep_dest(self.ids[l], self.home, pl, l), self.home, G)
                 mine = plan.rows_of(rank)
                 tok = plan.tok[mine]
                 self.layers.append({
@@ -278,7 +278,7 @@ def _report(cfg: ReplayConfig, x0: np.ndarray, gathered: dict, times: dict,
     ref = reference(np.asarray(cfg.expert_ids, np.int64), gate, x0,
                     ExpertBank(cfg.seed, cfg.hidden, cfg.ffn, cfg.ffn_type))
     trace = _trace(cfg)
-    home = routing.home_ranks(np.asarray(cfg.offsets), T, G)
+    home = default_home(trace, G)
     coherent = cfg.mode == "coherent"
     n_pred = L - 1 if coherent else L
     out: dict[str, Any] = {}
