@@ -104,9 +104,11 @@ def chain_assignment(trace: Trace, G: int) -> Placement:
 def solve(trace: Trace, G: int, mode: str, solver: str | None, passes: int) -> Placement:
     if solver:
         from placer.profile import Profile
-        from placer.solvers.base import get_solver
+        from placer.solvers.base import Constraints, get_solver
         from placer.topology import Topology
-        res = get_solver(solver)(Profile.from_trace(trace), Topology.uniform(G), None)
+        res = get_solver(solver)(Profile.from_trace(trace), Topology.uniform(G),
+                                 Constraints(cost=mode, time_limit=60.0, seed=0))
+        res.placement.report.setdefault("solver", solver)
         return res.placement
     return swap_spanned(trace, G, passes) if mode == "ep" else chain_assignment(trace, G)
 

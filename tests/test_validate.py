@@ -277,6 +277,11 @@ def test_python_api_rejects_mismatch_before_starting_ranks():
     tr = make_trace()
     with pytest.raises(PlacerError, match="--world-size"):
         run(tr, random_placement(3, 8, 4), world_size=8)
+    dropped = np.zeros((tr.num_layers, tr.num_tokens), bool)
+    dropped[1, 5] = True
+    tr.dropped = dropped
+    with pytest.raises(PlacerError, match="dropped"):
+        run(tr, random_placement(3, 8, 4))
 
 
 def test_import_placer_validate_does_not_import_torch():
@@ -298,7 +303,12 @@ def test_torchrun_standalone(files):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rep = json.loads(proc.stdout)
     assert rep["outputs_match"] and rep["bytes_match"] and rep["world_size"] == 2
-    bad = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "placer.validate",
-                          files / "t.npz", files / "p4.json"], capture_output=True, text=True, timeout=240,
-                         env=env, cwd=REPO)
-    assert bad.returncode != 0 and "torchrun started 2 ranks" in bad.stderr
+
+
+def test_torchrun_rank_with_wrong_world_size_errors_before_joining(monkeypatch):
+    """Under torchrun (RANK/WORLD_SIZE set) a placement for another G fails before any rendezvous."""
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    tr = make_trace()
+    with pytest.raises(PlacerError, match="torchrun started 2 ranks"):
+        run(tr, random_placement(3, 8, 4))

@@ -86,6 +86,9 @@ def build_config(trace: Trace, placement: Placement, baseline: str | Placement =
         raise PlacerError(f"--tokens must be positive (0 = all), got {tokens}")
     if tokens and tokens < trace.num_tokens:
         trace = trace._token_range(0, int(tokens), with_offsets=True)
+    if trace.dropped is not None and np.asarray(trace.dropped).any():
+        raise PlacerError("the trace has capacity-dropped tokens, which the replay does not model (the cost "
+                          "model skips them); replay a trace without drops or fewer --tokens before the first drop")
     gate = None if trace.gate_weights is None else np.asarray(trace.gate_weights, np.float32)
     return ReplayConfig(
         expert_ids=np.asarray(trace.expert_ids, np.int64), gate=gate, offsets=trace.offsets.copy(),

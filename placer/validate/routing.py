@@ -78,6 +78,11 @@ class Exchange:
         return slice(start, start + int(self.counts[rank].sum()))
 
 
+def pair_counts(src: np.ndarray, dst: np.ndarray, world_size: int) -> np.ndarray:
+    """``[G, G]`` number of rows from each rank to each rank."""
+    return np.bincount(src * world_size + dst, minlength=world_size * world_size).reshape(world_size, world_size)
+
+
 @dataclass
 class EPLayer(Exchange):
     """Dispatch copies of one layer: ``tok`` ``[M]`` token id, ``mask`` ``[M]`` K-bit pick mask."""
@@ -97,9 +102,7 @@ def ep_layer(dest: np.ndarray, home: np.ndarray, world_size: int) -> EPLayer:
     ctok, cdst = uniq // world_size, uniq % world_size
     csrc = home[ctok]
     order = np.lexsort((ctok, cdst, csrc))
-    counts = np.zeros((world_size, world_size), np.int64)
-    np.add.at(counts, (csrc, cdst), 1)
-    return EPLayer(src=csrc[order], dst=cdst[order], counts=counts, tok=ctok[order], mask=mask[order])
+    return EPLayer(src=csrc[order], dst=cdst[order], counts=pair_counts(csrc, cdst, world_size), tok=ctok[order], mask=mask[order])
 
 
 # ------------------------------------------------------------------------------------ coherent
@@ -142,9 +145,7 @@ def coherent_transition(rank_now: np.ndarray, rank_next: np.ndarray, world_size:
     j = np.tile(np.arange(K), T * K)
     src, dst = rank_now[t, i], rank_next[t, j]
     order = np.lexsort((j, i, t, dst, src))
-    counts = np.zeros((world_size, world_size), np.int64)
-    np.add.at(counts, (src, dst), 1)
-    return CoherentLayer(src=src[order], dst=dst[order], counts=counts,
+    return CoherentLayer(src=src[order], dst=dst[order], counts=pair_counts(src, dst, world_size),
                          src_key=(t * K + i)[order], dst_key=(t * K + j)[order])
 
 
@@ -155,7 +156,5 @@ def coherent_final(rank_last: np.ndarray, home: np.ndarray, world_size: int) -> 
     k = np.tile(np.arange(K), T)
     src, dst = rank_last[t, k], home[t]
     order = np.lexsort((k, t, dst, src))
-    counts = np.zeros((world_size, world_size), np.int64)
-    np.add.at(counts, (src, dst), 1)
-    return CoherentLayer(src=src[order], dst=dst[order], counts=counts,
+    return CoherentLayer(src=src[order], dst=dst[order], counts=pair_counts(src, dst, world_size),
                          src_key=(t * K + k)[order], dst_key=t[order])
