@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from placer import Placement, Trace  # noqa: E402
+from placer.cost import load_cost  # noqa: E402
 from placer.validate.api import contiguous, validate  # noqa: E402
 
 
@@ -140,7 +141,9 @@ def main() -> None:
                 t0 = time.perf_counter()
                 pl = solve(train, G, mode, args.solver, args.passes)
                 solve_s = time.perf_counter() - t0
-                rep = validate(test, pl, contiguous(full.num_layers, full.num_experts, G), mode=mode,
+                base = contiguous(full.num_layers, full.num_experts, G)
+                replayed = test._token_range(0, min(args.tokens, test.num_tokens), with_offsets=True)
+                rep = validate(test, pl, base, mode=mode,
                                hidden_size=args.hidden_size, ffn_size=args.ffn_size, tokens=args.tokens,
                                iters=args.iters, warmup=1, seed=0, timeout_s=1200)
                 row = {"trace": name, "gpus": G, "mode": mode, "solver": pl.report.get("solver", args.solver),
@@ -156,7 +159,10 @@ def main() -> None:
                        "time_ratio": rep["time_ratio"],
                        "comm_time_placement_s": rep["comm_time_placement_s"],
                        "comm_time_baseline_s": rep["comm_time_baseline_s"],
-                       "comm_time_ratio": rep["comm_time_ratio"]}
+                       "comm_time_ratio": rep["comm_time_ratio"],
+                       # load cost model on the replayed tokens: max/mean picks per GPU, mean over layers
+                       "imbalance_placement": load_cost(replayed, pl).mean_imbalance,
+                       "imbalance_baseline": load_cost(replayed, base).mean_imbalance}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.out:
