@@ -6,8 +6,8 @@ Usage (from the repository root):
 
 For each trace (Mixtral-8x7B MT-Bench coding, ESFT DeepSeek-V2-Lite intent) the placement is
 solved on the first half of the sequences and replayed on held-out tokens of the second half.
-The solver is ``--solver NAME`` when that solver is registered (``placer.solvers``), else a
-simple heuristic defined here, named in the output:
+The solver is ``--solver NAME`` (a registered solver, e.g. ``eplb`` with ``--replicas R``), else
+a simple heuristic defined here, named in the output:
 
 - ``ep``: ``swap-spanned``, pairwise expert swaps between GPUs that lower the number of distinct
   GPUs each training token's top-K experts span (home-independent, so it carries over to new
@@ -102,13 +102,13 @@ def chain_assignment(trace: Trace, G: int) -> Placement:
     return Placement.from_gpu_of(gpu_of, G, report={"solver": "chain-assignment"})
 
 
-def solve(trace: Trace, G: int, mode: str, solver: str | None, passes: int) -> Placement:
+def solve(trace: Trace, G: int, mode: str, solver: str | None, passes: int, replicas: int = 0) -> Placement:
     if solver:
         from placer.profile import Profile
         from placer.solvers.base import Constraints, get_solver
         from placer.topology import Topology
         res = get_solver(solver)(Profile.from_trace(trace), Topology.uniform(G),
-                                 Constraints(cost=mode, time_limit=60.0, seed=0))
+                                 Constraints(cost=mode, time_limit=60.0, seed=0, replicas=replicas))
         res.placement.report.setdefault("solver", solver)
         return res.placement
     return swap_spanned(trace, G, passes) if mode == "ep" else chain_assignment(trace, G)
@@ -126,7 +126,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--block", type=int, default=256)
     ap.add_argument("--passes", type=int, default=3)
-    ap.add_argument("--solver", default=None)
+    ap.add_argument("--solver", default=None, help="a registered solver instead of the built-in heuristics")
+    ap.add_argument("--replicas", type=int, default=0, help="redundant slots per layer, for --solver")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -139,7 +140,7 @@ def main() -> None:
         for G in args.gpus:
             for mode in args.modes:
                 t0 = time.perf_counter()
-                pl = solve(train, G, mode, args.solver, args.passes)
+                pl = solve(train, G, mode, args.solver, args.passes, args.replicas)
                 solve_s = time.perf_counter() - t0
                 base = contiguous(full.num_layers, full.num_experts, G)
                 replayed = test._token_range(0, min(args.tokens, test.num_tokens), with_offsets=True)
@@ -147,6 +148,7 @@ def main() -> None:
                                hidden_size=args.hidden_size, ffn_size=args.ffn_size, tokens=args.tokens,
                                iters=args.iters, warmup=1, seed=0, timeout_s=1200)
                 row = {"trace": name, "gpus": G, "mode": mode, "solver": pl.report.get("solver", args.solver),
+                       "replicas": pl.num_replicas,
                        "solve_s": round(solve_s, 2), "tokens": rep["tokens"], "layers": rep["layers"],
                        "top_k": rep["top_k"], "outputs_match": rep["outputs_match"],
                        "max_abs_error": max(rep["placement"]["max_abs_error"], rep["baseline_detail"]["max_abs_error"]),

@@ -26,8 +26,9 @@ def contiguous(num_layers: int, num_experts: int, num_gpus: int) -> Placement:
     if num_experts % num_gpus:
         raise PlacerError(f"--baseline contiguous needs the {num_experts} experts to split evenly over "
                           f"{num_gpus} GPUs; pass --baseline FILE with a placement instead")
-    gpu_of = np.tile(np.arange(num_experts) // (num_experts // num_gpus), (num_layers, 1))
-    return Placement.from_gpu_of(gpu_of, num_gpus, report={"solver": "contiguous"})
+    from placer.solvers.baselines import first_copy_gpus
+    return Placement.from_gpu_of(first_copy_gpus("contiguous", num_layers, num_experts, num_gpus),
+                                 num_gpus, report={"solver": "contiguous"})
 
 
 def _check_fits(p: Placement, trace: Trace, name: str) -> None:
