@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,24 +34,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from placer import Placement, Trace  # noqa: E402
+from placer.traces.importers import load_one  # noqa: E402
 from placer.cost import load_cost  # noqa: E402
 from placer.validate.api import contiguous, validate  # noqa: E402
 
 
 def load_mixtral_json(path: Path, block: int) -> Trace:
-    data = json.loads(path.read_text())
-    ids = np.stack([np.asarray(data[str(l)], np.uint8) for l in range(len(data))])
-    T = ids.shape[1]
-    offsets = np.unique(np.r_[np.arange(0, T, block), T]).astype(np.int64)
-    return Trace(expert_ids=ids, num_experts=8, seq_offsets=offsets, model="Mixtral-8x7B",
-                 source=str(path))
-
-
-def load_esft(path: Path) -> Trace:
-    with np.load(path, allow_pickle=False) as z:
-        return Trace(expert_ids=z["expert_ids"], num_experts=64, gate_weights=z["gate_weights"],
-                     seq_offsets=z["seq_offsets"], model="ESFT-vanilla-lite (DeepSeek-V2-Lite)",
-                     source=str(path))
+    """The per-layer JSON through the importer, its tokens cut into ``block``-token sequences."""
+    trace = load_one(path)
+    T = trace.num_tokens
+    return replace(trace, seq_offsets=np.unique(np.r_[np.arange(0, T, block), T]).astype(np.int64))
 
 
 # ------------------------------------------------------------------------ built-in heuristics
@@ -132,7 +125,7 @@ def main() -> None:
     args = ap.parse_args()
 
     traces = {"mixtral": lambda: load_mixtral_json(args.traces / "mixtral_mtbench" / "coding.json", args.block),
-              "esft": lambda: load_esft(args.traces / "esft" / "esft_v2lite_intent.npz")}
+              "esft": lambda: load_one(args.traces / "esft" / "esft_v2lite_intent.npz")}
     rows = []
     for name in args.which:
         full = traces[name]()

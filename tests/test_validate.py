@@ -312,3 +312,17 @@ def test_torchrun_rank_with_wrong_world_size_errors_before_joining(monkeypatch):
     tr = make_trace()
     with pytest.raises(PlacerError, match="torchrun started 2 ranks"):
         run(tr, random_placement(3, 8, 4))
+
+
+def test_real_mixtral_trace_replays_exactly(shared_traces):
+    """Mixtral-8x7B MT-Bench routing (imported from its per-layer JSON), first 128 tokens, 4 ranks."""
+    from placer.validate.api import load_trace
+    full = load_trace(shared_traces / "mixtral_mtbench" / "math.json")
+    tr = full._token_range(0, 128, with_offsets=True)
+    tr.seq_offsets = np.array([0, 40, 64, 100, 128])   # four homes instead of one
+    pl = random_placement(tr.num_layers, 8, 4, seed=4)
+    for mode, expect in (("ep", expected_ep), ("coherent", expected_coherent)):
+        rep = run(tr, pl, mode=mode)
+        assert rep["outputs_match"] and rep["bytes_match"]
+        assert rep["bytes_measured"] == int(expect(tr, pl).sum()) == rep["bytes_predicted"]
+        assert rep["baseline_bytes_measured"] == int(expect(tr, contiguous_of(tr, 4)).sum())

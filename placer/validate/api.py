@@ -119,5 +119,9 @@ def validate(trace: Trace, placement: Placement, baseline: str | Placement = "co
 
 
 def load_trace(path: str | Path) -> Trace:
-    """The native trace at ``path`` (other formats: ``moe-place import`` first)."""
-    return Trace.load(path)
+    """The per-token trace at ``path``, in any format ``moe-place import`` reads."""
+    from placer.traces.importers import load_any
+    data = load_any(path)
+    if not isinstance(data, Trace):
+        raise PlacerError(f"{path}: holds aggregate counts only; the replay needs per-token routing (a trace)")
+    return data
