@@ -254,6 +254,17 @@ def test_dying_rank_ends_cleanly_without_hung_processes(files):
     assert _alive_with(tag) == []
 
 
+def test_dying_rank_through_the_api_raises_replay_failed(monkeypatch):
+    """The hook reaches ranks started by an already-running fork server (it travels in the config)."""
+    from placer.validate.launch import ReplayFailed
+    tr = make_trace()
+    run(tr, random_placement(3, 8, 2))          # make sure a fork server is already running
+    monkeypatch.setenv("MOE_PLACE_VALIDATE_FAIL_RANK", "1:0")
+    with pytest.raises(ReplayFailed, match="rank 1 died") as exc:
+        run(tr, random_placement(3, 8, 2))
+    assert exc.value.exit_code == 1
+
+
 def test_world_size_mismatch_is_a_user_error(files):
     assert_user_error(_cli("validate", files / "t.npz", files / "p4.json", "--world-size", 2),
                       "4 GPUs", "--world-size")

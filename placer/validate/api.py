@@ -6,6 +6,7 @@ line (exit 2) and never a hung process group.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from placer.errors import PlacerError
 from placer.placement import Placement
 from placer.traces.trace import Trace
 from placer.validate.model import FFN_TYPES
-from placer.validate.worker import ReplayConfig
+from placer.validate.worker import FAIL_ENV, ReplayConfig
 
 MODES = ("ep", "coherent")
 BACKENDS = ("gloo", "nccl")
@@ -98,6 +99,7 @@ def build_config(trace: Trace, placement: Placement, baseline: str | Placement =
         ffn=int(ffn_size), ffn_type=ffn_type, iters=int(iters), warmup=int(warmup), seed=int(seed),
         collective_timeout_s=float(timeout_s),
         info={"trace_model": trace.model, "sequences": trace.num_sequences},
+        fail_spec=os.environ.get(FAIL_ENV) or None,
     )
 
 

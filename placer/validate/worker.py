@@ -51,6 +51,8 @@ class ReplayConfig:
     atol: float = 1e-4
     rtol: float = 1e-4
     info: dict[str, Any] = field(default_factory=dict)
+    # read from FAIL_ENV by the caller: forked ranks would see the fork server's old environment
+    fail_spec: str | None = None
 
 
 def _placement(phy2log: np.ndarray, cfg: ReplayConfig):
@@ -64,9 +66,8 @@ def _trace(cfg: ReplayConfig):
                  seq_offsets=cfg.offsets)
 
 
-def _fail_point(rank: int) -> int | None:
-    """The layer at which the fault-injection hook kills this rank, or None."""
-    spec = os.environ.get(FAIL_ENV)
+def _fail_point(spec: str | None, rank: int) -> int | None:
+    """The layer at which the fault-injection hook (``FAIL_ENV``'s value) kills this rank, or None."""
     if not spec:
         return None
     r, _, layer = spec.partition(":")
@@ -115,7 +116,7 @@ class Replayer:
                     "experts": self.ids[l, tt, kk], "weights": self.gate[l, tt, kk],
                     "resid": self._t(np.flatnonzero(kk == self.top1[l, tt])),
                 })
-        self.fail_at = _fail_point(rank)
+        self.fail_at = _fail_point(cfg.fail_spec, rank)
 
     def _t(self, a: np.ndarray):
         import torch
