@@ -410,3 +410,21 @@ def test_esft_with_one_replica_per_gpu_is_balanced(shared_traces):
     from placer.solvers.partition import build_problem, objective
     prob = build_problem(prof, topo, Constraints())
     assert res.objective < objective(prob, contiguous.gpu_of)
+
+
+def test_without_metis_the_random_starts_still_solve(monkeypatch):
+    """A pymetis build whose METIS library cannot be used must not stop the solver."""
+    import placer.solvers.metis as metis
+
+    def broken(*args, **kwargs):
+        raise PlacerError("pymetis's library does not export the METIS C API")
+
+    monkeypatch.setattr(metis, "part_graph_kway", broken)
+    trace, gpu_of = planted_trace(4, 16, 4, 2, 400, seed=1)
+    prof = Profile.from_trace(trace)
+    topo = Topology.uniform(4)
+    res = solve(prof, topo, Constraints(seed=0))
+    res.placement.validate()
+    assert res.details["starts"][0]["start"].startswith("random (METIS unavailable")
+    from placer.placement import Placement
+    assert res.objective <= per_token_cost(trace, Placement.from_gpu_of(gpu_of, 4), topo) * (1 + 1e-9)

@@ -822,10 +822,14 @@ def _run_starts(prob: Problem, constraints: Constraints, opts: dict, n_starts: i
         if k > 0 and time.perf_counter() >= deadline:
             break
         ts = time.perf_counter()
+        kind, gpu = "random", None
         if k == 0 and use_metis:
-            kind, gpu = "metis", metis_start(prob, constraints.seed, _metis_degree(prob, opts))
-        else:
-            kind, gpu = "random", random_start(prob, constraints.seed, k)
+            try:
+                kind, gpu = "metis", metis_start(prob, constraints.seed, _metis_degree(prob, opts))
+            except PlacerError as exc:        # METIS library unusable: the random starts still work
+                kind = f"random (METIS unavailable: {exc})"
+        if gpu is None:
+            gpu = random_start(prob, constraints.seed, k)
         make_feasible(prob, gpu)
         start_obj = objective(prob, gpu)
         sweeps = refine(prob, gpu, deadline)
