@@ -35,7 +35,8 @@ one GPU, and the per-layer load cap when one applies):
    drops. Deterministic for a given ``seed``; a time-limit stop (``details["hit_time_limit"]``)
    can depend on machine speed.
 
-``constraints.options``: ``starts`` (default 4: METIS, then random), ``kicks`` (ILS
+``constraints.options``: ``starts`` (default 4: METIS, then random; with replicas the
+replica-free solution with copies packed onto free slots first, then METIS, then random), ``kicks`` (ILS
 perturbations, default 200), ``bound`` (False: skip the lower bound), ``metis`` (False: random
 starts only), ``metis_degree`` (edges kept per vertex for METIS), ``replica_imbalance`` (default
 cap with replicas, 1.10).
@@ -47,6 +48,7 @@ Load cap: ``--max-imbalance`` bounds each layer's max/mean GPU load (a replica c
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass
@@ -139,7 +141,7 @@ def build_problem(profile: Profile, topology: Topology, constraints: Constraints
     if target is not None and target < 1.0:
         raise PlacerError(f"--max-imbalance must be >= 1.0 (max/mean load), got {target}")
     if target is None and constraints.replicas > 0 and G > 1:
-        target = float(constraints.options.get("replica_imbalance", DEFAULT_REPLICA_IMBALANCE))
+        target = float((constraints.options or {}).get("replica_imbalance", DEFAULT_REPLICA_IMBALANCE))
         packed = np.array([_imbalance(prob, l, _packing(prob, l)) for l in range(L)])
         prob.cap = np.maximum(target, packed * (1 + 1e-9)) * mean
     elif target is not None and G > 1:
@@ -521,7 +523,9 @@ def _repair_counts(prob: Problem, gpu: np.ndarray, l: int) -> int:
         over, under = counts > prob.S, counts < prob.S
         if not over.any():
             return moves
-        if cost is None or prob.replicated:
+        if cost is None:
+            # computed once: with replicas the costs of a moved expert's other copies go stale,
+            # which only guides the choice; balance itself is exact
             cost = move_costs(prob, gpu, l)
         cur = cost[np.arange(prob.P), gpu[l]]
         delta = cost - cur[:, None]
@@ -543,6 +547,7 @@ def _fix_duplicates(prob: Problem, gpu: np.ndarray, l: int) -> None:
     if not prob.replicated:
         return
     ie = prob.inst_expert[l]
+    cost = None
     for _ in range(prob.P * 2):
         cnt = np.zeros((prob.E, prob.G), np.int64)
         np.add.at(cnt, (ie, gpu[l]), 1)
@@ -551,7 +556,8 @@ def _fix_duplicates(prob: Problem, gpu: np.ndarray, l: int) -> None:
             return
         e, g = dups[0]
         x = int(np.flatnonzero((ie == e) & (gpu[l] == g))[-1])
-        cost = move_costs(prob, gpu, l)
+        if cost is None:
+            cost = move_costs(prob, gpu, l)   # once per layer: it only ranks candidate swaps
         cur = cost[np.arange(prob.P), gpu[l]]
         h = gpu[l]
         ok = (h != g) & (cnt[e, h] == 0) & (cnt[ie, g] == 0) & (ie != e)
@@ -577,6 +583,7 @@ def _fix_cap(prob: Problem, gpu: np.ndarray, l: int) -> bool:
     if not np.isfinite(cap):
         return True
     ie, ld = prob.inst_expert[l], prob.inst_load[l]
+    cost = None
     for _ in range(prob.P * 4):
         g = gpu[l]
         loads = _gpu_loads(prob, l, g)
@@ -598,7 +605,8 @@ def _fix_cap(prob: Problem, gpu: np.ndarray, l: int) -> bool:
         best = change.min()
         if not best < -1e-9 * max(1.0, cap):
             return False
-        cost = move_costs(prob, gpu, l)
+        if cost is None:
+            cost = move_costs(prob, gpu, l)   # once per layer: it only breaks ties in traffic
         cur = cost[np.arange(prob.P), g]
         D = cost - cur[:, None]
         M = D[:, g]
@@ -726,6 +734,37 @@ def metis_start(prob: Problem, seed: int, degree: int | None = None) -> np.ndarr
     return gpu
 
 
+def replica_free_start(prob: Problem, profile: Profile, topology: Topology, constraints: Constraints,
+                       deadline: float) -> np.ndarray | None:
+    """``[L, P]`` start for a replicated problem: solve without replicas first (one random start,
+    refined), keep every expert's first copy where that put it, and pack the redundant copies
+    onto the free slots (heaviest copy first, lightest GPU without that expert). None when G
+    does not divide E (the first copies would not fill whole GPUs)."""
+    if not prob.replicated or prob.E % prob.G:
+        return None
+    base = build_problem(profile, topology, dataclasses.replace(constraints, replicas=0, max_imbalance=None))
+    gpu0 = random_start(base, constraints.seed, 0)
+    refine(base, gpu0, deadline)
+    out = np.empty((prob.L, prob.P), np.int64)
+    for l in range(prob.L):
+        ie, ld = prob.inst_expert[l], prob.inst_load[l]
+        first = np.r_[0, np.cumsum(prob.cnt[l])[:-1]]
+        out[l, first] = gpu0[l]
+        loads = np.bincount(gpu0[l], weights=ld[first], minlength=prob.G)
+        free = np.full(prob.G, prob.S - prob.E // prob.G)
+        has = np.zeros((prob.E, prob.G), bool)
+        has[np.arange(prob.E), gpu0[l]] = True
+        extra = np.setdiff1d(np.arange(prob.P), first)
+        for x in extra[np.argsort(-ld[extra], kind="stable")]:
+            ok = (free > 0) & ~has[ie[x]]
+            g = int(np.argmin(np.where(ok if ok.any() else free > 0, loads, np.inf)))
+            out[l, x] = g
+            loads[g] += ld[x]
+            free[g] -= 1
+            has[ie[x], g] = True
+    return out
+
+
 def _metis_degree(prob: Problem, opts: dict) -> int | None:
     """Edges kept per vertex for METIS: all on small graphs; the 8 heaviest from 10^6 edges on
     (DeepSeek-V3 shape, planted data, loaded 2-core machine: all edges 22 s and a start 9% above
@@ -790,7 +829,8 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints) -> So
     use_metis = bool(opts.get("metis", True)) and prob.G > 1
     kicks = int(opts.get("kicks", DEFAULT_KICKS))
     with progress("partition: starts", total=n_starts, unit="starts") as advance:
-        starts, best_gpu, best_obj = _run_starts(prob, constraints, opts, n_starts, use_metis, deadline, advance)
+        starts, best_gpu, best_obj = _run_starts(prob, profile, topology, constraints, opts, n_starts, use_metis,
+                                                      deadline, advance)
     with progress("partition: local search", total=kicks, unit="kicks") as advance:
         best_obj, accepted = perturb_and_refine(prob, best_gpu, best_obj, kicks, constraints.seed, deadline,
                                                 advance)
@@ -813,8 +853,8 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints) -> So
                        time_s=elapsed, details=details)
 
 
-def _run_starts(prob: Problem, constraints: Constraints, opts: dict, n_starts: int, use_metis: bool,
-                deadline: float, advance) -> tuple[list[dict], np.ndarray, float]:
+def _run_starts(prob: Problem, profile: Profile, topology: Topology, constraints: Constraints, opts: dict,
+                n_starts: int, use_metis: bool, deadline: float, advance) -> tuple[list[dict], np.ndarray, float]:
     """Each start made feasible and refined; returns (per-start records, best ``gpu``, its objective)."""
     starts: list[dict] = []
     best_gpu, best_obj = None, np.inf
@@ -823,7 +863,13 @@ def _run_starts(prob: Problem, constraints: Constraints, opts: dict, n_starts: i
             break
         ts = time.perf_counter()
         kind, gpu = "random", None
-        if k == 0 and use_metis:
+        # with replicas, the replica-free solution (fast) goes first, METIS on the larger
+        # instance graph second
+        metis_k = 1 if prob.replicated else 0
+        if k == 0 and prob.replicated:
+            gpu = replica_free_start(prob, profile, topology, constraints, deadline)
+            kind = "replica-free" if gpu is not None else kind
+        if k == metis_k and use_metis:
             try:
                 kind, gpu = "metis", metis_start(prob, constraints.seed, _metis_degree(prob, opts))
             except PlacerError as exc:        # METIS library unusable: the random starts still work
