@@ -142,7 +142,7 @@ def section_traces(time_limit: float, gpus: list[int]) -> list[dict]:
     return rows
 
 
-def section_scale(time_limit: float, tokens: int, sizes: list[tuple], bound_fn=None) -> list[dict]:
+def section_scale(time_limit: float, tokens: int, sizes: list[tuple], bound_fn=None, replicas: bool = False) -> list[dict]:
     """``bound_fn``: a ``lower_bound`` to use when the solver returned none (placer.solvers.bounds
     not on this branch yet); its time is reported apart from the solve time."""
     from test_partition import planted_trace
@@ -154,14 +154,16 @@ def section_scale(time_limit: float, tokens: int, sizes: list[tuple], bound_fn=N
         topo = Topology.uniform(G, gpn)
         planted_cost = coherent_cost(prof, Placement.from_gpu_of(gpu_of, G, gpn), topo).total
         t = time.perf_counter()
-        res = part(prof, topo, Constraints(time_limit=time_limit))
+        cons = Constraints(time_limit=time_limit, replicas=G if replicas else 0)
+        res = part(prof, topo, cons)
         wall = time.perf_counter() - t
         bound_time = res.details.get("bound_time_s")
         if res.bound is None and bound_fn is not None:
             tb = time.perf_counter()
-            res.bound, _ = bound_fn(prof, topo, Constraints())
+            res.bound, _ = bound_fn(prof, topo, cons)
             bound_time = time.perf_counter() - tb
-        row = {"shape": f"{L}x{E}, top-{K}, {G} GPUs, {gpn}/node", "time_s": wall,
+        row = {"shape": f"{L}x{E}, top-{K}, {G} GPUs, {gpn}/node" + (f", {G} replicas" if replicas else ""),
+               "time_s": wall, "max_imbalance": float(load_cost(prof, res.placement).max_imbalance),
                "objective": res.objective, "planted": planted_cost,
                "objective_over_planted": res.objective / planted_cost, "bound": res.bound, "gap_to_bound": res.gap, "bound_time_s": bound_time,
                "hit_time_limit": res.details["hit_time_limit"],
@@ -243,6 +245,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="8x64x8x8x4,16x128x16x8x8,32x256x32x8x8,58x256x64x8x8",
                     help="LxExGxGPNxK,...")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--replicas", action="store_true", help="scale section: one redundant expert per GPU")
     ap.add_argument("--markdown", default=None, metavar="JSON", help="print the docs tables of a --out file and exit")
     ap.add_argument("--bound-module", default=None,
                     help="a .py file defining lower_bound(profile, topology, constraints), used when "
@@ -265,7 +268,7 @@ def main() -> None:
             mod = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(mod)
             bound_fn = mod.lower_bound
-        out["scale"] = section_scale(args.time_limit, args.tokens, sizes, bound_fn)
+        out["scale"] = section_scale(args.time_limit, args.tokens, sizes, bound_fn, args.replicas)
     if args.section == "metis":
         out["metis"] = section_metis(args.tokens, [0, 32, 16, 8])
     if args.out:
