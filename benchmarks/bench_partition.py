@@ -224,13 +224,15 @@ def markdown(results: dict) -> str:
                          f"{r['train_max_imbalance']:.3f} | {r['time_s']:.1f}{' (limit)' if r.get('hit_time_limit') else ''} |")
         lines.append("")
     if "scale" in results:
-        lines += ["| instance | solve time (s) | hit limit | objective / planted | bound | gap to bound | bound time (s) | starts (kind, objective, s) |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["| instance | solve time (s) | hit limit | objective / planted | bound | gap to bound | bound time (s) | max/mean load | starts (kind, objective, s) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in results["scale"]:
             gap = "n/a" if r["gap_to_bound"] is None else f"{100 * r['gap_to_bound']:.1f}%"
             bt = "n/a" if r.get("bound_time_s") is None else f"{r['bound_time_s']:.1f}"
+            imb = f"{r['max_imbalance']:.3f}" if "max_imbalance" in r else "n/a"
+            bound = r["bound"] if r["bound"] is not None else "n/a"
             lines.append(f"| {r['shape']} | {r['time_s']:.1f} | {r['hit_time_limit']} | {r['objective_over_planted']:.4f} | "
-                         f"{r['bound'] if r['bound'] is not None else 'n/a'} | {gap} | {bt} | "
+                         f"{bound} | {gap} | {bt} | {imb} | "
                          f"{', '.join(f'{k} {o} {t}' for k, o, t in r['starts'])} |")
     return "\n".join(lines)
 
