@@ -43,6 +43,10 @@ COST_MODELS = ("coherent", "ep", "load")
 # (branch and bound) instead of vectorised over tokens; both return the same unique cover.
 _MAX_VECTOR_COMBOS = 4096
 _EPS = 1e-9
+_PAIR_BLOCK = 4096
+# Up to this many GPUs, sets of GPUs are uint64 bit masks (the fast exact cover search).
+_BITMASK_MAX_GPUS = 64
+_ONE = np.uint64(1)
 
 
 # ---------------------------------------------------------------------------- results
@@ -211,33 +215,75 @@ def coherent_cost(data: Trace | Profile, placement: Placement, topology: Topolog
                   chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> CoherentCost:
     """The coherent (ExFlow) cost of ``placement`` on a trace or profile (see :class:`CoherentCost`).
 
-    A Trace is first reduced to its transition counts (:meth:`Profile.from_trace`, chunked):
-    the cost depends on tokens only through ``trans[l, i, j]``, so both inputs give the same
-    number.
+    From a Profile: ``trans / K**2`` weighs the nearest-replica hop of every expert pair. From a
+    Trace: pairs are counted directly between *placement units* (the distinct replica-GPU lists
+    of a layer: one per GPU without replicas), which is G x G instead of E x E bins per layer and
+    gives the same number, since the nearest-replica hop depends only on the two units.
     """
     check_compatible(data, placement, topology)
-    profile = data if isinstance(data, Profile) else Profile.from_trace(data, chunk_tokens=chunk_tokens, coact=False)
-    L, G = profile.num_layers, topology.num_gpus
+    L, G = data.num_layers, topology.num_gpus
     hop = np.asarray(topology.hop, dtype=np.float64)
+    rg = replica_gpus(placement)
+    if isinstance(data, Profile):
+        pair_weights = data.transition_weights() if L > 1 else np.zeros((0, 1, 1))
+        unit_gpus = [rg[l] for l in range(L)]
+    else:
+        unit_gpus, counts = _unit_transitions(data, rg, chunk_tokens)
+        pair_weights = [c / float(data.top_k ** 2) for c in counts]
     per_layer = np.zeros(max(L - 1, 0))
     traffic = np.zeros(G * G)
-    if L > 1:
-        weights = profile.transition_weights()
-        rg = replica_gpus(placement)
-        for l in range(L - 1):
-            hmin, ga, gb = nearest_pairs(rg[l], rg[l + 1], hop)
-            w = weights[l]
-            per_layer[l] = float((w * hmin).sum())
-            traffic += np.bincount((ga * G + gb).ravel(), weights=w.ravel(), minlength=G * G)
+    for l in range(L - 1):
+        hmin, ga, gb = nearest_pairs(unit_gpus[l], unit_gpus[l + 1], hop)
+        w = pair_weights[l]
+        per_layer[l] = float((w * hmin).sum())
+        traffic += np.bincount((ga * G + gb).ravel(), weights=w.ravel(), minlength=G * G)
     traffic = traffic.reshape(G, G)
     np.fill_diagonal(traffic, 0.0)
     total = float(per_layer.sum())
-    transitions = profile.num_tokens * max(L - 1, 0)
+    transitions = data.num_tokens * max(L - 1, 0)
     moved = float(traffic.sum())
     inter = float(traffic[topology.inter_node].sum())
     return CoherentCost(total=total, per_transition=total / transitions if transitions else 0.0,
-                        per_layer=per_layer, traffic=traffic, num_tokens=int(profile.num_tokens),
+                        per_layer=per_layer, traffic=traffic, num_tokens=int(data.num_tokens),
                         inter_node_share=inter / moved if moved > 0 else 0.0)
+
+
+def _unit_transitions(trace: Trace, rg: np.ndarray, chunk_tokens: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Count every token's K x K pairs between placement units of consecutive layers.
+
+    ``rg`` ``[L, E, R]`` replica GPUs. Returns the units' GPU lists (``[U_l, R]`` per layer) and
+    ``[U_l, U_{l+1}]`` int64 pair counts per transition; dropped tokens are skipped as in
+    :meth:`Profile.from_trace`.
+    """
+    L = trace.num_layers
+    unit_gpus, unit_of = [], []
+    for l in range(L):
+        ug, inv = np.unique(rg[l], axis=0, return_inverse=True)
+        unit_gpus.append(ug)
+        unit_of.append(inv.reshape(-1).astype(np.intp))
+    sizes = [len(u) for u in unit_gpus]
+    counts = [np.zeros(sizes[l] * sizes[l + 1], np.int64) for l in range(L - 1)]
+    if L < 2:
+        return unit_gpus, []
+    K = trace.top_k
+    buf = np.empty((_PAIR_BLOCK, K, K), np.intp)
+    for chunk in trace.iter_chunks(chunk_tokens):
+        ids = np.asarray(chunk.expert_ids)
+        dropped = None if chunk.dropped is None else np.asarray(chunk.dropped)
+        cur = unit_of[0][ids[0]]
+        for l in range(L - 1):
+            nxt = unit_of[l + 1][ids[l + 1]]
+            a, b = cur * sizes[l + 1], nxt
+            if dropped is not None:
+                keep = ~(dropped[l] | dropped[l + 1])
+                a, b = a[keep], b[keep]
+            # blocks of tokens keep the K x K index buffer in cache (about 1.7x faster)
+            for s in range(0, len(a), _PAIR_BLOCK):
+                n = len(a[s:s + _PAIR_BLOCK])
+                np.add(a[s:s + n, :, None], b[s:s + n, None, :], out=buf[:n])
+                counts[l] += np.bincount(buf[:n].ravel(), minlength=len(counts[l]))
+            cur = nxt
+    return unit_gpus, [c.reshape(sizes[l], sizes[l + 1]) for l, c in enumerate(counts)]
 
 
 # ------------------------------------------------------------------------------- ep
@@ -248,11 +294,23 @@ def default_home(trace: Trace, num_gpus: int) -> np.ndarray:
     return (seq % num_gpus).astype(np.int64)
 
 
-def first_occurrence(g: np.ndarray) -> np.ndarray:
-    """``[N, K]`` bool: ``g[n, k]`` differs from every ``g[n, j]``, j < k (dedup by pairwise compare,
-    cheaper than a row sort for small K)."""
+def first_occurrence(g: np.ndarray, num_gpus: int | None = None) -> np.ndarray:
+    """``[N, K]`` bool: ``g[n, k]`` differs from every ``g[n, j]``, j < k.
+
+    With at most 64 GPUs a per-token uint64 bit set of the GPUs seen so far does it in O(K);
+    otherwise pairwise compares (O(K^2), still cheaper than a row sort for small K).
+    """
+    N, K = g.shape
     new = np.ones(g.shape, bool)
-    for k in range(1, g.shape[1]):
+    if num_gpus is not None and num_gpus <= 64:
+        bits = np.left_shift(np.uint64(1), g.astype(np.uint64))
+        seen = bits[:, 0].copy()
+        for k in range(1, K):
+            b = bits[:, k]
+            np.equal(seen & b, 0, out=new[:, k])
+            seen |= b
+        return new
+    for k in range(1, K):
         new[:, k] = np.all(g[:, k:k + 1] != g[:, :k], axis=1)
     return new
 
@@ -278,6 +336,8 @@ def serving_gpus(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, count: np.nd
     rows = np.flatnonzero(rep.any(axis=1))
     if rows.size == 0:
         return g
+    if hop.shape[0] <= _BITMASK_MAX_GPUS:
+        return _serving_gpus_bits(ids, home, rg, g, rep, rows, hop)
     out = g.copy()
     sub_rep = rep[rows]
     cand = rg[ids[rows]]                                   # [n, K, R]
@@ -306,6 +366,174 @@ def serving_gpus(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, count: np.nd
         sub[tok[:, None], cols] = choice
     out[rows] = sub
     return out
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 (int64 result)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x).astype(np.int64)
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return ((x * np.uint64(0x0101010101010101)) >> np.uint64(56)).astype(np.int64)
+
+
+def _lowest_bit_index(x: np.ndarray) -> np.ndarray:
+    """Index of the lowest set bit of each non-zero uint64."""
+    low = x & (~x + _ONE)
+    return _popcount(low - _ONE)
+
+
+def _nth_bit_index(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the n-th lowest set bit (0-based) of each uint64, and whether it exists."""
+    x = x.copy()
+    for _ in range(n):
+        x &= x - _ONE
+    ok = x != 0
+    return np.where(ok, _lowest_bit_index(np.where(ok, x, _ONE)), 0), ok
+
+
+def _serving_gpus_bits(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, g: np.ndarray,
+                       rep: np.ndarray, rows: np.ndarray, hop: np.ndarray) -> np.ndarray:
+    """:func:`serving_gpus` with GPU sets as uint64 bit masks (G <= 64).
+
+    Works column by column on ``[K, n]`` arrays: numpy is slow at reducing short rows.
+    """
+    gpu_bit = np.left_shift(_ONE, np.arange(hop.shape[0], dtype=np.uint64))
+    expert_mask = np.bitwise_or.reduce(np.where(rg >= 0, gpu_bit[np.maximum(rg, 0)], np.uint64(0)), axis=1)
+    idt = np.ascontiguousarray(ids[rows].T)                 # [K, n]
+    M = expert_mask[idt]
+    rep_t = rep[rows].T
+    sub = np.ascontiguousarray(g[rows].T)
+    hs = home[rows]
+    home_bit = gpu_bit[hs]
+    visited = home_bit.copy()
+    for k in range(len(idt)):
+        visited |= np.where(rep_t[k], np.uint64(0), gpu_bit[sub[k]])
+    # replicated experts with a replica at home or on a GPU the token visits anyway are served
+    # there, at home when possible
+    unc = np.zeros(M.shape, bool)
+    for k in range(len(idt)):
+        on_visited = M[k] & visited
+        covered = rep_t[k] & (on_visited != 0)
+        at_home = (M[k] & home_bit) != 0
+        pick = np.where(at_home, hs, _lowest_bit_index(np.where(on_visited != 0, on_visited, _ONE)))
+        sub[k] = np.where(covered, pick, sub[k])
+        unc[k] = rep_t[k] & ~covered
+    todo = np.flatnonzero(unc.any(axis=0))
+    if todo.size:
+        masks = np.where(unc[:, todo], M[:, todo], np.uint64(0)).T   # [m, K]; 0 = nothing to meet
+        chosen = _hitting_set_bits(np.ascontiguousarray(masks), hs[todo], hop)
+        served = _lowest_bit_index(np.where(masks != 0, masks & chosen[:, None], _ONE))
+        sub[:, todo] = np.where(unc[:, todo], served.T, sub[:, todo])
+    out = g.copy()
+    out[rows] = sub.T
+    return out
+
+
+def _cheapest_bit(masks: np.ndarray, home: np.ndarray, hop: np.ndarray, width: int) -> np.ndarray:
+    """``[m]`` the GPU in each non-zero mask with the least ``hop[home, g]``, then lowest id."""
+    best = np.zeros(len(masks), np.int64)
+    best_c = np.full(len(masks), np.inf)
+    for r in range(width):
+        gpu, ok = _nth_bit_index(masks, r)
+        c = np.where(ok, hop[home, gpu], np.inf)
+        better = c < best_c
+        best = np.where(better, gpu, best)
+        best_c = np.where(better, c, best_c)
+    return best
+
+
+def _hitting_set_bits(masks: np.ndarray, home: np.ndarray, hop: np.ndarray) -> np.ndarray:
+    """Minimum set of GPUs meeting every replica set, as a uint64 mask per token.
+
+    ``masks`` ``[m, K]`` uint64 replica sets, 0 where there is no set to meet (none holds the
+    home GPU); ``home`` ``[m]``. Ties: smallest sum of ``hop[home, g]``, then the
+    lexicographically smallest sorted ids (see :func:`serving_gpus`). A set that shares no GPU
+    with the token's other sets needs a GPU of its own and takes its cheapest one directly; the
+    sets that share GPUs go to :func:`_hitting_set_search`. The two parts use disjoint GPUs, so
+    the union of their optimal, tie-broken answers is optimal and tie-broken for the whole.
+    """
+    m, K = masks.shape
+    gpu_bit = np.left_shift(_ONE, np.arange(hop.shape[0], dtype=np.uint64))
+    width = int(_popcount(masks).max())
+    shared = np.zeros((m, K), bool)
+    for i in range(K):
+        for j in range(K):
+            if i != j:
+                shared[:, i] |= (masks[:, i] & masks[:, j]) != 0
+    chosen = np.zeros(m, np.uint64)
+    for i in range(K):
+        alone = np.flatnonzero(~shared[:, i] & (masks[:, i] != 0))
+        if alone.size:
+            chosen[alone] |= gpu_bit[_cheapest_bit(masks[alone, i], home[alone], hop, width)]
+    tok = np.flatnonzero(shared.any(axis=1))
+    if tok.size:
+        sub = np.where(shared[tok], masks[tok], np.uint64(0))
+        chosen[tok] |= _hitting_set_search(sub, home[tok], hop, width)
+    return chosen
+
+
+def _hitting_set_search(masks: np.ndarray, home: np.ndarray, hop: np.ndarray, width: int) -> np.ndarray:
+    """Exact minimum hitting set (uint64 mask per token) by iterative deepening on its size h.
+
+    ``masks`` ``[m, K]`` (0 = no set), ``home`` ``[m]``. For each h, branch on which GPU of the
+    first set not yet met joins (h - 1 levels); the last GPU must lie in the AND of the sets
+    still unmet, and the cheapest (then lowest id) is taken. Every minimum hitting set is
+    reached, so the result is exact. ``width ** (h - 1)`` branches per size (width = most
+    replicas of an expert), vectorised over the tokens not yet solved; beyond
+    ``_MAX_VECTOR_COMBOS`` the remaining tokens go to the per-token search.
+    """
+    m, K = masks.shape
+    G = hop.shape[0]
+    gpu_bit = np.left_shift(_ONE, np.arange(G, dtype=np.uint64))
+    best = np.zeros(m, np.uint64)
+    all_ones = ~np.uint64(0)
+    present = masks != 0
+    todo = np.arange(m)
+    for size in range(1, K + 1):
+        if todo.size == 0:
+            break
+        M, P, H = masks[todo], present[todo], home[todo]
+        n = len(todo)
+        rows = np.arange(n)
+        if width ** (size - 1) > _MAX_VECTOR_COMBOS:
+            for i, t in enumerate(todo):
+                sets = [[g for g in range(G) if (int(x) >> g) & 1] for x in M[i] if x]
+                best[t] = np.bitwise_or.reduce(gpu_bit[_min_cover_one(sets, int(H[i]), hop)])
+            break
+        found = np.zeros(n, np.uint64)
+        found_h = np.full(n, np.inf)
+        for branch in itertools.product(range(width), repeat=size - 1):
+            chosen = np.zeros(n, np.uint64)
+            h = np.zeros(n)
+            ok = np.ones(n, bool)
+            for j in branch:
+                unmet = ((M & chosen[:, None]) == 0) & P
+                ok &= unmet.any(axis=1)
+                gpu, exists = _nth_bit_index(M[rows, np.argmax(unmet, axis=1)], j)
+                ok &= exists
+                chosen |= np.where(ok, gpu_bit[gpu], np.uint64(0))
+                h += np.where(ok, hop[H, gpu], 0.0)
+            unmet = ((M & chosen[:, None]) == 0) & P
+            ok &= unmet.any(axis=1)                          # else a smaller set would do
+            meet_all = np.bitwise_and.reduce(np.where(unmet, M, all_ones), axis=1)
+            ok &= meet_all != 0
+            if not ok.any():
+                continue
+            # the last GPU: cheapest, then lowest id (the lexicographically smallest completion)
+            last = _cheapest_bit(np.where(ok, meet_all, np.uint64(0)), H, hop, width)
+            full = chosen | gpu_bit[last]
+            h = h + hop[H, last]
+            diff = full ^ found
+            lex_less = (full & diff & (~diff + _ONE)) != 0
+            better = ok & ((h < found_h - _EPS) | ((np.abs(h - found_h) <= _EPS) & lex_less))
+            found = np.where(better, full, found)
+            found_h = np.where(better, h, found_h)
+        solved = np.isfinite(found_h)
+        best[todo[solved]] = found[solved]
+        todo = todo[~solved]
+    return best
 
 
 def _min_cover(cand: np.ndarray, home: np.ndarray, hop: np.ndarray) -> np.ndarray:
@@ -349,10 +577,13 @@ def _min_cover(cand: np.ndarray, home: np.ndarray, hop: np.ndarray) -> np.ndarra
     return best
 
 
-def _min_cover_one(cand: np.ndarray, home: int, hop: np.ndarray) -> np.ndarray:
-    """:func:`_min_cover` for one token: depth-first search with pruning on (count, hop sum)."""
-    u = cand.shape[0]
+def _min_cover_one(cand: Any, home: int, hop: np.ndarray) -> np.ndarray:
+    """:func:`_min_cover` for one token: depth-first search with pruning on (count, hop sum).
+
+    ``cand``: per expert, its replica GPUs (rows of an array padded with -1, or lists).
+    """
     lists = [[int(x) for x in row if x >= 0] for row in cand]
+    u = len(lists)
     best: list[Any] = [None, np.inf, np.inf, ()]           # choice, n, h, sorted GPUs
 
     def dfs(k: int, chosen: list[int], seen: set[int], h: float) -> None:
@@ -420,7 +651,7 @@ def ep_cost(trace: Trace, placement: Placement, topology: Topology, hidden_size:
     spanned = 0
     served = 0
     for t0, chunk in zip(range(0, T, chunk_tokens), trace.iter_chunks(chunk_tokens)):
-        ids = np.asarray(chunk.expert_ids).astype(np.int64)
+        ids = np.asarray(chunk.expert_ids)
         h_chunk = home[t0:t0 + chunk.num_tokens]
         for l in range(L):
             x, h = ids[l], h_chunk
@@ -428,7 +659,7 @@ def ep_cost(trace: Trace, placement: Placement, topology: Topology, hidden_size:
                 keep = ~np.asarray(chunk.dropped[l])
                 x, h = x[keep], h[keep]
             gpus = serving_gpus(x, h, rg[l], count[l], hop)
-            new = first_occurrence(gpus)
+            new = first_occurrence(gpus, G)
             spanned += int(new.sum())
             served += len(x)
             remote = new & (gpus != h[:, None])

@@ -202,18 +202,28 @@ def test_ep_matches_brute_force_cover(inst):
 
 @SETTINGS
 @given(instances(max_replicas=12, k_max=4, allow_dropped=False))
-def test_ep_exact_cover_search_agrees_with_vectorised(inst):
+def test_ep_every_cover_search_path_agrees_with_brute_force(inst):
+    """Bit-mask search (G <= 64), generic search (any G), and their per-token fallbacks."""
     trace, pl, topo = inst
-    fast = ep_cost(trace, pl, topo)
-    old = cost_mod._MAX_VECTOR_COMBOS
-    cost_mod._MAX_VECTOR_COMBOS = 0          # force the per-token depth-first search
+    traffic, spanned, served = ref_ep(trace, pl, topo, ref_home(trace, topo.num_gpus))
+    saved = cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS
     try:
-        slow = ep_cost(trace, pl, topo)
+        for bitmask_gpus, combos in ((64, 4096), (64, 0), (0, 4096), (0, 0)):
+            cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS = bitmask_gpus, combos
+            res = ep_cost(trace, pl, topo)
+            np.testing.assert_array_equal(res.traffic, traffic.sum(axis=0))
+            assert res.mean_gpus_spanned == pytest.approx(spanned / served)
     finally:
-        cost_mod._MAX_VECTOR_COMBOS = old
-    np.testing.assert_array_equal(fast.traffic, slow.traffic)
-    traffic, _, _ = ref_ep(trace, pl, topo, ref_home(trace, topo.num_gpus))
-    np.testing.assert_array_equal(slow.traffic, traffic.sum(axis=0))
+        cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS = saved
+
+
+@SETTINGS
+@given(st.integers(1, 130), st.integers(1, 9), st.integers(0, 2**31 - 1))
+def test_first_occurrence_both_ways(G, K, seed):
+    g = np.random.default_rng(seed).integers(0, G, (50, K))
+    ref = np.array([[g[n, k] not in g[n, :k] for k in range(K)] for n in range(50)])
+    np.testing.assert_array_equal(cost_mod.first_occurrence(g, G), ref)
+    np.testing.assert_array_equal(cost_mod.first_occurrence(g, None), ref)
 
 
 @SETTINGS
