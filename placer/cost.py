@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -212,7 +212,8 @@ def nearest_pairs(rg_a: np.ndarray, rg_b: np.ndarray, hop: np.ndarray) -> tuple[
 
 
 def coherent_cost(data: Trace | Profile, placement: Placement, topology: Topology,
-                  chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> CoherentCost:
+                  chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+                  progress: Callable[[int], None] | None = None) -> CoherentCost:
     """The coherent (ExFlow) cost of ``placement`` on a trace or profile (see :class:`CoherentCost`).
 
     From a Profile: ``trans / K**2`` weighs the nearest-replica hop of every expert pair. From a
@@ -228,7 +229,7 @@ def coherent_cost(data: Trace | Profile, placement: Placement, topology: Topolog
         pair_weights = data.transition_weights() if L > 1 else np.zeros((0, 1, 1))
         unit_gpus = [rg[l] for l in range(L)]
     else:
-        unit_gpus, counts = _unit_transitions(data, rg, chunk_tokens)
+        unit_gpus, counts = _unit_transitions(data, rg, chunk_tokens, progress)
         pair_weights = [c / float(data.top_k ** 2) for c in counts]
     per_layer = np.zeros(max(L - 1, 0))
     traffic = np.zeros(G * G)
@@ -248,7 +249,8 @@ def coherent_cost(data: Trace | Profile, placement: Placement, topology: Topolog
                         inter_node_share=inter / moved if moved > 0 else 0.0)
 
 
-def _unit_transitions(trace: Trace, rg: np.ndarray, chunk_tokens: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _unit_transitions(trace: Trace, rg: np.ndarray, chunk_tokens: int,
+                      progress: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Count every token's K x K pairs between placement units of consecutive layers.
 
     ``rg`` ``[L, E, R]`` replica GPUs. Returns the units' GPU lists (``[U_l, R]`` per layer) and
@@ -283,6 +285,8 @@ def _unit_transitions(trace: Trace, rg: np.ndarray, chunk_tokens: int) -> tuple[
                 np.add(a[s:s + n, :, None], b[s:s + n, None, :], out=buf[:n])
                 counts[l] += np.bincount(buf[:n].ravel(), minlength=len(counts[l]))
             cur = nxt
+        if progress is not None:
+            progress(chunk.num_tokens)
     return unit_gpus, [c.reshape(sizes[l], sizes[l + 1]) for l, c in enumerate(counts)]
 
 
@@ -626,7 +630,7 @@ def alltoall_time(bytes_matrix: np.ndarray, topology: Topology) -> float:
 
 def ep_cost(trace: Trace, placement: Placement, topology: Topology, hidden_size: int | None = None,
             dtype_bytes: int = 2, home: np.ndarray | None = None,
-            chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> EPCost:
+            chunk_tokens: int = DEFAULT_CHUNK_TOKENS, progress: Callable[[int], None] | None = None) -> EPCost:
     """The ep cost of ``placement`` on ``trace`` (see :class:`EPCost` and :func:`serving_gpus`).
 
     ``home`` ``[T]`` overrides the home GPU of each token (default :func:`default_home`).
@@ -664,6 +668,8 @@ def ep_cost(trace: Trace, placement: Placement, topology: Topology, hidden_size:
             served += len(x)
             remote = new & (gpus != h[:, None])
             traffic[l] += np.bincount((h[:, None] * G + gpus)[remote], minlength=G * G)
+        if progress is not None:
+            progress(chunk.num_tokens)
     traffic = traffic.reshape(L, G, G)
     per_layer = traffic.sum(axis=(1, 2))
     copies = int(per_layer.sum())
@@ -684,11 +690,13 @@ def ep_cost(trace: Trace, placement: Placement, topology: Topology, hidden_size:
 
 
 # ----------------------------------------------------------------------------- load
-def load_cost(data: Trace | Profile, placement: Placement, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> LoadCost:
+def load_cost(data: Trace | Profile, placement: Placement, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+              progress: Callable[[int], None] | None = None) -> LoadCost:
     """Token picks per GPU per layer and their imbalance (see :class:`LoadCost`)."""
     check_compatible(data, placement)
     load = (data.load if isinstance(data, Profile)
-            else Profile.from_trace(data, chunk_tokens=chunk_tokens, coact=False, trans=False).load)
+            else Profile.from_trace(data, chunk_tokens=chunk_tokens, coact=False, trans=False,
+                                    progress=progress).load)
     share = load.astype(np.float64) / placement.logcnt
     gpu_load = np.einsum("le,leg->lg", share, placement.expert_gpus.astype(np.float64))
     mean = gpu_load.mean(axis=1)
@@ -698,14 +706,20 @@ def load_cost(data: Trace | Profile, placement: Placement, chunk_tokens: int = D
 
 
 # ------------------------------------------------------------------------- evaluate
+def passes_over_trace(data: Trace | Profile, costs: Sequence[str]) -> int:
+    """How many times :func:`evaluate` reads the tokens of ``data`` for ``costs`` (for progress)."""
+    return len([c for c in costs if c in COST_MODELS]) if isinstance(data, Trace) else 0
+
+
 def evaluate(data: Trace | Profile, placement: Placement, topology: Topology,
              costs: Sequence[str] = COST_MODELS, hidden_size: int | None = None, dtype_bytes: int = 2,
              home: np.ndarray | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-             matrices: bool = True) -> dict[str, Any]:
+             matrices: bool = True, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """A JSON-able summary of the chosen cost models (plain Python types, arrays as lists).
 
     ``ep`` needs a Trace: with a Profile its entry says it was skipped and why.
     ``matrices=False`` leaves out the ``[G, G]`` traffic and ``[L, G]`` load arrays.
+    ``progress`` is called with the tokens of every chunk read (one pass per trace-based model).
     """
     unknown = [c for c in costs if c not in COST_MODELS]
     if unknown:
@@ -722,15 +736,15 @@ def evaluate(data: Trace | Profile, placement: Placement, topology: Topology,
     big = ("traffic", "gpu_load")
     for name in costs:
         if name == "coherent":
-            res = coherent_cost(data, placement, topology, chunk_tokens=chunk_tokens).summary()
+            res = coherent_cost(data, placement, topology, chunk_tokens=chunk_tokens, progress=progress).summary()
         elif name == "ep":
             if not isinstance(data, Trace):
                 out["ep"] = {"model": "ep", "skipped": "needs a per-token trace, not aggregate counts"}
                 continue
             res = ep_cost(data, placement, topology, hidden_size=hidden_size, dtype_bytes=dtype_bytes,
-                          home=home, chunk_tokens=chunk_tokens).summary()
+                          home=home, chunk_tokens=chunk_tokens, progress=progress).summary()
         else:
-            res = load_cost(data, placement, chunk_tokens=chunk_tokens).summary()
+            res = load_cost(data, placement, chunk_tokens=chunk_tokens, progress=progress).summary()
         if not matrices:
             res = {k: v for k, v in res.items() if k not in big}
         out[name] = res
