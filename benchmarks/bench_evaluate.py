@@ -73,9 +73,10 @@ def replicated_placement(trace_load: np.ndarray, seed: int = 0) -> Placement:
 
 
 def timed(fn):
-    t0 = time.perf_counter()
+    """(wall seconds, CPU seconds of this process, result): CPU time is steadier on a shared machine."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 def main() -> None:
@@ -83,7 +84,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=1_000_000)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    t_gen, trace = timed(lambda: synthetic_trace(args.tokens))
+    t_gen, _, trace = timed(lambda: synthetic_trace(args.tokens))
     topo = Topology.uniform(G, GPN)
     contiguous = Placement.from_gpu_of(np.tile(np.arange(E) // (E // G), (L, 1)), G, GPN)
     rows = []
@@ -94,23 +95,27 @@ def main() -> None:
         mm = Trace.load(path)
         replicated = replicated_placement(_expert_loads(mm))
         for name, pl in (("contiguous (no replicas)", contiguous), ("64 replicas (S=5)", replicated)):
-            t_c, c = timed(lambda: coherent_cost(mm, pl, topo))
-            t_e, e = timed(lambda: ep_cost(mm, pl, topo, hidden_size=7168, dtype_bytes=2))
-            t_l, lo = timed(lambda: load_cost(mm, pl))
+            t_c, cpu_c, c = timed(lambda: coherent_cost(mm, pl, topo))
+            t_e, cpu_e, e = timed(lambda: ep_cost(mm, pl, topo, hidden_size=7168, dtype_bytes=2))
+            t_l, cpu_l, lo = timed(lambda: load_cost(mm, pl))
             rows.append({"placement": name, "coherent_s": t_c, "ep_s": t_e, "load_s": t_l,
+                         "coherent_cpu_s": cpu_c, "ep_cpu_s": cpu_e, "load_cpu_s": cpu_l,
                          "coherent_per_transition": c.per_transition,
                          "ep_copies_per_token_layer": e.copies_per_token_layer,
                          "ep_time_s": e.time_s, "mean_imbalance": lo.mean_imbalance})
-    info = {"tokens": args.tokens, "shape": f"{L} x {E}, top-{K}, {G} GPUs ({GPN} per node)",
+    info = {"tokens": args.tokens, "load_average": os.getloadavg(), "shape": f"{L} x {E}, top-{K}, {G} GPUs ({GPN} per node)",
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "generate_s": t_gen, "rows": rows}
     if args.json:
         print(json.dumps(info, indent=1))
         return
-    print(f"{info['tokens']} tokens, {info['shape']}, {info['machine']}")
-    print(f"{'placement':26s} {'coherent s':>10s} {'ep s':>8s} {'load s':>8s}")
+    print(f"{info['tokens']} tokens, {info['shape']}, {info['machine']}, "
+          f"load average {info['load_average'][0]:.1f}")
+    print("seconds, wall (CPU of this process)")
+    print(f"{'placement':26s} {'coherent':>16s} {'ep':>16s} {'load':>16s}")
     for r in rows:
-        print(f"{r['placement']:26s} {r['coherent_s']:10.2f} {r['ep_s']:8.2f} {r['load_s']:8.2f}")
+        cells = [f"{r[k + '_s']:.2f} ({r[k + '_cpu_s']:.2f})" for k in ("coherent", "ep", "load")]
+        print(f"{r['placement']:26s} " + " ".join(f"{c:>16s}" for c in cells))
 
 
 def _expert_loads(trace: Trace) -> np.ndarray:

@@ -292,8 +292,16 @@ def _unit_transitions(trace: Trace, rg: np.ndarray, chunk_tokens: int,
 
 # ------------------------------------------------------------------------------- ep
 def default_home(trace: Trace, num_gpus: int) -> np.ndarray:
-    """``[T]`` home GPU of every token: sequence s lives on GPU ``s % num_gpus`` (round robin)."""
+    """``[T]`` home GPU of every token: sequence s lives on GPU ``s % num_gpus`` (round robin).
+
+    A trace without sequence boundaries (one sequence) is cut into G equal token blocks
+    instead, token t on GPU ``t * G // T``, as a batch sharded over data-parallel ranks would
+    be; otherwise every token would live on GPU 0.
+    """
     off = trace.offsets
+    if len(off) == 2:
+        T = trace.num_tokens
+        return (np.arange(T, dtype=np.int64) * num_gpus) // max(T, 1)
     seq = np.repeat(np.arange(len(off) - 1), np.diff(off))
     return (seq % num_gpus).astype(np.int64)
 

@@ -105,8 +105,12 @@ def ref_coherent(trace: Trace, pl: Placement, topo: Topology):
 
 
 def ref_home(trace: Trace, G: int) -> list[int]:
-    home = []
+    """Sequence s on GPU s % G; one sequence: G equal token blocks."""
     off = trace.offsets
+    if len(off) == 2:
+        T = trace.num_tokens
+        return [next(g for g in range(G) if t < (g + 1) * T / G) for t in range(T)]
+    home = []
     for s in range(len(off) - 1):
         home += [s % G] * int(off[s + 1] - off[s])
     return home
