@@ -172,12 +172,19 @@ def check_compatible(data: Trace | Profile, placement: Placement, topology: Topo
     if placement.num_layers != L:
         raise PlacerError(f"the placement has {placement.num_layers} layers but the {what} has {L} MoE layers; "
                           f"solve a placement for this {what}")
-    if placement.num_experts != E:
+    # a trace may know fewer experts than the model (ids seen so far): those were never picked
+    if placement.num_experts < E:
         raise PlacerError(f"the placement has {placement.num_experts} experts but the {what} has {E}; "
                           f"solve a placement for this {what}")
     if topology is not None and topology.num_gpus != placement.num_gpus:
         raise PlacerError(f"the placement uses {placement.num_gpus} GPUs but the topology has {topology.num_gpus}; "
                           f"pass --gpus {placement.num_gpus}")
+
+
+def _pad_experts(a: np.ndarray, num_experts: int, axes: tuple[int, ...]) -> np.ndarray:
+    """Zero-pad the expert axes of ``a`` to ``num_experts`` (data that saw fewer experts)."""
+    pad = [(0, num_experts - a.shape[ax]) if ax in axes else (0, 0) for ax in range(a.ndim)]
+    return np.pad(a, pad) if any(p[1] for p in pad) else a
 
 
 def replica_gpus(placement: Placement) -> np.ndarray:
@@ -226,7 +233,7 @@ def coherent_cost(data: Trace | Profile, placement: Placement, topology: Topolog
     hop = np.asarray(topology.hop, dtype=np.float64)
     rg = replica_gpus(placement)
     if isinstance(data, Profile):
-        pair_weights = data.transition_weights() if L > 1 else np.zeros((0, 1, 1))
+        pair_weights = _pad_experts(data.transition_weights(), placement.num_experts, (1, 2)) if L > 1 else []
         unit_gpus = [rg[l] for l in range(L)]
     else:
         unit_gpus, counts = _unit_transitions(data, rg, chunk_tokens, progress)
@@ -265,7 +272,9 @@ def _unit_transitions(trace: Trace, rg: np.ndarray, chunk_tokens: int,
         unit_of.append(inv.reshape(-1).astype(np.intp))
     sizes = [len(u) for u in unit_gpus]
     counts = [np.zeros(sizes[l] * sizes[l + 1], np.int64) for l in range(L - 1)]
-    if L < 2:
+    if L < 2:                   # no transitions: nothing to read
+        if progress is not None:
+            progress(trace.num_tokens)
         return unit_gpus, []
     K = trace.top_k
     buf = np.empty((_PAIR_BLOCK, K, K), np.intp)
@@ -705,7 +714,7 @@ def load_cost(data: Trace | Profile, placement: Placement, chunk_tokens: int = D
     load = (data.load if isinstance(data, Profile)
             else Profile.from_trace(data, chunk_tokens=chunk_tokens, coact=False, trans=False,
                                     progress=progress).load)
-    share = load.astype(np.float64) / placement.logcnt
+    share = _pad_experts(load.astype(np.float64), placement.num_experts, (1,)) / placement.logcnt
     gpu_load = np.einsum("le,leg->lg", share, placement.expert_gpus.astype(np.float64))
     mean = gpu_load.mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):

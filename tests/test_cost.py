@@ -346,6 +346,24 @@ def test_alltoall_time_hand_computed():
     assert alltoall_time(B, topo) == pytest.approx(5e-6 + 2e6 / 1e9)
 
 
+@SETTINGS
+@given(instances(), st.integers(1, 3))
+def test_data_with_fewer_experts_than_the_placement(inst, extra):
+    """A trace that knows fewer experts (never picked the rest) scores like one that knows all."""
+    trace, pl, topo = inst
+    E = pl.num_experts + extra
+    slots = pl.phy2log.reshape(pl.num_layers, pl.num_gpus, -1)   # the new experts go after GPU 0's slots
+    phy = np.concatenate([slots[:, 0], np.tile(np.arange(pl.num_experts, E), (pl.num_layers, 1)),
+                          slots[:, 1:].reshape(pl.num_layers, -1)], axis=1)
+    if (pl.num_slots + extra) % pl.num_gpus:
+        return
+    big = Placement(phy, E, pl.num_gpus, pl.gpus_per_node)
+    wide = Trace(trace.expert_ids, E, seq_offsets=trace.seq_offsets, dropped=trace.dropped)
+    for data_a, data_b in ((trace, wide), (Profile.from_trace(trace), Profile.from_trace(wide))):
+        assert coherent_cost(data_a, big, topo).total == pytest.approx(coherent_cost(data_b, big, topo).total)
+        np.testing.assert_allclose(load_cost(data_a, big).gpu_load, load_cost(data_b, big).gpu_load)
+
+
 def test_mismatched_inputs_are_user_errors():
     rng = np.random.default_rng(0)
     trace = random_trace(rng, 2, 10, 2, 8, False)
@@ -359,3 +377,15 @@ def test_mismatched_inputs_are_user_errors():
         ep_cost(Profile.from_trace(trace), pl, Topology.uniform(2))
     with pytest.raises(PlacerError, match="unknown cost model"):
         evaluate(trace, pl, Topology.uniform(2), costs=("speed",))
+
+
+@SETTINGS
+@given(instances())
+def test_progress_counts_every_token_of_every_pass(inst):
+    trace, pl, topo = inst
+    seen = []
+    evaluate(trace, pl, topo, chunk_tokens=4, progress=seen.append)
+    assert sum(seen) == trace.num_tokens * cost_mod.passes_over_trace(trace, cost_mod.COST_MODELS)
+    prof_seen = []
+    evaluate(Profile.from_trace(trace), pl, topo, progress=prof_seen.append)
+    assert prof_seen == []
