@@ -418,37 +418,33 @@ def _serving_gpus_bits(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, g: np.
                        rep: np.ndarray, rows: np.ndarray, hop: np.ndarray) -> np.ndarray:
     """:func:`serving_gpus` with GPU sets as uint64 bit masks (G <= 64).
 
-    Works column by column on ``[K, n]`` arrays: numpy is slow at reducing short rows.
+    Only the replicated picks are processed (flattened), the others keep their one GPU.
     """
     gpu_bit = np.left_shift(_ONE, np.arange(hop.shape[0], dtype=np.uint64))
     expert_mask = np.bitwise_or.reduce(np.where(rg >= 0, gpu_bit[np.maximum(rg, 0)], np.uint64(0)), axis=1)
-    idt = np.ascontiguousarray(ids[rows].T)                 # [K, n]
-    M = expert_mask[idt]
-    rep_t = rep[rows].T
-    sub = np.ascontiguousarray(g[rows].T)
-    hs = home[rows]
+    sub_ids, sub_rep, sub, hs = ids[rows], rep[rows], g[rows], home[rows]
     home_bit = gpu_bit[hs]
     visited = home_bit.copy()
-    for k in range(len(idt)):
-        visited |= np.where(rep_t[k], np.uint64(0), gpu_bit[sub[k]])
-    # replicated experts with a replica at home or on a GPU the token visits anyway are served
+    for k in range(sub.shape[1]):            # column by column: numpy is slow on short rows
+        visited |= np.where(sub_rep[:, k], np.uint64(0), gpu_bit[sub[:, k]])
+    ti, ki = np.nonzero(sub_rep)             # replicated picks, token-major
+    Mf = expert_mask[sub_ids[ti, ki]]
+    # a replicated expert with a replica at home or on a GPU the token visits anyway is served
     # there, at home when possible
-    unc = np.zeros(M.shape, bool)
-    for k in range(len(idt)):
-        on_visited = M[k] & visited
-        covered = rep_t[k] & (on_visited != 0)
-        at_home = (M[k] & home_bit) != 0
-        pick = np.where(at_home, hs, _lowest_bit_index(np.where(on_visited != 0, on_visited, _ONE)))
-        sub[k] = np.where(covered, pick, sub[k])
-        unc[k] = rep_t[k] & ~covered
-    todo = np.flatnonzero(unc.any(axis=0))
-    if todo.size:
-        masks = np.where(unc[:, todo], M[:, todo], np.uint64(0)).T   # [m, K]; 0 = nothing to meet
-        chosen = _hitting_set_bits(np.ascontiguousarray(masks), hs[todo], hop)
-        served = _lowest_bit_index(np.where(masks != 0, masks & chosen[:, None], _ONE))
-        sub[:, todo] = np.where(unc[:, todo], served.T, sub[:, todo])
+    on_visited = Mf & visited[ti]
+    covered = on_visited != 0
+    at_home = (Mf & home_bit[ti]) != 0
+    pick = np.where(at_home, hs[ti], _lowest_bit_index(np.where(covered, on_visited, _ONE)))
+    sub[ti[covered], ki[covered]] = pick[covered]
+    ut, uk, um = ti[~covered], ki[~covered], Mf[~covered]
+    if ut.size:
+        todo, pos = np.unique(ut, return_inverse=True)
+        masks = np.zeros((len(todo), sub.shape[1]), np.uint64)   # 0 = nothing to meet
+        masks[pos, uk] = um
+        chosen = _hitting_set_bits(masks, hs[todo], hop)
+        sub[ut, uk] = _lowest_bit_index(um & chosen[pos])
     out = g.copy()
-    out[rows] = sub.T
+    out[rows] = sub
     return out
 
 
@@ -478,11 +474,13 @@ def _hitting_set_bits(masks: np.ndarray, home: np.ndarray, hop: np.ndarray) -> n
     m, K = masks.shape
     gpu_bit = np.left_shift(_ONE, np.arange(hop.shape[0], dtype=np.uint64))
     width = int(_popcount(masks).max())
-    shared = np.zeros((m, K), bool)
+    # set i shares a GPU with another set iff it meets the OR of the others (prefix | suffix)
+    prefix = np.zeros((m, K + 1), np.uint64)
+    suffix = np.zeros((m, K + 1), np.uint64)
     for i in range(K):
-        for j in range(K):
-            if i != j:
-                shared[:, i] |= (masks[:, i] & masks[:, j]) != 0
+        prefix[:, i + 1] = prefix[:, i] | masks[:, i]
+        suffix[:, K - 1 - i] = suffix[:, K - i] | masks[:, K - 1 - i]
+    shared = (masks & (prefix[:, :K] | suffix[:, 1:])) != 0
     chosen = np.zeros(m, np.uint64)
     for i in range(K):
         alone = np.flatnonzero(~shared[:, i] & (masks[:, i] != 0))
