@@ -732,7 +732,8 @@ def evaluate(data: Trace | Profile, placement: Placement, topology: Topology,
              matrices: bool = True, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """A JSON-able summary of the chosen cost models (plain Python types, arrays as lists).
 
-    ``ep`` needs a Trace: with a Profile its entry says it was skipped and why.
+    ``ep`` needs a Trace and ``coherent`` transition counts: without them their entry says it
+    was skipped and why.
     ``matrices=False`` leaves out the ``[G, G]`` traffic and ``[L, G]`` load arrays.
     ``progress`` is called with the tokens of every chunk read (one pass per trace-based model).
     """
@@ -750,6 +751,9 @@ def evaluate(data: Trace | Profile, placement: Placement, topology: Topology,
     }
     big = ("traffic", "gpu_load")
     for name in costs:
+        if name == "coherent" and isinstance(data, Profile) and data.trans is None and L > 1:
+            out["coherent"] = {"model": "coherent", "skipped": "needs inter-layer transitions; these counts have loads only"}
+            continue
         if name == "coherent":
             res = coherent_cost(data, placement, topology, chunk_tokens=chunk_tokens, progress=progress).summary()
         elif name == "ep":

@@ -100,6 +100,13 @@ def test_profile_input_gives_coherent_and_load_not_ep(cli, tmp_path):
     assert b["coherent"]["total"] == pytest.approx(a["coherent"]["total"])
     assert b["load"]["gpu_load"] == a["load"]["gpu_load"]
     assert "skipped" in b["ep"]
+    loads_only = tmp_path / "loads.npz"
+    full = Profile.from_trace(Trace.load(trace))
+    Profile(load=full.load, num_tokens=full.num_tokens, top_k=1).save(loads_only)
+    c = json.loads(cli("evaluate", loads_only, pl, "--json").stdout)
+    assert "skipped" in c["coherent"] and c["load"]["gpu_load"] == a["load"]["gpu_load"]
+    text = cli("compare", loads_only, pl, "contiguous").stdout
+    assert "n/a" in text
     assert_user_error(cli("evaluate", prof, pl, "--split", "test"), "--split all")
 
 

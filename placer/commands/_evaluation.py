@@ -85,7 +85,9 @@ def metric_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, formatted value) pairs of an :func:`placer.cost.evaluate` summary."""
     rows: list[tuple[str, str]] = []
     c = result.get("coherent")
-    if c:
+    if c and "skipped" in c:
+        rows.append(("coherent", f"skipped: {c['skipped']}"))
+    elif c:
         rows += [("coherent: hop cost per token transition", f"{c['per_transition']:.4f}"),
                  ("coherent: total (hop-weighted transitions)", f"{c['total']:.6g}"),
                  ("coherent: inter-node share of moves", _pct(c["inter_node_share"])),

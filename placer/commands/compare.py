@@ -123,7 +123,8 @@ def _table(entries: list[dict[str, Any]], costs: tuple[str, ...], with_time: boo
         row = [e["name"]]
         if "coherent" in costs:
             c = r["coherent"]
-            row += [f"{c['per_transition']:.4f}", f"{100 * c['inter_node_share']:.1f}%"]
+            row += (["n/a", "n/a"] if "skipped" in c
+                    else [f"{c['per_transition']:.4f}", f"{100 * c['inter_node_share']:.1f}%"])
         if "ep" in costs:
             ep = r["ep"]
             if "skipped" in ep:
