@@ -62,6 +62,9 @@ class CoherentCost:
     - ``traffic``: ``[G, G]`` expected token moves from GPU a to GPU b (fractional: each of a
       token's K x K pairs weighs 1/K^2), summed over transitions; diagonal 0.
       ``(hop * traffic).sum() == total``.
+    - ``time_s``: with a hidden size, the alpha-beta estimate (:func:`alltoall_time`) of one
+      all-to-all per transition carrying that transition's traffic, summed (seconds);
+      ``per_layer_time_s`` ``[L-1]``. None without a hidden size.
     """
 
     total: float
@@ -70,6 +73,8 @@ class CoherentCost:
     traffic: np.ndarray
     num_tokens: int
     inter_node_share: float
+    time_s: float | None = None
+    per_layer_time_s: np.ndarray | None = None
 
     @property
     def max_link(self) -> float:
@@ -80,7 +85,8 @@ class CoherentCost:
         return {"model": "coherent", "unit": "hop-weighted token transitions",
                 "total": self.total, "per_transition": self.per_transition,
                 "inter_node_share": self.inter_node_share, "max_link": self.max_link,
-                "per_layer": self.per_layer, "traffic": self.traffic}
+                "time_s": self.time_s, "per_layer": self.per_layer,
+                "per_layer_time_s": self.per_layer_time_s, "traffic": self.traffic}
 
 
 @dataclass
@@ -187,6 +193,13 @@ def _pad_experts(a: np.ndarray, num_experts: int, axes: tuple[int, ...]) -> np.n
     return np.pad(a, pad) if any(p[1] for p in pad) else a
 
 
+def _check_bytes(hidden_size: int, dtype_bytes: int) -> int:
+    """Bytes per token copy, ``hidden_size * dtype_bytes``, or a :class:`PlacerError`."""
+    if int(hidden_size) < 1 or int(dtype_bytes) < 1:
+        raise PlacerError(f"--hidden-size and --dtype-bytes must be positive, got {hidden_size} and {dtype_bytes}")
+    return int(hidden_size) * int(dtype_bytes)
+
+
 def replica_gpus(placement: Placement) -> np.ndarray:
     """``[L, E, R]`` GPU of each replica of each expert (ascending physical slot), -1 padded."""
     l2p = placement.log2phy
@@ -220,7 +233,8 @@ def nearest_pairs(rg_a: np.ndarray, rg_b: np.ndarray, hop: np.ndarray) -> tuple[
 
 def coherent_cost(data: Trace | Profile, placement: Placement, topology: Topology,
                   chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-                  progress: Callable[[int], None] | None = None) -> CoherentCost:
+                  progress: Callable[[int], None] | None = None,
+                  hidden_size: int | None = None, dtype_bytes: int = 2) -> CoherentCost:
     """The coherent (ExFlow) cost of ``placement`` on a trace or profile (see :class:`CoherentCost`).
 
     From a Profile: ``trans / K**2`` weighs the nearest-replica hop of every expert pair. From a
@@ -239,21 +253,27 @@ def coherent_cost(data: Trace | Profile, placement: Placement, topology: Topolog
         unit_gpus, counts = _unit_transitions(data, rg, chunk_tokens, progress)
         pair_weights = [c / float(data.top_k ** 2) for c in counts]
     per_layer = np.zeros(max(L - 1, 0))
-    traffic = np.zeros(G * G)
+    layer_traffic = np.zeros((max(L - 1, 0), G, G))
     for l in range(L - 1):
         hmin, ga, gb = nearest_pairs(unit_gpus[l], unit_gpus[l + 1], hop)
         w = pair_weights[l]
         per_layer[l] = float((w * hmin).sum())
-        traffic += np.bincount((ga * G + gb).ravel(), weights=w.ravel(), minlength=G * G)
-    traffic = traffic.reshape(G, G)
-    np.fill_diagonal(traffic, 0.0)
+        layer_traffic[l] = np.bincount((ga * G + gb).ravel(), weights=w.ravel(), minlength=G * G).reshape(G, G)
+        np.fill_diagonal(layer_traffic[l], 0.0)
+    traffic = layer_traffic.sum(axis=0)
+    time_s = per_layer_time = None
+    if hidden_size is not None:
+        unit = float(_check_bytes(hidden_size, dtype_bytes))
+        per_layer_time = np.array([alltoall_time(t * unit, topology) for t in layer_traffic])
+        time_s = float(per_layer_time.sum())
     total = float(per_layer.sum())
     transitions = data.num_tokens * max(L - 1, 0)
     moved = float(traffic.sum())
     inter = float(traffic[topology.inter_node].sum())
     return CoherentCost(total=total, per_transition=total / transitions if transitions else 0.0,
                         per_layer=per_layer, traffic=traffic, num_tokens=int(data.num_tokens),
-                        inter_node_share=inter / moved if moved > 0 else 0.0)
+                        inter_node_share=inter / moved if moved > 0 else 0.0,
+                        time_s=time_s, per_layer_time_s=per_layer_time)
 
 
 def _unit_transitions(trace: Trace, rg: np.ndarray, chunk_tokens: int,
@@ -654,8 +674,8 @@ def ep_cost(trace: Trace, placement: Placement, topology: Topology, hidden_size:
         raise PlacerError("the ep cost needs a per-token trace (dedup depends on each token's whole top-K set), "
                           "not aggregate counts; give a trace file")
     check_compatible(trace, placement, topology)
-    if hidden_size is not None and (int(hidden_size) < 1 or int(dtype_bytes) < 1):
-        raise PlacerError(f"--hidden-size and --dtype-bytes must be positive, got {hidden_size} and {dtype_bytes}")
+    if hidden_size is not None:
+        _check_bytes(hidden_size, dtype_bytes)
     L, T, G = trace.num_layers, trace.num_tokens, topology.num_gpus
     if home is None:
         home = default_home(trace, G)
@@ -755,7 +775,8 @@ def evaluate(data: Trace | Profile, placement: Placement, topology: Topology,
             out["coherent"] = {"model": "coherent", "skipped": "needs inter-layer transitions; these counts have loads only"}
             continue
         if name == "coherent":
-            res = coherent_cost(data, placement, topology, chunk_tokens=chunk_tokens, progress=progress).summary()
+            res = coherent_cost(data, placement, topology, chunk_tokens=chunk_tokens, progress=progress,
+                                hidden_size=hidden_size, dtype_bytes=dtype_bytes).summary()
         elif name == "ep":
             if not isinstance(data, Trace):
                 out["ep"] = {"model": "ep", "skipped": "needs a per-token trace, not aggregate counts"}

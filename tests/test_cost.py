@@ -86,7 +86,7 @@ def ref_coherent(trace: Trace, pl: Placement, topo: Topology):
     L, T, K = trace.expert_ids.shape
     G = topo.num_gpus
     per_layer = np.zeros(max(L - 1, 0))
-    traffic = np.zeros((G, G))
+    traffic = np.zeros((max(L - 1, 0), G, G))
     for t in range(T):
         for l in range(L - 1):
             if is_dropped(trace, l, t) or is_dropped(trace, l + 1, t):
@@ -100,7 +100,7 @@ def ref_coherent(trace: Trace, pl: Placement, topo: Topology):
                                 best, pair = topo.hop[a, b], (a, b)
                     per_layer[l] += best / K**2
                     if pair[0] != pair[1]:
-                        traffic[pair] += 1 / K**2
+                        traffic[l][pair] += 1 / K**2
     return per_layer, traffic
 
 
@@ -174,10 +174,12 @@ def ref_alltoall(B: np.ndarray, topo: Topology) -> float:
 @given(instances())
 def test_coherent_matches_per_token_loop(inst):
     trace, pl, topo = inst
-    per_layer, traffic = ref_coherent(trace, pl, topo)
-    res = coherent_cost(trace, pl, topo, chunk_tokens=7)
+    per_layer, layer_traffic = ref_coherent(trace, pl, topo)
+    res = coherent_cost(trace, pl, topo, chunk_tokens=7, hidden_size=3, dtype_bytes=2)
     np.testing.assert_allclose(res.per_layer, per_layer, atol=1e-9)
-    np.testing.assert_allclose(res.traffic, traffic, atol=1e-9)
+    np.testing.assert_allclose(res.traffic, layer_traffic.sum(axis=0), atol=1e-9)
+    times = [ref_alltoall(t * 6.0, topo) for t in layer_traffic]
+    np.testing.assert_allclose(res.per_layer_time_s, times, rtol=1e-9)
     assert res.total == pytest.approx(per_layer.sum(), abs=1e-9)
     L, T = trace.num_layers, trace.num_tokens
     assert res.per_transition == pytest.approx(per_layer.sum() / (T * (L - 1)) if L > 1 else 0.0, abs=1e-12)

@@ -92,6 +92,8 @@ def metric_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
                  ("coherent: total (hop-weighted transitions)", f"{c['total']:.6g}"),
                  ("coherent: inter-node share of moves", _pct(c["inter_node_share"])),
                  ("coherent: busiest GPU pair (token moves)", f"{c['max_link']:.6g}")]
+        if c.get("time_s") is not None:
+            rows.append(("coherent: est. all-to-all time, all layers", f"{c['time_s'] * 1e3:.4g} ms"))
     e = result.get("ep")
     if e and "skipped" in e:
         rows.append(("ep", f"skipped: {e['skipped']}"))
