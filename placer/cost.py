@@ -367,7 +367,7 @@ def serving_gpus(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, count: np.nd
     GPU is free): experts with one replica force their GPU; a replicated expert with a replica on
     the home GPU or on a forced GPU is served there (the token goes there anyway); the remaining
     replicated experts get an exact minimum hitting set of their replica GPUs
-    (:func:`_min_cover`). Ties between minimum covers: smallest sum of ``hop[home, g]`` over the
+    (:func:`_hitting_set_bits` up to 64 GPUs, :func:`_min_cover` beyond). Ties between minimum covers: smallest sum of ``hop[home, g]`` over the
     remote GPUs (prefers the home node), then the lexicographically smallest sorted GPU ids.
     """
     g = rg[ids, 0]
@@ -411,8 +411,13 @@ def serving_gpus(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, count: np.nd
 
 def _popcount(x: np.ndarray) -> np.ndarray:
     """Set bits of each uint64 (int64 result)."""
-    if hasattr(np, "bitwise_count"):
+    if hasattr(np, "bitwise_count"):      # numpy >= 2.0
         return np.bitwise_count(x).astype(np.int64)
+    return _popcount_swar(x)
+
+
+def _popcount_swar(x: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 by the SWAR bit trick, for numpy without ``bitwise_count``."""
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
     x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
     x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)

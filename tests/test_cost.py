@@ -391,3 +391,11 @@ def test_progress_counts_every_token_of_every_pass(inst):
     prof_seen = []
     evaluate(Profile.from_trace(trace), pl, topo, progress=prof_seen.append)
     assert prof_seen == []
+
+
+@SETTINGS
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=20))
+def test_popcount_fallback(values):
+    x = np.array(values, np.uint64)
+    np.testing.assert_array_equal(cost_mod._popcount_swar(x), [bin(v).count("1") for v in values])
+    np.testing.assert_array_equal(cost_mod._popcount(x), [bin(v).count("1") for v in values])
