@@ -174,3 +174,11 @@ def test_real_trace_compare_runs_and_is_sane(cli, shared_traces, tmp_path):
         assert 1 <= ep["mean_gpus_spanned"] <= 6
         assert 0 <= p["coherent"]["per_transition"] <= 18      # at most the inter-node hop
         assert p["load"]["max_imbalance"] >= p["load"]["mean_imbalance"] >= 1
+
+
+def test_same_inputs_give_byte_identical_output(cli, tmp_path):
+    trace, pl = hand_trace(tmp_path), contiguous(tmp_path)
+    a = cli("compare", trace, pl, "random", "eplb", "--seed", "3", "--replicas", "2", "--hidden-size", "8", "--json")
+    b = cli("compare", trace, pl, "random", "eplb", "--seed", "3", "--replicas", "2", "--hidden-size", "8", "--json")
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout
