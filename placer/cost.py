@@ -395,9 +395,26 @@ def serving_gpus(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, count: np.nd
     covered = sub_rep & has
     sub[covered] = picked[covered]
     unc = sub_rep & ~has
-    u = unc.sum(axis=1)
-    # uncovered columns first, in column order
-    order = np.argsort(~unc, axis=1, kind="stable")
+    # an uncovered expert whose replicas share no GPU with another uncovered expert's needs a GPU
+    # of its own: the cheapest from home, then the lowest id (see _hitting_set_bits)
+    K = unc.shape[1]
+    shared = np.zeros(unc.shape, bool)
+    multi = np.flatnonzero(unc.sum(axis=1) > 1)             # a lone uncovered expert shares nothing
+    if multi.size:
+        c, um = cand[multi], unc[multi]
+        same = (c[:, :, :, None, None] == c[:, None, None, :, :]) & (c >= 0)[:, :, :, None, None]
+        same &= ~np.eye(K, dtype=bool)[None, :, None, :, None]
+        shared[multi] = um & (same & um[:, None, None, :, None]).any(axis=(2, 3, 4))
+    alone = unc & ~shared
+    if alone.any():
+        t, k = np.nonzero(alone)
+        c = cand[t, k]                                      # [a, R]
+        cost = np.where(c >= 0, hop[hs[t][:, None], np.maximum(c, 0)], np.inf)
+        lowest = np.where(cost == cost.min(axis=1, keepdims=True), c, np.iinfo(np.int64).max).min(axis=1)
+        sub[t, k] = lowest
+    u = shared.sum(axis=1)
+    # shared columns first, in column order
+    order = np.argsort(~shared, axis=1, kind="stable")
     for size in np.unique(u[u > 0]):
         size = int(size)
         tok = np.flatnonzero(u == size)
