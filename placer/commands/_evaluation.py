@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any, Callable
 
@@ -10,7 +9,6 @@ import click
 
 from placer.cost import COST_MODELS
 from placer.errors import PlacerError
-from placer.placement import Placement
 from placer.profile import PROFILE_FORMAT, Profile
 from placer.topology import Topology
 from placer.traces.trace import Trace, read_npz_members
@@ -78,7 +76,7 @@ def common_options(fn: Callable) -> Callable:
     ]
     for opt in reversed(options):
         fn = opt(fn)
-    return functools.wraps(fn)(fn)
+    return fn
 
 
 def metric_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -148,7 +146,3 @@ def describe_topology(topo: Topology) -> str:
     if d["hop_inter_node"] is not None:
         text += f", inter-node hop cost {d['hop_inter_node']:g}"
     return text
-
-
-def load_placement(path: str) -> Placement:
-    return Placement.load(path)
