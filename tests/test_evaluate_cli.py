@@ -182,3 +182,18 @@ def test_same_inputs_give_byte_identical_output(cli, tmp_path):
     b = cli("compare", trace, pl, "random", "eplb", "--seed", "3", "--replicas", "2", "--hidden-size", "8", "--json")
     assert a.returncode == 0, a.stderr
     assert a.stdout == b.stdout
+
+
+def test_evaluate_and_compare_never_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    code = ("import sys; from placer.cli import main\n"
+            "sys.argv = ['moe-place']\n"
+            f"try:\n    main(['compare', {str(hand_trace(tmp_path))!r}, 'contiguous', 'eplb', '--gpus', '2'])\n"
+            "except SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "contiguous" in proc.stdout
