@@ -44,8 +44,10 @@ COST_MODELS = ("coherent", "ep", "load")
 _MAX_VECTOR_COMBOS = 4096
 _EPS = 1e-9
 _PAIR_BLOCK = 4096
-# Up to this many GPUs, sets of GPUs are uint64 bit masks (the fast exact cover search).
+# Up to this many GPUs, sets of GPUs are uint64 bit masks (the fast exact cover search); beyond,
+# a token's candidate GPUs are renumbered into 64 bits when K x (replicas per expert) <= 64.
 _BITMASK_MAX_GPUS = 64
+_LOCAL_MAX_CANDIDATES = 64
 _ONE = np.uint64(1)
 
 
@@ -395,6 +397,10 @@ def serving_gpus(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, count: np.nd
     covered = sub_rep & has
     sub[covered] = picked[covered]
     unc = sub_rep & ~has
+    if unc.any() and unc.shape[1] * cand.shape[2] <= _LOCAL_MAX_CANDIDATES:
+        _serve_uncovered_local(sub, unc, cand, hs, hop)
+        out[rows] = sub
+        return out
     # an uncovered expert whose replicas share no GPU with another uncovered expert's needs a GPU
     # of its own: the cheapest from home, then the lowest id (see _hitting_set_bits)
     K = unc.shape[1]
@@ -424,6 +430,36 @@ def serving_gpus(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, count: np.nd
         sub[tok[:, None], cols] = choice
     out[rows] = sub
     return out
+
+
+def _serve_uncovered_local(sub: np.ndarray, unc: np.ndarray, cand: np.ndarray, home: np.ndarray,
+                           hop: np.ndarray) -> None:
+    """Serve the uncovered replicated picks (``unc`` ``[n, K]``) with the bit-mask search when
+    there are more GPUs than bits: each token's candidate GPUs (at most K x R) are renumbered
+    0, 1, ... in ascending GPU order, which keeps costs and the lexicographic tie-break intact.
+    Writes the chosen global GPUs into ``sub`` ``[n, K]``."""
+    t_idx = np.flatnonzero(unc.any(axis=1))
+    m, K, R = len(t_idx), unc.shape[1], cand.shape[2]
+    G = hop.shape[0]
+    flat = np.where(unc[t_idx][:, :, None] & (cand[t_idx] >= 0), cand[t_idx], G).reshape(m, K * R)
+    order = np.argsort(flat, axis=1, kind="stable")
+    srt = np.take_along_axis(flat, order, axis=1)
+    new = np.ones(srt.shape, bool)
+    new[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    rank = np.cumsum(new, axis=1) - 1                     # local id of each sorted entry
+    local = np.empty_like(rank)
+    np.put_along_axis(local, order, rank, axis=1)
+    table = np.zeros((m, K * R), np.int64)                # local id -> global GPU
+    r_idx, c_idx = np.nonzero(new & (srt < G))
+    table[r_idx, rank[r_idx, c_idx]] = srt[r_idx, c_idx]
+    valid = (flat < G).reshape(m, K, R)
+    bits = np.where(valid, np.left_shift(_ONE, local.reshape(m, K, R).astype(np.uint64)), np.uint64(0))
+    masks = np.bitwise_or.reduce(bits, axis=2)            # [m, K], 0 for covered picks
+    costs = hop[home[t_idx][:, None], table]              # [m, K*R] cost of each local GPU
+    chosen = _hitting_set_bits(masks, np.arange(m), costs)
+    served_local = _lowest_bit_index(np.where(masks != 0, masks & chosen[:, None], _ONE))
+    served = np.take_along_axis(table, served_local, axis=1)
+    sub[t_idx] = np.where(unc[t_idx], served, sub[t_idx])
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
@@ -507,14 +543,15 @@ def _hitting_set_bits(masks: np.ndarray, home: np.ndarray, hop: np.ndarray) -> n
     """Minimum set of GPUs meeting every replica set, as a uint64 mask per token.
 
     ``masks`` ``[m, K]`` uint64 replica sets, 0 where there is no set to meet (none holds the
-    home GPU); ``home`` ``[m]``. Ties: smallest sum of ``hop[home, g]``, then the
+    home GPU); ``home`` ``[m]`` the row of ``hop`` that holds each token's costs: ``hop[home[t],
+    g]`` is the cost of GPU (bit) g for token t. Ties: smallest sum of ``hop[home, g]``, then the
     lexicographically smallest sorted ids (see :func:`serving_gpus`). A set that shares no GPU
     with the token's other sets needs a GPU of its own and takes its cheapest one directly; the
     sets that share GPUs go to :func:`_hitting_set_search`. The two parts use disjoint GPUs, so
     the union of their optimal, tie-broken answers is optimal and tie-broken for the whole.
     """
     m, K = masks.shape
-    gpu_bit = np.left_shift(_ONE, np.arange(hop.shape[0], dtype=np.uint64))
+    gpu_bit = np.left_shift(_ONE, np.arange(hop.shape[1], dtype=np.uint64))
     width = int(_popcount(masks).max())
     # set i shares a GPU with another set iff it meets the OR of the others (prefix | suffix)
     prefix = np.zeros((m, K + 1), np.uint64)
@@ -546,7 +583,7 @@ def _hitting_set_search(masks: np.ndarray, home: np.ndarray, hop: np.ndarray, wi
     ``_MAX_VECTOR_COMBOS`` the remaining tokens go to the per-token search.
     """
     m, K = masks.shape
-    G = hop.shape[0]
+    G = hop.shape[1]
     gpu_bit = np.left_shift(_ONE, np.arange(G, dtype=np.uint64))
     best = np.zeros(m, np.uint64)
     all_ones = ~np.uint64(0)

@@ -209,18 +209,19 @@ def test_ep_matches_brute_force_cover(inst):
 @SETTINGS
 @given(instances(max_replicas=12, k_max=4, allow_dropped=False))
 def test_ep_every_cover_search_path_agrees_with_brute_force(inst):
-    """Bit-mask search (G <= 64), generic search (any G), and their per-token fallbacks."""
+    """Bit-mask search (G <= 64), renumbered bit masks (any G), generic search, and the
+    per-token fallbacks."""
     trace, pl, topo = inst
     traffic, spanned, served = ref_ep(trace, pl, topo, ref_home(trace, topo.num_gpus))
-    saved = cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS
+    saved = cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS, cost_mod._LOCAL_MAX_CANDIDATES
     try:
-        for bitmask_gpus, combos in ((64, 4096), (64, 0), (0, 4096), (0, 0)):
-            cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS = bitmask_gpus, combos
+        for setting in ((64, 4096, 64), (64, 0, 64), (0, 4096, 64), (0, 0, 64), (0, 4096, 0), (0, 0, 0)):
+            cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS, cost_mod._LOCAL_MAX_CANDIDATES = setting
             res = ep_cost(trace, pl, topo)
             np.testing.assert_array_equal(res.traffic, traffic.sum(axis=0))
             assert res.mean_gpus_spanned == pytest.approx(spanned / served)
     finally:
-        cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS = saved
+        cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS, cost_mod._LOCAL_MAX_CANDIDATES = saved
 
 
 @SETTINGS
