@@ -380,7 +380,7 @@ def serving_gpus(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, count: np.nd
     if rows.size == 0:
         return g
     if hop.shape[0] <= _BITMASK_MAX_GPUS:
-        return _serving_gpus_bits(ids, home, rg, g, rep, rows, hop)
+        return _serving_gpus_bits(ids, home, rg, g, rep, hop)
     out = g.copy()
     sub_rep = rep[rows]
     cand = rg[ids[rows]]                                   # [n, K, R]
@@ -493,36 +493,39 @@ def _nth_bit_index(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _serving_gpus_bits(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, g: np.ndarray,
-                       rep: np.ndarray, rows: np.ndarray, hop: np.ndarray) -> np.ndarray:
+                       rep: np.ndarray, hop: np.ndarray) -> np.ndarray:
     """:func:`serving_gpus` with GPU sets as uint64 bit masks (G <= 64).
 
-    Only the replicated picks are processed (flattened), the others keep their one GPU.
+    Only the replicated picks are processed (as flat indices), the others keep their one GPU.
     """
+    N, K = ids.shape
     gpu_bit = np.left_shift(_ONE, np.arange(hop.shape[0], dtype=np.uint64))
     expert_mask = np.bitwise_or.reduce(np.where(rg >= 0, gpu_bit[np.maximum(rg, 0)], np.uint64(0)), axis=1)
-    sub_ids, sub_rep, sub, hs = ids[rows], rep[rows], g[rows], home[rows]
-    home_bit = gpu_bit[hs]
-    visited = home_bit.copy()
-    for k in range(sub.shape[1]):            # column by column: numpy is slow on short rows
-        visited |= np.where(sub_rep[:, k], np.uint64(0), gpu_bit[sub[:, k]])
-    ti, ki = np.nonzero(sub_rep)             # replicated picks, token-major
-    Mf = expert_mask[sub_ids[ti, ki]]
+    out = g.copy()
+    flat_out = out.reshape(-1)
+    rep_flat = rep.reshape(-1)
+    home_bit = gpu_bit[home]
+    visited = home_bit | np.bitwise_or.reduce(np.where(rep, np.uint64(0), gpu_bit[g]), axis=1)
+    fi = np.flatnonzero(rep_flat)            # replicated picks, token-major
+    ti = fi // K
+    Mf = expert_mask[ids.reshape(-1)[fi]]
     # a replicated expert with a replica at home or on a GPU the token visits anyway is served
     # there, at home when possible
     on_visited = Mf & visited[ti]
     covered = on_visited != 0
     at_home = (Mf & home_bit[ti]) != 0
-    pick = np.where(at_home, hs[ti], _lowest_bit_index(np.where(covered, on_visited, _ONE)))
-    sub[ti[covered], ki[covered]] = pick[covered]
-    ut, uk, um = ti[~covered], ki[~covered], Mf[~covered]
-    if ut.size:
-        todo, pos = np.unique(ut, return_inverse=True)
-        masks = np.zeros((len(todo), sub.shape[1]), np.uint64)   # 0 = nothing to meet
-        masks[pos, uk] = um
-        chosen = _hitting_set_bits(masks, hs[todo], hop)
-        sub[ut, uk] = _lowest_bit_index(um & chosen[pos])
-    out = g.copy()
-    out[rows] = sub
+    pick = np.where(at_home, home[ti], _lowest_bit_index(np.where(covered, on_visited, _ONE)))
+    flat_out[fi[covered]] = pick[covered]
+    uf, um = fi[~covered], Mf[~covered]
+    if uf.size:
+        ut = uf // K
+        first = np.ones(ut.size, bool)       # ut is sorted (token-major)
+        first[1:] = ut[1:] != ut[:-1]
+        todo, pos = ut[first], np.cumsum(first) - 1
+        masks = np.zeros((len(todo), K), np.uint64)   # 0 = nothing to meet
+        masks[pos, uf % K] = um
+        chosen = _hitting_set_bits(masks, home[todo], hop)
+        flat_out[uf] = _lowest_bit_index(um & chosen[pos])
     return out
 
 
@@ -554,17 +557,19 @@ def _hitting_set_bits(masks: np.ndarray, home: np.ndarray, hop: np.ndarray) -> n
     gpu_bit = np.left_shift(_ONE, np.arange(hop.shape[1], dtype=np.uint64))
     width = int(_popcount(masks).max())
     # set i shares a GPU with another set iff it meets the OR of the others (prefix | suffix)
-    prefix = np.zeros((m, K + 1), np.uint64)
-    suffix = np.zeros((m, K + 1), np.uint64)
+    mt = np.ascontiguousarray(masks.T)                       # [K, m]: rows are contiguous
+    prefix = np.zeros((K + 1, m), np.uint64)
+    suffix = np.zeros((K + 1, m), np.uint64)
     for i in range(K):
-        prefix[:, i + 1] = prefix[:, i] | masks[:, i]
-        suffix[:, K - 1 - i] = suffix[:, K - i] | masks[:, K - 1 - i]
-    shared = (masks & (prefix[:, :K] | suffix[:, 1:])) != 0
+        np.bitwise_or(prefix[i], mt[i], out=prefix[i + 1])
+        np.bitwise_or(suffix[K - i], mt[K - 1 - i], out=suffix[K - 1 - i])
+    shared_t = (mt & (prefix[:K] | suffix[1:])) != 0
     chosen = np.zeros(m, np.uint64)
     for i in range(K):
-        alone = np.flatnonzero(~shared[:, i] & (masks[:, i] != 0))
+        alone = np.flatnonzero(~shared_t[i] & (mt[i] != 0))
         if alone.size:
-            chosen[alone] |= gpu_bit[_cheapest_bit(masks[alone, i], home[alone], hop, width)]
+            chosen[alone] |= gpu_bit[_cheapest_bit(mt[i, alone], home[alone], hop, width)]
+    shared = shared_t.T
     tok = np.flatnonzero(shared.any(axis=1))
     if tok.size:
         sub = np.where(shared[tok], masks[tok], np.uint64(0))
