@@ -2,10 +2,10 @@
 
 Builds a synthetic 1 M-token trace (skewed loads, some inter-layer affinity, 8 distinct experts
 per token), writes it as a native trace so evaluation reads it memory-mapped chunk by chunk, and
-times each cost model on a replica-free contiguous placement and on one with 64 replicas (the
-64 most loaded experts of each layer get a second slot, S = 5).
+times each cost model on a replica-free contiguous placement and on one with G replicas (the
+G most loaded experts of each layer get a second slot on another GPU; S = 5 at 64 GPUs).
 
-    /work/venv/bin/python benchmarks/bench_evaluate.py [--tokens 1000000] [--json]
+    /work/venv/bin/python benchmarks/bench_evaluate.py [--tokens 1000000] [--gpus 64] [--json]
 
 Results are recorded in docs/benchmarks.md (## Evaluation speed).
 """
@@ -53,9 +53,10 @@ def synthetic_trace(tokens: int, seed: int = 0, seq_len: int = 4096) -> Trace:
     return Trace(ids, E, seq_offsets=offsets, model="synthetic DeepSeek-V3 shape")
 
 
-def replicated_placement(trace_load: np.ndarray, seed: int = 0) -> Placement:
-    """Contiguous experts plus a second slot for the 64 most loaded experts of each layer."""
+def replicated_placement(trace_load: np.ndarray, G: int = G, seed: int = 0) -> Placement:
+    """Contiguous experts plus a second slot for the G most loaded experts of each layer."""
     rng = np.random.default_rng(seed)
+    per = E // G
     S = (E + G) // G
     phy = np.empty((L, G * S), np.int64)
     for l in range(L):
@@ -67,9 +68,9 @@ def replicated_placement(trace_load: np.ndarray, seed: int = 0) -> Placement:
             extra = rng.permutation(hot)
             if np.all(home[extra] != np.arange(G)):
                 break
-        rows = [np.concatenate([np.arange(g * 4, g * 4 + 4), [extra[g]]]) for g in range(G)]
+        rows = [np.concatenate([np.arange(g * per, (g + 1) * per), [extra[g]]]) for g in range(G)]
         phy[l] = np.concatenate(rows)
-    return Placement(phy, E, G, GPN).validate()
+    return Placement(phy, E, G, min(GPN, G)).validate()
 
 
 def timed(fn):
@@ -82,19 +83,22 @@ def timed(fn):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=1_000_000)
+    ap.add_argument("--gpus", type=int, default=G, help="GPUs (8 per node); E / G experts each")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    gpus = args.gpus
     t_gen, _, trace = timed(lambda: synthetic_trace(args.tokens))
-    topo = Topology.uniform(G, GPN)
-    contiguous = Placement.from_gpu_of(np.tile(np.arange(E) // (E // G), (L, 1)), G, GPN)
+    topo = Topology.uniform(gpus, min(GPN, gpus))
+    contiguous = Placement.from_gpu_of(np.tile(np.arange(E) // (E // gpus), (L, 1)), gpus, min(GPN, gpus))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "trace.npz")
         trace.save(path)
         del trace
         mm = Trace.load(path)
-        replicated = replicated_placement(_expert_loads(mm))
-        for name, pl in (("contiguous (no replicas)", contiguous), ("64 replicas (S=5)", replicated)):
+        replicated = replicated_placement(_expert_loads(mm), gpus)
+        for name, pl in (("contiguous (no replicas)", contiguous),
+                         (f"{gpus} replicas (S={replicated.slots_per_gpu})", replicated)):
             t_c, cpu_c, c = timed(lambda: coherent_cost(mm, pl, topo))
             t_e, cpu_e, e = timed(lambda: ep_cost(mm, pl, topo, hidden_size=7168, dtype_bytes=2))
             t_l, cpu_l, lo = timed(lambda: load_cost(mm, pl))
@@ -103,7 +107,7 @@ def main() -> None:
                          "coherent_per_transition": c.per_transition,
                          "ep_copies_per_token_layer": e.copies_per_token_layer,
                          "ep_time_s": e.time_s, "mean_imbalance": lo.mean_imbalance})
-    info = {"tokens": args.tokens, "load_average": os.getloadavg(), "shape": f"{L} x {E}, top-{K}, {G} GPUs ({GPN} per node)",
+    info = {"tokens": args.tokens, "load_average": os.getloadavg(), "shape": f"{L} x {E}, top-{K}, {gpus} GPUs ({min(GPN, gpus)} per node)",
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "generate_s": t_gen, "rows": rows}
     if args.json:
