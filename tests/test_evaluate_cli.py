@@ -151,19 +151,9 @@ def test_user_errors(cli, tmp_path):
     assert_user_error(cli("evaluate", single, contiguous(tmp_path), "--split", "test"), "split")
 
 
-def native_esft(src, tmp_path):
-    """The ESFT file as a native trace (its arrays are documented in traces/README.md)."""
-    with np.load(src, allow_pickle=False) as z:
-        trace = Trace(np.asarray(z["expert_ids"]), 64, seq_offsets=np.asarray(z["seq_offsets"]),
-                      moe_layers=[int(x) for x in z["moe_layer_numbers"]])
-    out = tmp_path / "esft.npz"
-    trace.save(out)
-    return out
-
-
 @pytest.mark.shared
 def test_real_trace_compare_runs_and_is_sane(cli, shared_traces, tmp_path):
-    trace = native_esft(shared_traces / "esft" / "esft_v2lite_summary.npz", tmp_path)
+    trace = shared_traces / "esft" / "esft_v2lite_summary.npz"     # imported on the fly
     proc = cli("compare", trace, "contiguous", "eplb", "--gpus", "16", "--gpus-per-node", "8",
                "--replicas", "16", "--split", "test", "--hidden-size", "2048", "--json")
     assert proc.returncode == 0, proc.stderr

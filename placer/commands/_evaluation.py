@@ -1,33 +1,18 @@
-"""What ``evaluate`` and ``compare`` share: reading the data, the split, the topology, tables."""
+"""What ``evaluate`` and ``compare`` share: the split, the topology, options, tables."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import click
 
 from placer.cost import COST_MODELS
 from placer.errors import PlacerError
-from placer.profile import PROFILE_FORMAT, Profile
+from placer.profile import Profile
 from placer.topology import Topology
-from placer.traces.trace import Trace, read_npz_members
+from placer.traces.trace import Trace
 
 SPLITS = ("all", "train", "test")
-
-
-def load_data(path: str) -> Trace | Profile:
-    """A trace (native, or any format the importers read) or a profile of aggregate counts."""
-    p = Path(path)
-    if p.suffix == ".npz" and p.is_file():
-        _, meta = read_npz_members(p, mmap=True)
-        if meta is not None and meta.get("format") == PROFILE_FORMAT:
-            return Profile.load_file(p)
-    try:
-        from placer.traces.importers import load_any
-    except ImportError:        # importers not installed in this build: native traces only
-        return Trace.load(p)
-    return load_any(p)
 
 
 def select_split(data: Trace | Profile, split: str, name: str) -> Trace | Profile:

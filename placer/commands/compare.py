@@ -16,7 +16,8 @@ from typing import Any
 import click
 
 from placer.commands._evaluation import (SPLITS, common_options, cost_list, describe_data, describe_topology,
-                                         format_table, load_data, make_topology, select_split)
+                                         format_table, make_topology, select_split)
+from placer.commands._import_options import import_options, load_kwargs
 from placer.cost import evaluate, passes_over_trace
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
@@ -38,13 +39,16 @@ from placer.progress import progress
 @click.option("--fit", type=click.Choice(SPLITS), default=None,
               help="Tokens solver names are fitted on (default: train with --split test, else the --split tokens).")
 @common_options
+@import_options
 def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: int, seed: int, time_limit: float,
             fit: str | None, cost: str, gpus_per_node: int | None, inter_node_cost: float | None,
-            topology_file: str | None, split: str, hidden_size: int | None, dtype_bytes: int, as_json: bool) -> None:
+            topology_file: str | None, split: str, hidden_size: int | None, dtype_bytes: int, as_json: bool,
+            **kw) -> None:
     """Compare placement files and solver names (ITEMS) on the routing of TRACE."""
     from placer.solvers.base import Constraints, available_solvers, get_solver
+    from placer.traces.importers import load_input
 
-    full = load_data(trace)
+    full = load_input([trace], **load_kwargs(kw))
     data = select_split(full, split, trace)
     fit = fit or ("train" if split == "test" else split)
     files: dict[str, Placement] = {}

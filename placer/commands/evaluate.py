@@ -13,7 +13,8 @@ import json
 import click
 
 from placer.commands._evaluation import (common_options, cost_list, describe_data, describe_topology,
-                                         format_table, load_data, make_topology, metric_rows, select_split)
+                                         format_table, make_topology, metric_rows, select_split)
+from placer.commands._import_options import import_options, load_kwargs
 from placer.cost import evaluate, passes_over_trace
 from placer.placement import Placement
 from placer.progress import progress
@@ -23,11 +24,15 @@ from placer.progress import progress
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.argument("placement", type=click.Path(dir_okay=False))
 @common_options
+@import_options
 def command(trace: str, placement: str, cost: str, gpus_per_node: int | None, inter_node_cost: float | None,
-            topology_file: str | None, split: str, hidden_size: int | None, dtype_bytes: int, as_json: bool) -> None:
-    """Score PLACEMENT on the routing of TRACE (a trace or a profile of counts)."""
+            topology_file: str | None, split: str, hidden_size: int | None, dtype_bytes: int, as_json: bool,
+            **kw) -> None:
+    """Score PLACEMENT on the routing of TRACE (a trace, any importable file, or a profile of counts)."""
+    from placer.traces.importers import load_input
+
     pl = Placement.load(placement)
-    data = select_split(load_data(trace), split, trace)
+    data = select_split(load_input([trace], **load_kwargs(kw)), split, trace)
     topo = make_topology(pl.num_gpus, gpus_per_node if gpus_per_node is not None else pl.gpus_per_node,
                          inter_node_cost, topology_file)
     costs = cost_list(cost)
