@@ -18,9 +18,10 @@ across nodes). ``docs/cost-models.md`` gives the full definitions; in short:
 Tokens a capacity-limited router dropped (``Trace.dropped``) are neither dispatched nor counted,
 as in :class:`~placer.profile.Profile`.
 
-Everything is vectorised over tokens and processed chunk by chunk (``Trace.iter_chunks`` for
-the coherent and load counts through :meth:`Profile.from_trace`), so memory is bounded by the
-chunk and memory-mapped traces of any length work.
+Everything is vectorised over tokens (no Python loop over tokens) and reads a Trace chunk by
+chunk (``Trace.iter_chunks``; the load counts through :meth:`Profile.from_trace`), so memory is
+bounded by the chunk and memory-mapped traces of any length work. Speed at DeepSeek-V3 shape:
+``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
