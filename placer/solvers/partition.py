@@ -222,8 +222,18 @@ def move_costs(prob: Problem, gpu: np.ndarray, l: int) -> np.ndarray:
     Exact for the coherent model (no edges inside a layer); for ep the edge between two swapped
     experts needs the correction in :func:`_swap_gains`.
     """
+    lin, Wn, Mn = _linear_costs(prob, gpu, l)
+    cost = lin[prob.inst_expert[l]]
+    if Wn is not None:
+        rep = np.flatnonzero(prob.cnt[l, prob.inst_expert[l]] > 1)
+        _replica_rows(prob, gpu, l, rep, Wn, Mn, cost)
+    return cost
+
+
+def _linear_costs(prob: Problem, gpu: np.ndarray, l: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(lin [E, G], Wn [E, N], Mn [N, G])``: cost of expert e alone on GPU g; with replicas also
+    the edge weights to the N neighbour experts and their nearest-copy distances (else None)."""
     E, G = prob.E, prob.G
-    ie = prob.inst_expert[l]
     lin = np.zeros((E, G))
     rep_terms = []
     for w, nl, hop_l in _blocks(prob, l):
@@ -241,22 +251,28 @@ def move_costs(prob: Problem, gpu: np.ndarray, l: int) -> np.ndarray:
             m = np.where(np.isfinite(m), m, 0.0)
             lin += w @ m
             rep_terms.append((w, m))
-    cost = lin[ie]
-    if prob.replicated and rep_terms:
-        rep = np.flatnonzero(prob.cnt[l, ie] > 1)
-        if len(rep):
-            Wn = np.concatenate([w for w, _ in rep_terms], axis=1)
-            Mn = np.concatenate([m for _, m in rep_terms], axis=0)
-            has = np.zeros((E, G), bool)
-            has[ie, gpu[l]] = True
-            others = has[ie[rep]].copy()
-            others[np.arange(len(rep)), gpu[l, rep]] = False
-            for k0 in range(0, len(rep), 32):           # bounded memory: 32 x N x G
-                sl = slice(k0, k0 + 32)
-                r = np.where(others[sl][:, None, :], Mn[None], np.inf).min(2)   # [x, N]
-                near = np.minimum(r[:, :, None], Mn[None])                        # [x, N, G]
-                cost[rep[sl]] = np.einsum("xn,xng->xg", Wn[ie[rep[sl]]], near)
-    return cost
+    if not rep_terms:
+        return lin, None, None
+    return (lin, np.concatenate([w for w, _ in rep_terms], axis=1),
+            np.concatenate([m for _, m in rep_terms], axis=0))
+
+
+def _replica_rows(prob: Problem, gpu: np.ndarray, l: int, rows: np.ndarray, Wn: np.ndarray,
+                  Mn: np.ndarray, cost: np.ndarray) -> None:
+    """Fill ``cost[rows]`` for instances of replicated experts: moving copy x to g keeps the
+    expert's other copies, and each neighbour uses its nearest copy (min rule)."""
+    if not len(rows):
+        return
+    ie = prob.inst_expert[l]
+    has = np.zeros((prob.E, prob.G), bool)
+    has[ie, gpu[l]] = True
+    others = has[ie[rows]].copy()
+    others[np.arange(len(rows)), gpu[l, rows]] = False
+    for k0 in range(0, len(rows), 32):           # bounded memory: 32 x N x G
+        sl = slice(k0, k0 + 32)
+        r = np.where(others[sl][:, None, :], Mn[None], np.inf).min(2)   # [x, N]
+        near = np.minimum(r[:, :, None], Mn[None])                        # [x, N, G]
+        cost[rows[sl]] = np.einsum("xn,xng->xg", Wn[ie[rows[sl]]], near)
 
 
 def _swap_gains(prob: Problem, gpu: np.ndarray, l: int, cost: np.ndarray) -> np.ndarray:
@@ -310,8 +326,14 @@ def _swap_layer(prob: Problem, gpu: np.ndarray, l: int, max_rounds: int = 200) -
     # coherent: disjoint swaps' gains add up exactly; ep: swaps interact through intra-layer
     # edges, so a batch is checked on the true layer cost and falls back to the single best swap
     exact_batches = prob.C is None
+    # coherent: a layer's move costs depend on its neighbours only, except the copies of an
+    # expert whose other copies moved; those rows alone are recomputed after each batch
+    _, Wn, Mn = _linear_costs(prob, gpu, l) if exact_batches else (None, None, None)
+    cost = None
+    ie = prob.inst_expert[l]
     for _ in range(max_rounds):
-        cost = move_costs(prob, gpu, l)
+        if cost is None or not exact_batches:
+            cost = move_costs(prob, gpu, l)
         delta = _swap_gains(prob, gpu, l, cost)
         scale = max(1.0, float(np.abs(cost).max()))
         a_idx, b_idx = np.nonzero(np.triu(delta < -_REL_TOL * scale * 10, 1))
@@ -324,6 +346,10 @@ def _swap_layer(prob: Problem, gpu: np.ndarray, l: int, max_rounds: int = 200) -
         old_l = gpu[l].copy()
         for a, b in chosen:
             gpu[l, a], gpu[l, b] = old_l[b], old_l[a]
+        if exact_batches and Wn is not None:
+            moved = np.unique(ie[np.array(chosen).ravel()])
+            rows = np.flatnonzero(np.isin(ie, moved) & (prob.cnt[l, ie] > 1))
+            _replica_rows(prob, gpu, l, rows, Wn, Mn, cost)
         if before is not None:
             after = _window_cost(prob, gpu, l, l + 1)
             if not after < before - _REL_TOL * max(1.0, before):
@@ -859,7 +885,9 @@ def _run_starts(prob: Problem, profile: Profile, topology: Topology, constraints
     starts: list[dict] = []
     best_gpu, best_obj = None, np.inf
     for k in range(n_starts):
-        if k > 0 and time.perf_counter() >= deadline:
+        # a start cannot be interrupted before its refinement: skip one that would not fit,
+        # judging by the previous start's time
+        if k > 0 and time.perf_counter() + starts[-1]["time_s"] > deadline:
             break
         ts = time.perf_counter()
         kind, gpu = "random", None
