@@ -46,6 +46,24 @@ def token_coherent_cost(trace: Trace, expert_gpus: np.ndarray, hop: np.ndarray) 
     return float(total)
 
 
+def token_pairs(trace: Trace) -> np.ndarray:
+    """``[L-1, E, E]`` K x K pair counts of consecutive layers / K^2, counted token by token."""
+    ids = np.asarray(trace.expert_ids).astype(np.int64)
+    L, T, K = ids.shape
+    P = np.zeros((L - 1, trace.num_experts, trace.num_experts))
+    for l in range(L - 1):
+        for t in range(T):
+            for a in ids[l, t]:
+                for b in ids[l + 1, t]:
+                    P[l, a, b] += 1
+    return P / K ** 2
+
+
+def pairs_cost(P: np.ndarray, gpu_of: np.ndarray, hop: np.ndarray) -> float:
+    """Coherent cost of a replica-free placement from token pair counts ``P``."""
+    return sum(float((P[l] * hop[np.ix_(gpu_of[l], gpu_of[l + 1])]).sum()) for l in range(len(P)))
+
+
 def token_pair_cut(trace: Trace, gpu_of: np.ndarray, hop: np.ndarray) -> float:
     """The exact models' ``ep`` objective by definition: per token and layer, the hop between
     every unordered pair of its K experts (replica-free placements)."""

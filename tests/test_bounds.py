@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exact_refs import (all_gpu_of, layer_replica_sets, profile_of, random_trace, token_coherent_cost,
-                        token_pair_cut)
+from exact_refs import (all_gpu_of, layer_replica_sets, pairs_cost, profile_of, random_trace, token_coherent_cost,
+                        token_pair_cut, token_pairs)
 from placer.errors import PlacerError
 from placer.solvers.base import Constraints
 from placer.solvers.bounds import b_matching_max, lower_bound
@@ -19,12 +19,8 @@ from placer.topology import Topology
 
 def brute_min_coherent(trace, topo):
     L, E, G = trace.num_layers, trace.num_experts, topo.num_gpus
-    best = np.inf
-    for gpu_of in all_gpu_of(L, E, G):
-        eg = np.zeros((L, E, G), bool)
-        eg[np.arange(L)[:, None], np.arange(E)[None, :], gpu_of] = True
-        best = min(best, token_coherent_cost(trace, eg, topo.hop))
-    return best
+    P = token_pairs(trace)
+    return min(pairs_cost(P, g, topo.hop) for g in all_gpu_of(L, E, G))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

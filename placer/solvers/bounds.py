@@ -187,6 +187,13 @@ def b_matching_max(weights: np.ndarray, degree_cap: int, edge_cap: int, diagonal
     return float(-mcf.optimal_cost())
 
 
+def keep_upper_bound(weights: np.ndarray, degree_cap: int, edge_cap: int, diagonal: bool = True) -> float:
+    """Upper bound on the weight of any co-located pair set (degree and edge caps, see
+    :func:`b_matching_max`), in the units of ``weights`` (float weights are scaled and rounded up)."""
+    W, scale = _integer_weights(weights)
+    return b_matching_max(W, degree_cap, edge_cap, diagonal) / scale
+
+
 def _is_integral(a: np.ndarray) -> bool:
     a = np.asarray(a)
     return np.issubdtype(a.dtype, np.integer) or bool(np.all(a == np.round(a)))
