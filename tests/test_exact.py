@@ -70,7 +70,8 @@ def test_exact_equals_brute_force(backend, topo_name, solver):
         L = 3 if topo.num_gpus == 2 else 2  # 24^L placements on 4 GPUs
         trace = random_trace(rng, L, 4, 2, T=40, affinity=0.5)
         res = get_solver(solver)(profile_of(trace), topo, Constraints(backend=backend, time_limit=30,
-                                                                       options={"warm_start": seed == 0}))
+                                                                       options={"warm_start": seed == 0,
+                                                                                "formulation": "compact"}))
         best = brute(trace, topo)
         assert res.status == "optimal"
         assert value_of(trace, topo, res.placement) == pytest.approx(best)
@@ -94,7 +95,8 @@ def test_joint_ep_equals_brute_force(seed, backend, K, shape):
     E, G, gpn = shape
     topo = Topology.uniform(G, gpn, inter_node_cost=2.0)
     trace = random_trace(np.random.default_rng(seed), 2, E, K, T=30, affinity=0.2)
-    res = get_solver("joint")(profile_of(trace), topo, Constraints(cost="ep", backend=backend))
+    res = get_solver("joint")(profile_of(trace), topo, Constraints(cost="ep", backend=backend,
+                                                                     options={"formulation": "compact"}))
     best = brute(trace, topo, cost="ep")
     assert res.status == "optimal"
     assert value_of(trace, topo, res.placement, cost="ep") == pytest.approx(best)
@@ -111,7 +113,8 @@ def test_joint_with_load_weight_and_imbalance_equals_brute_force(backend):
     trace.expert_ids = ids
     topo = Topology.uniform(2)
     prof = profile_of(trace)
-    for opts, imb in (({"load_weight": 0.5}, None), ({}, 1.2), ({}, 1.6)):
+    for opts, imb in (({"load_weight": 0.5, "formulation": "compact"}, None), ({"formulation": "compact"}, 1.2),
+                      ({"formulation": "compact"}, 1.6)):
         best = brute(trace, topo, load_weight=opts.get("load_weight", 0.0), max_imbalance=imb)
         cons = Constraints(backend=backend, max_imbalance=imb, options=opts)
         if not np.isfinite(best):  # no placement meets the limit: the solver must say so
@@ -171,7 +174,8 @@ def test_same_seed_same_placement(backend):
     trace = random_trace(np.random.default_rng(9), 2, 8, 2, T=80, affinity=0.4)
     prof = profile_of(trace)
     topo = Topology.uniform(4)
-    runs = [get_solver("exflow")(prof, topo, Constraints(backend=backend, seed=3, time_limit=20)) for _ in range(2)]
+    runs = [get_solver("exflow")(prof, topo, Constraints(backend=backend, seed=3, time_limit=20,
+                                                         options={"formulation": "compact"})) for _ in range(2)]
     assert np.array_equal(runs[0].placement.phy2log, runs[1].placement.phy2log)
 
 
@@ -215,3 +219,40 @@ def test_replicas_and_general_topologies_are_refused():
     bw = np.array([[0, 4, 2, 1], [4, 0, 1, 2], [2, 1, 0, 4], [1, 2, 4, 0]], float) * 1e9
     with pytest.raises(PlacerError, match="partition"):
         get_solver("exflow")(prof, Topology.from_bandwidth_matrix(bw), Constraints())
+
+
+GENERAL_BW = np.array([[0, 4, 2, 1], [4, 0, 1, 2], [2, 1, 0, 4], [1, 2, 4, 0]], float) * 1e9
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), K=st.integers(1, 2),
+       topo_kind=st.sampled_from(["2gpu", "2x2", "general", "4gpu"]),
+       cost=st.sampled_from(["coherent", "ep"]), imb=st.sampled_from([None, 1.3]),
+       load_weight=st.sampled_from([0.0, 0.3]))
+def test_chain_dp_equals_brute_force(seed, K, topo_kind, cost, imb, load_weight):
+    topo = {"2gpu": lambda: Topology.uniform(2), "2x2": lambda: Topology.uniform(4, 2, inter_node_cost=3.0),
+            "general": lambda: Topology.from_bandwidth_matrix(GENERAL_BW),
+            "4gpu": lambda: Topology.uniform(4)}[topo_kind]()
+    if cost == "ep" and K == 1:
+        K = 2
+    E = 4 if topo.num_gpus == 4 else 6
+    trace = random_trace(np.random.default_rng(seed), 2, E, K, T=30, affinity=0.5)
+    best = brute(trace, topo, cost=cost, load_weight=load_weight, max_imbalance=imb)
+    cons = Constraints(cost=cost, max_imbalance=imb, options={"load_weight": load_weight})
+    if not np.isfinite(best):
+        with pytest.raises(PlacerError, match="max-imbalance"):
+            get_solver("joint")(profile_of(trace), topo, cons)
+        return
+    res = get_solver("joint")(profile_of(trace), topo, cons)
+    assert res.status == "optimal"
+    assert value_of(trace, topo, res.placement, cost=cost, load_weight=load_weight) == pytest.approx(best)
+    assert res.objective == pytest.approx(best)
+
+
+def test_one_expert_per_gpu_chain_of_matchings_is_optimal():
+    # S = 1 on one node: 4 experts on 4 GPUs, 3 layers, against all 24^3 placements
+    trace = random_trace(np.random.default_rng(8), 3, 4, 2, T=40, affinity=0.5)
+    topo = Topology.uniform(4)
+    res = get_solver("exflow")(profile_of(trace), topo, Constraints())
+    assert "assignments" in res.details["formulation"]
+    assert value_of(trace, topo, res.placement) == pytest.approx(brute(trace, topo))

@@ -142,12 +142,12 @@ def _top_sum(row: np.ndarray, k: int) -> float:
 
 def build_model(profile: Profile, topology: Topology, constraints: Constraints, S: int,
                 load_weight: float = 0.0, caps: np.ndarray | None = None,
-                formulation: str = "compact", symmetry: bool = True, cuts: bool = True) -> tuple[LinearModel, np.ndarray, Callable, float]:
+                formulation: str = "compact", symmetry: bool = True, cuts: bool = True, two_sided: bool = False) -> tuple[LinearModel, np.ndarray, Callable, float]:
     """The placement MILP; returns ``(model, x [L,E,G] var ids, hint(gpu_of) -> vector, unit)``.
 
     ``model`` objective / ``unit`` = the cost model's value (+ ``load_weight`` x sum of max loads).
     """
-    if formulation not in ("compact", "naive"):
+    if formulation not in ("compact", "naive"):  # (auto/dp are handled before a MILP is built)
         raise PlacerError(f"unknown formulation '{formulation}'; use compact or naive")
     L, E, G = profile.num_layers, profile.num_experts, topology.num_gpus
     gpn, N = topology.gpus_per_node, topology.num_nodes
@@ -193,6 +193,7 @@ def build_model(profile: Profile, topology: Topology, constraints: Constraints, 
                 if coef <= 0 or (level == "node" and N == 1):
                     continue
                 kept: list[np.ndarray] = []
+                zs: list[np.ndarray] = []
                 for i in range(E):
                     nz = np.flatnonzero(W[i])
                     if len(nz) == 0:
@@ -207,6 +208,8 @@ def build_model(profile: Profile, topology: Topology, constraints: Constraints, 
                                       np.concatenate([[1.0], -np.repeat(W[i, nz].astype(np.float64), len(grp))]), hi=0.0)
                         m.add_obj(z, -coef)
                         kept.append(z)
+                        if two_sided:
+                            zs.append(z)
                         aux.append(("z", (z, la, lb_, i, W[i], groups)))
                     else:
                         y = m.add_vars((len(nz), len(groups)), 0.0, 1.0, integer=False)
@@ -216,6 +219,27 @@ def build_model(profile: Profile, topology: Topology, constraints: Constraints, 
                                 m.add_row(np.concatenate([[y[a, k]], x[lb_, j, grp]]), np.concatenate([[1.0], -np.ones(len(grp))]), hi=0.0)
                             m.add_obj(y[a], -coef * float(W[i, j]))
                         aux.append(("y", (y, la, lb_, i, nz, groups)))
+                if two_sided and formulation == "compact" and kept:
+                    # the same kept weight seen from layer lb_'s experts: per group, the row-side
+                    # sum may not exceed the column-side one (equal at integer points)
+                    for k, grp in enumerate(groups):
+                        colside = []
+                        for j in range(E):
+                            nzc = np.flatnonzero(W[:, j])
+                            if len(nzc) == 0:
+                                continue
+                            Uc = _top_sum(W[nzc, j], d)
+                            zc = m.add_vars(1, 0.0, Uc, integer=False)[0]
+                            m.add_row(np.concatenate([[zc], x[lb_, j, grp]]), np.concatenate([[1.0], -Uc * np.ones(len(grp))]), hi=0.0)
+                            rows_ = x[la][np.ix_(nzc, grp)].ravel()
+                            m.add_row(np.concatenate([[zc], rows_]),
+                                      np.concatenate([[1.0], -np.repeat(W[nzc, j].astype(np.float64), len(grp))]), hi=0.0)
+                            colside.append(zc)
+                            aux.append(("zc", (zc, la, lb_, j, W[:, j], grp)))
+                        rowside = [z[k] for z in zs]
+                        m.add_row(np.concatenate([rowside, colside]),
+                                  np.concatenate([np.ones(len(rowside)), -np.ones(len(colside))]), hi=0.0)
+                    zs.clear()
                 if cuts and formulation == "compact" and kept:
                     # the bound's b-matching caps the weight kept on GPUs (nodes) of this layer
                     # pair: a valid cut that lifts the LP bound to at least lower_bound's
@@ -246,6 +270,10 @@ def build_model(profile: Profile, topology: Topology, constraints: Constraints, 
                 for k, grp in enumerate(groups):
                     if gpu_of[la, i] in grp:
                         v[z[k]] = float(Wi[np.isin(gpu_of[lb_], grp)].sum())
+            elif kind == "zc":
+                zc, la, lb_, j, Wc, grp = data
+                if gpu_of[lb_, j] in grp:
+                    v[zc] = float(Wc[np.isin(gpu_of[la], grp)].sum())
             else:
                 y, la, lb_, i, nz, groups = data
                 for a, j in enumerate(nz):
@@ -298,14 +326,19 @@ def solve_exact(profile: Profile, topology: Topology, constraints: Constraints, 
     """Warm start, bound, MILP with the chosen backend, best of both (see module docstring)."""
     t0 = time.perf_counter()
     S = check_exact_input(profile, topology, constraints, solver)
-    two_level_hops(topology)
     opts = constraints.options or {}
     caps = gpu_load_caps(profile, topology.num_gpus, constraints.max_imbalance)
     lb, lb_name = lower_bound(profile, topology, constraints)
+    form = opts.get("formulation", "auto")
+    if form in ("auto", "dp"):
+        done = _solve_chain(profile, topology, constraints, solver, S, caps, load_weight, lb, lb_name, t0, form)
+        if done is not None:
+            return done
+    two_level_hops(topology)
     warm, warm_name = _warm_start(profile, topology, constraints, caps, min(5.0, 0.1 * constraints.time_limit))
     notes: list[str] = []
     details: dict[str, Any] = {"backend": backend_name(constraints.backend),
-                               "formulation": opts.get("formulation", "compact"),
+                               "formulation": "compact" if form in ("auto", "dp") else form,
                                "lower_bound": lb, "lower_bound_name": lb_name}
     if warm is not None:
         warm = canonical_relabel(warm, topology.num_gpus, topology.gpus_per_node)
@@ -315,8 +348,8 @@ def solve_exact(profile: Profile, topology: Topology, constraints: Constraints, 
             notes.append("the warm start meets the lower bound: optimal without the MILP")
             return _result(profile, topology, constraints, solver, warm, "optimal", warm_val, lb, t0, details, notes)
     model, x, hint, unit = build_model(profile, topology, constraints, S, load_weight, caps,
-                                       opts.get("formulation", "compact"), bool(opts.get("symmetry", True)),
-                                       bool(opts.get("cuts", True)))
+                                       details["formulation"], bool(opts.get("symmetry", True)),
+                                       bool(opts.get("cuts", True)), bool(opts.get("two_sided", False)))
     details["model_size"] = model.size()
     if warm is not None and opts.get("warm_start", True):
         model.hint = hint(warm)
@@ -352,6 +385,47 @@ def solve_exact(profile: Profile, topology: Topology, constraints: Constraints, 
     if obj <= bound + 1e-9 * max(1.0, abs(obj)):
         status = "optimal"
     return _result(profile, topology, constraints, solver, gpu_of, status, obj, min(bound, obj), t0, details, notes)
+
+
+def _solve_chain(profile, topology, constraints, solver, S, caps, load_weight, lb, lb_name, t0, form):
+    """The exact chain methods of :mod:`.chain` when they apply (else None, or an error for ``dp``)."""
+    from placer.solvers.exact import chain
+
+    L, E, G = profile.num_layers, profile.num_experts, topology.num_gpus
+    details: dict[str, Any] = {"lower_bound": lb, "lower_bound_name": lb_name}
+    off = topology.hop[~np.eye(G, dtype=bool)]
+    if constraints.cost == "coherent" and S == 1 and G > 1 and np.allclose(off, off[0]):
+        g = chain.chain_assignment(profile.transition_weights(), E)
+        details["formulation"] = "chain of assignments (S = 1: layer pairs are independent matchings)"
+    elif chain.num_states(E, G) <= chain.MAX_STATES:
+        states = chain.balanced_assignments(E, G)
+        load = profile.load.astype(np.float64)
+        sc = np.zeros((L, len(states)))
+        allowed = None
+        if caps is not None or load_weight > 0:
+            sl = chain.state_loads(load, states, G)
+            if caps is not None:
+                allowed = sl <= caps[:, None] + 1e-9
+                if not allowed.any(axis=1).all():
+                    l = int(np.flatnonzero(~allowed.any(axis=1))[0])
+                    raise PlacerError(f"no placement meets --max-imbalance {constraints.max_imbalance:g} in layer {l} "
+                                      f"with {S} experts per GPU; raise --max-imbalance or add --replicas")
+            sc += load_weight * sl
+        W = None
+        if constraints.cost == "ep":
+            sc += chain.pair_cut_state_cost(profile.coact, topology.hop, states)
+            W = np.zeros((max(L - 1, 0), E, E))
+        else:
+            W = profile.transition_weights()
+        g, _ = chain.chain_dp(W, topology.hop, E, L, sc, allowed, states)
+        details["formulation"] = f"layer-chain dynamic programme over {len(states)} states per layer"
+    else:
+        if form == "dp":
+            raise PlacerError(f"{E} experts on {G} GPUs have {chain.num_states(E, G)} assignments per layer, too many "
+                              f"for the dp formulation (at most {chain.MAX_STATES}); use --formulation compact")
+        return None
+    obj = objective_value(profile, topology, constraints.cost, g, load_weight)
+    return _result(profile, topology, constraints, solver, g, "optimal", obj, obj, t0, details, [])
 
 
 def _result(profile, topology, constraints, solver, gpu_of, status, obj, bound, t0, details, notes) -> SolveResult:
