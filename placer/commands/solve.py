@@ -25,8 +25,8 @@ from placer.solvers.base import Constraints, SolveResult, available_solvers, get
 from placer.topology import Topology
 from placer.traces.trace import Trace, read_npz_members
 
-# ``auto`` tries the exact model when L x E x G (its binary variables) is at most this: Mixtral
-# (32 x 8) on 8 GPUs is 2048 and is proven optimal well within a minute (docs/benchmarks.md).
+# ``auto`` tries the MILP when L x E x G (its binary variables) is at most this (and the exact
+# layer-chain dp whenever it applies); larger instances go to the heuristic (docs/benchmarks.md).
 AUTO_EXACT_MAX_VARS = 2048
 
 
@@ -62,7 +62,12 @@ def profile_of(trace: Trace) -> Profile:
 
 
 def exact_is_small(profile: Profile, num_gpus: int) -> bool:
-    return profile.num_layers * profile.num_experts * num_gpus <= AUTO_EXACT_MAX_VARS
+    """Size test for ``auto``: the chain dp applies, or the MILP has few binaries."""
+    from placer.solvers.exact.chain import MAX_STATES, num_states
+    E = profile.num_experts
+    if E % num_gpus == 0 and (E == num_gpus or num_states(E, num_gpus) <= MAX_STATES):
+        return True
+    return profile.num_layers * E * num_gpus <= AUTO_EXACT_MAX_VARS
 
 
 def heuristic_name(constraints: Constraints) -> str:
@@ -146,7 +151,8 @@ def metrics(data: Trace | Profile, placement, topology: Topology) -> dict[str, A
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--backend", default=None, help="Exact backend: cpsat (default), highs, cbc, or a PuLP solver name.")
 @click.option("--threads", type=int, default=1, show_default=True, help="Backend threads (1 is deterministic).")
-@click.option("--formulation", type=click.Choice(["compact", "naive"]), default="compact", show_default=True)
+@click.option("--formulation", type=click.Choice(["auto", "dp", "compact", "naive"]), default="auto", show_default=True,
+              help="Exact models: auto (layer-chain dp when a layer has few assignments, else the compact MILP).")
 @click.option("--holdout", type=float, default=None,
               help="Hold out this share of sequences: solve on the rest, score on both.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Placement JSON to write.")
