@@ -111,13 +111,8 @@ def run_auto(profile: Profile, topology: Topology, constraints: Constraints) -> 
 
 
 def baseline(name: str, profile: Profile, topology: Topology, constraints: Constraints):
-    """A baseline placement, or None when that solver is not installed."""
+    """A baseline placement under the same constraints, or None when that solver is not installed."""
     if name not in available_solvers():
-        if name == "contiguous" and not constraints.replicas:
-            from placer.placement import Placement
-            from placer.solvers.exact.local import contiguous_gpu_of
-            g = contiguous_gpu_of(profile.num_layers, profile.num_experts, topology.num_gpus)
-            return Placement.from_gpu_of(g, topology.num_gpus, topology.gpus_per_node)
         return None
     return get_solver(name)(profile, topology, constraints).placement
 

@@ -92,27 +92,14 @@ def coherent_lower_bound(profile: Profile, topology: Topology, slots_per_gpu: in
     if profile.trans is None:
         raise PlacerError("the coherent cost needs inter-layer transition counts, which this profile lacks; "
                           "give a per-token trace or counts with layer-pair matrices, or use --cost ep")
-    G, S, E = topology.num_gpus, slots_per_gpu, profile.num_experts
-    K2 = float(profile.top_k ** 2)
-    h, extra = hop_levels(topology)
-    if G == 1 or profile.num_layers < 2:
+    if topology.num_gpus == 1 or profile.num_layers < 2:
         return 0.0, "one GPU or one layer: nothing moves"
-    copies = min(G, 1 + replicas)
-    gpn, nodes = topology.gpus_per_node, topology.num_nodes
-    total = 0.0
-    for l in range(profile.num_layers - 1):
-        W, scale = _integer_weights(profile.trans[l])
-        wsum = float(np.asarray(profile.trans[l], dtype=np.float64).sum()) * scale
-        keep = b_matching_max(W, min(E, S * copies), G * S * S)
-        total += h * (wsum - keep) / scale
-        if extra > 0:
-            node_slots = gpn * S
-            keep_n = b_matching_max(W, min(E, node_slots * min(nodes, copies)), nodes * node_slots ** 2)
-            total += extra * (wsum - keep_n) / scale
+    total = sum(_split_weight_bound(profile.trans[l], topology, slots_per_gpu, replicas, within=False)
+                for l in range(profile.num_layers - 1))
     name = "per-layer-pair b-matching (each expert keeps at most S partners on its GPU, both directions)"
-    if extra > 0:
+    if hop_levels(topology)[1] > 0:
         name += " + node-level b-matching for the inter-node part"
-    return max(0.0, total / K2), name
+    return max(0.0, total / float(profile.top_k ** 2)), name
 
 
 def ep_lower_bound(profile: Profile, topology: Topology, slots_per_gpu: int,
@@ -121,29 +108,38 @@ def ep_lower_bound(profile: Profile, topology: Topology, slots_per_gpu: int,
     if profile.coact is None:
         raise PlacerError("the ep objective needs co-activation counts, which this profile lacks; "
                           "build the profile from a per-token trace")
-    G, S, E = topology.num_gpus, slots_per_gpu, profile.num_experts
-    h, extra = hop_levels(topology)
-    if G == 1 or profile.top_k < 2:
+    if topology.num_gpus == 1 or profile.top_k < 2:
         return 0.0, "one GPU or top-1: no co-activated pairs to split"
-    copies = min(G, 1 + replicas)
-    gpn, nodes = topology.gpus_per_node, topology.num_nodes
-    total = 0.0
-    for l in range(profile.num_layers):
-        C = np.array(profile.coact[l], dtype=np.float64 if not _is_integral(profile.coact[l]) else np.int64)
-        np.fill_diagonal(C, 0)
-        W, scale = _integer_weights(C)
-        half = float(C.sum()) * scale / 2.0
-        keep = b_matching_max(W, min(E - 1, (S - 1) * copies), G * S * (S - 1), diagonal=False) / 2.0
-        total += h * (half - keep) / scale
-        if extra > 0:
-            ns = gpn * S
-            keep_n = b_matching_max(W, min(E - 1, (ns - 1) * min(nodes, copies)), nodes * ns * (ns - 1),
-                                    diagonal=False) / 2.0
-            total += extra * (half - keep_n) / scale
+    total = sum(_split_weight_bound(profile.coact[l], topology, slots_per_gpu, replicas, within=True)
+                for l in range(profile.num_layers))
     name = "per-layer b-matching on co-activation (each expert shares its GPU with at most S-1 others)"
-    if extra > 0:
+    if hop_levels(topology)[1] > 0:
         name += " + node-level b-matching"
     return max(0.0, total), name
+
+
+def _split_weight_bound(weights: np.ndarray, topology: Topology, S: int, replicas: int, within: bool) -> float:
+    """Lower bound on ``sum_ij w_ij hop(g(i), g(j))`` for one layer pair (``within``: one layer,
+    unordered pairs, diagonal ignored), from the b-matching caps of the module docstring."""
+    W = np.array(weights, dtype=np.float64)
+    if within:
+        np.fill_diagonal(W, 0.0)
+    G, E = topology.num_gpus, W.shape[0]
+    gpn, nodes = topology.gpus_per_node, topology.num_nodes
+    copies = min(G, 1 + replicas)
+    h, extra = hop_levels(topology)
+    d = int(within)  # an expert is not its own partner within a layer
+    # ordered pairs are counted twice within a layer: halve both the total and the kept weight
+    half = 0.5 if within else 1.0
+    total = W.sum()
+    keep = keep_upper_bound(W, min(E - d, (S - d) * copies), G * S * (S - d), diagonal=not within)
+    out = h * half * (total - keep)
+    if extra > 0:
+        ns = gpn * S
+        keep_n = keep_upper_bound(W, min(E - d, (ns - d) * min(nodes, copies)), nodes * ns * (ns - d),
+                                  diagonal=not within)
+        out += extra * half * (total - keep_n)
+    return float(out)
 
 
 def b_matching_max(weights: np.ndarray, degree_cap: int, edge_cap: int, diagonal: bool = True) -> float:
