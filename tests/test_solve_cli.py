@@ -62,7 +62,6 @@ def test_holdout_scores_on_unseen_sequences(cli, tiny, tmp_path):
 
 
 @pytest.mark.parametrize("extra", [[], ["--formulation", "compact", "--backend", "cpsat"],
-                                   ["--formulation", "compact", "--backend", "highs"],
                                    ["--solver", "moetuner", "--backend", "cbc"]])
 def test_same_seed_gives_identical_bytes(cli, tmp_path, extra):
     trace = random_trace(np.random.default_rng(5), 2, 8, 2, T=80, affinity=0.4)
