@@ -171,32 +171,33 @@ def bound_speed() -> dict:
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """Proven gap (top) and wall time (bottom) vs layers, experts and GPUs."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharex="col")
     sweeps = [("layers", lambda r: r["experts"] == 16 and r["gpus"] == 4),
               ("experts", lambda r: r["layers"] == 4 and r["gpus"] == 4),
               ("gpus", lambda r: r["layers"] == 4 and r["experts"] == 32)]
-    for ax, (key, sel) in zip(axes, sweeps):
+    for col, (key, sel) in enumerate(sweeps):
         for label, marker in (("default", "o"), ("compact MILP", "s")):
-            pts = sorted((r[key], r["wall_s"], r["gap"] or 0.0) for r in rows
+            pts = sorted((r[key], 100 * (r["gap"] or 0.0), r["wall_s"]) for r in rows
                          if not r.get("ablation") and r["name"] == label and sel(r))
             if not pts:
                 continue
-            xs, ts, gaps = zip(*pts)
-            ax.plot(xs, ts, marker=marker, label=f"{label}: time")
-            for x, t, g in pts:
-                ax.annotate(f"{100 * g:.1f}%", (x, t), fontsize=7)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel(key)
-        ax.set_ylabel("wall seconds (labels: gap)")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("exflow solve time and proven gap vs size (ESFT intent, CP-SAT, 1 worker)")
+            xs, gaps, ts = zip(*pts)
+            axes[0, col].plot(xs, gaps, marker=marker, label=label)
+            axes[1, col].plot(xs, ts, marker=marker, label=label)
+        axes[0, col].set_ylabel("proven gap %")
+        axes[1, col].set_ylabel("wall seconds (limit 20)")
+        axes[1, col].set_xlabel(key)
+        for ax in axes[:, col]:
+            ax.set_xscale("log", base=2)
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("exflow: proven gap and time vs size (ESFT intent coarsened, CP-SAT 1 worker, 20 s limit)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
 
 
 def _pct(x) -> str:
@@ -260,7 +261,11 @@ def main() -> None:
     ap.add_argument("--scale-limit", type=float, default=20.0, help="per solve in part 2")
     ap.add_argument("--parts", default="bound,quality,scaling,ablation")
     ap.add_argument("--markdown", nargs="*", type=Path, help="print tables from these JSON files and exit")
+    ap.add_argument("--replot", action="store_true", help="redraw --plot from the scaling rows in --out and exit")
     args = ap.parse_args()
+    if args.replot:
+        plot(json.loads(args.out.read_text())["scaling"], args.plot)
+        return
     if args.markdown is not None:
         results: dict = {}
         for path in args.markdown:
