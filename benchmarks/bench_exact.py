@@ -79,6 +79,8 @@ def quality(args) -> list[dict]:
              ("esft/intent", esft("intent"), Topology.uniform(16, 8))]
     rows = []
     for trace_name, trace, topo in cases:
+        if args.cases and not any(trace_name.startswith(c) for c in args.cases.split(",")):
+            continue
         train, test = trace.split(0.5)
         prof = Profile.from_trace(train)
         small = trace.num_experts <= 8
@@ -260,6 +262,8 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=60.0, help="per solve in part 1")
     ap.add_argument("--scale-limit", type=float, default=20.0, help="per solve in part 2")
     ap.add_argument("--parts", default="bound,quality,scaling,ablation")
+    ap.add_argument("--cases", default="", help="quality: only traces starting with these (comma-separated); "
+                                               "their rows replace the same traces' rows in --out")
     ap.add_argument("--markdown", nargs="*", type=Path, help="print tables from these JSON files and exit")
     ap.add_argument("--replot", action="store_true", help="redraw --plot from the scaling rows in --out and exit")
     args = ap.parse_args()
@@ -289,6 +293,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # re-read: another part may have written the file meanwhile
     merged = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.cases and "quality" in out and "quality" in merged:
+        fresh = {r["trace"] for r in out["quality"]}
+        out["quality"] = [r for r in merged["quality"] if r["trace"] not in fresh] + out["quality"]
     merged.update(out)
     args.out.write_text(json.dumps(merged, indent=1, default=float) + "\n")
 

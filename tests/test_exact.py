@@ -256,3 +256,33 @@ def test_one_expert_per_gpu_chain_of_matchings_is_optimal():
     res = get_solver("exflow")(profile_of(trace), topo, Constraints())
     assert "assignments" in res.details["formulation"]
     assert value_of(trace, topo, res.placement) == pytest.approx(brute(trace, topo))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), K=st.integers(2, 3))
+def test_swap_descent_reaches_the_ep_optimum_when_one_swap_reaches_everything(seed, K):
+    # 4 experts on 2 GPUs: one swap reaches every other split, and ep layers are independent
+    from placer.solvers.exact.local import contiguous_gpu_of, swap_descent
+    trace = random_trace(np.random.default_rng(seed), 2, 4, K, T=30, affinity=0.2)
+    prof = profile_of(trace)
+    topo = Topology.uniform(2)
+    g = swap_descent(contiguous_gpu_of(2, 4, 2), topo.hop, None, prof.coact)
+    assert token_pair_cut(trace, g, topo.hop) == pytest.approx(brute(trace, topo, cost="ep"))
+
+
+def test_swap_descent_keeps_load_limits_and_never_worsens():
+    from placer.solvers.exact.local import balanced_gpu_of, coherent_objective, swap_descent
+    for seed in range(5):
+        trace = random_trace(np.random.default_rng(seed), 3, 8, 2, T=80, affinity=0.5)
+        prof = profile_of(trace)
+        topo = Topology.uniform(4, 2, inter_node_cost=3.0)
+        load = prof.load.astype(float)
+        start = balanced_gpu_of(load, 4)
+        cap = np.maximum(np.stack([np.bincount(start[l], weights=load[l], minlength=4) for l in range(3)]).max(1),
+                         1.2 * load.sum(1) / 4)
+        W = prof.transition_weights()
+        g = swap_descent(start, topo.hop, W, None, load, cap)
+        assert coherent_objective(W, g, topo.hop) <= coherent_objective(W, start, topo.hop) + 1e-9
+        for l in range(3):
+            assert np.all(np.bincount(g[l], minlength=4) == 2)
+            assert np.bincount(g[l], weights=load[l], minlength=4).max() <= cap[l] + 1e-9

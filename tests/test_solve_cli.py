@@ -161,3 +161,17 @@ def test_real_mixtral_trace_solves_to_optimality(cli, shared_traces, tmp_path):
     assert rep["status"] == "optimal" and rep["gap"] == 0.0
     m = rep["metrics"]
     assert m["solution"]["in_sample"]["coherent_total"] <= m["contiguous"]["in_sample"]["coherent_total"]
+
+
+def test_real_mixtral_json_through_the_importers(cli, shared_traces, tmp_path):
+    # one expert per GPU: the chained matchings prove the optimum on the whole trace at once
+    out = tmp_path / "p.json"
+    proc = cli("solve", shared_traces / "mixtral_mtbench" / "math.json", "--gpus", 8, "--holdout", "0.5",
+               "-o", out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout)
+    assert rep["status"] == "optimal" and rep["bound"] == pytest.approx(rep["objective"])
+    assert rep["input"]["num_layers"] == 32 and rep["input"]["num_experts"] == 8
+    m = rep["metrics"]
+    for name in ("contiguous", "eplb"):
+        assert m["solution"]["in_sample"]["coherent_total"] <= m[name]["in_sample"]["coherent_total"] + 1e-6

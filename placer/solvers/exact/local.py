@@ -144,3 +144,64 @@ def best_descent(profile: Profile, topology: Topology, seed: int = 0, time_limit
         if val < best_val - 1e-12:
             best, best_val = g, val
     return best, best_val
+
+
+def swap_descent(gpu_of: np.ndarray, hop: np.ndarray, W: np.ndarray | None = None, C: np.ndarray | None = None,
+                 load: np.ndarray | None = None, max_gpu_load: np.ndarray | None = None,
+                 max_swaps: int = 20000) -> np.ndarray:
+    """Best-improvement pairwise swaps within each layer, keeping every GPU under ``max_gpu_load``.
+
+    Objective: the coherent cost on ``W [L-1, E, E]`` (if given) plus the within-layer pair cut on
+    ``C [L, E, E]`` (if given). Swapping experts i (GPU a) and j (GPU b) of layer l changes it by
+    ``A[i,b] - A[i,a] + A[j,a] - A[j,b] + 2 C[i,j] hop(a, b)``, where ``A[e, g]`` is e's cost on
+    GPU g with everything else fixed (neighbouring layers for W, the layer's other experts for
+    C), so every move is evaluated exactly. Unlike :func:`layer_descent` it keeps load limits.
+    """
+    g = np.array(gpu_of, dtype=np.int64)
+    L, E = g.shape
+    G = hop.shape[0]
+    if G == 1:
+        return g
+    swaps = 0
+    for _ in range(100):
+        improved = False
+        for l in range(L):
+            Cl = None
+            if C is not None:
+                Cl = np.array(C[l], dtype=np.float64)
+                np.fill_diagonal(Cl, 0.0)
+            gl = None if load is None else np.bincount(g[l], weights=load[l], minlength=G)
+            while swaps < max_swaps:
+                A = np.zeros((E, G))
+                if W is not None and l > 0:
+                    A += W[l - 1].T @ hop[g[l - 1]]
+                if W is not None and l < L - 1:
+                    A += W[l] @ hop[:, g[l + 1]].T
+                if Cl is not None:
+                    A += Cl @ hop[g[l]]
+                own = A[np.arange(E), g[l]]
+                Aj = A[:, g[l]]  # Aj[i, j] = A[i, g(j)]
+                delta = Aj - own[:, None] + Aj.T - own[None, :]
+                if Cl is not None:
+                    delta += 2.0 * Cl * hop[np.ix_(g[l], g[l])]
+                delta[g[l][:, None] == g[l][None, :]] = 0.0
+                if max_gpu_load is not None and load is not None:
+                    ld = load[l]
+                    diff = ld[None, :] - ld[:, None]  # moving i out, j in: GPU of i gains ld[j] - ld[i]
+                    ok = (gl[g[l]][:, None] + diff <= max_gpu_load[l] + 1e-9) & \
+                         (gl[g[l]][None, :] - diff <= max_gpu_load[l] + 1e-9)
+                    delta = np.where(ok, delta, 0.0)
+                k = int(np.argmin(delta))
+                i, j = divmod(k, E)
+                if delta[i, j] >= -1e-9 * max(1.0, float(np.abs(own).sum())):
+                    break
+                a, b = g[l, i], g[l, j]
+                g[l, i], g[l, j] = b, a
+                if gl is not None:
+                    gl[a] += load[l, j] - load[l, i]
+                    gl[b] += load[l, i] - load[l, j]
+                swaps += 1
+                improved = True
+        if not improved or swaps >= max_swaps:
+            break
+    return g

@@ -49,7 +49,7 @@ from placer.profile import Profile
 from placer.solvers.base import Constraints, SolveResult, register
 from placer.solvers.bounds import hop_levels, keep_upper_bound, lower_bound
 from placer.solvers.exact.local import (balanced_gpu_of, best_descent, coherent_objective,
-                                        contiguous_gpu_of, pair_cut_objective)
+                                        contiguous_gpu_of, pair_cut_objective, swap_descent)
 from placer.solvers.exact.milp import LinearModel, backend_name, solve_model
 from placer.topology import Topology
 
@@ -308,17 +308,29 @@ def objective_value(profile: Profile, topology: Topology, cost: str, gpu_of: np.
 
 # ---------------------------------------------------------------- solving
 def _warm_start(profile: Profile, topology: Topology, constraints: Constraints, caps, seconds: float):
+    """A feasible start: layer descent (coherent), then load-keeping swaps where limits or the
+    ep cut make the per-layer assignment inexact."""
     G = topology.num_gpus
+    load = profile.load.astype(np.float64)
+    start, name = None, None
     if constraints.cost == "coherent":
-        g, _ = best_descent(profile, topology, constraints.seed, seconds, caps)
-        if g is not None:
-            return g, "layer_descent"
-    for name, g in (("contiguous", contiguous_gpu_of(profile.num_layers, profile.num_experts, G)),
-                    ("balanced", balanced_gpu_of(profile.load.astype(np.float64), G))):
-        if caps is None or all(np.bincount(g[l], weights=profile.load[l].astype(np.float64), minlength=G).max()
-                               <= caps[l] + 1e-9 for l in range(profile.num_layers)):
-            return g, name
-    return None, None
+        start, _ = best_descent(profile, topology, constraints.seed, seconds, caps)
+        name = "layer_descent"
+    if start is None:
+        for cand_name, cand in (("contiguous", contiguous_gpu_of(profile.num_layers, profile.num_experts, G)),
+                                ("balanced", balanced_gpu_of(load, G))):
+            if caps is None or all(np.bincount(cand[l], weights=load[l], minlength=G).max() <= caps[l] + 1e-9
+                                   for l in range(profile.num_layers)):
+                start, name = cand, cand_name
+                break
+    if start is None:
+        return None, None
+    if constraints.cost == "ep" or caps is not None:
+        W = profile.transition_weights() if constraints.cost == "coherent" else None
+        C = profile.coact if constraints.cost == "ep" else None
+        start = swap_descent(start, topology.hop, W, C, load, caps)
+        name += " + swaps"
+    return start, name
 
 
 def solve_exact(profile: Profile, topology: Topology, constraints: Constraints, solver: str,
