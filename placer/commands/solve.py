@@ -79,8 +79,6 @@ def heuristic_name(constraints: Constraints) -> str:
         if "eplb" in solvers:
             return "eplb"
         raise PlacerError("--replicas needs the partition or eplb solver, neither of which is installed here")
-    if constraints.cost == "ep":
-        return "joint"
     return "layer_descent"
 
 

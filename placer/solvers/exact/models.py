@@ -463,25 +463,20 @@ def solve_joint(profile: Profile, topology: Topology, constraints: Constraints) 
     return solve_exact(profile, topology, constraints, "joint", load_weight=w)
 
 
-@register("layer_descent", "heuristic: exact per-layer reassignment sweeps (coherent cost), several starts")
+@register("layer_descent", "heuristic: exact per-layer reassignment sweeps, then load-keeping swaps (coherent or ep)")
 def solve_layer_descent(profile: Profile, topology: Topology, constraints: Constraints) -> SolveResult:
     t0 = time.perf_counter()
-    S = constraints.slots_per_gpu(profile.num_experts, topology.num_gpus)
-    if constraints.replicas:
-        raise PlacerError("layer_descent places every expert once; for --replicas use --solver eplb or partition")
-    if constraints.cost != "coherent":
-        raise PlacerError("layer_descent minimises the coherent cost; use --solver joint for --cost ep")
+    check_exact_input(profile, topology, constraints, "layer_descent")
     caps = gpu_load_caps(profile, topology.num_gpus, constraints.max_imbalance)
-    g, _ = best_descent(profile, topology, constraints.seed, constraints.time_limit, caps)
+    g, start = _warm_start(profile, topology, constraints, caps, constraints.time_limit)
     if g is None:
         raise PlacerError(f"no start point meets --max-imbalance {constraints.max_imbalance:g}; "
                           f"use --solver joint, which searches under the limit")
     lb, name = lower_bound(profile, topology, constraints)
-    obj = objective_value(profile, topology, "coherent", g)
+    obj = objective_value(profile, topology, constraints.cost, g)
     status = "optimal" if obj <= lb + 1e-9 * max(1.0, obj) else "heuristic"
-    del S
     return _result(profile, topology, constraints, "layer_descent", g, status, obj, lb, t0,
-                   {"lower_bound_name": name}, [])
+                   {"lower_bound_name": name, "start": start}, [])
 
 
 # --------------------------------------------------------------- MoETuner
