@@ -102,8 +102,12 @@ def run_auto(profile: Profile, topology: Topology, constraints: Constraints) -> 
         return res, f"{exact} (small instance: exact model, status {res.status})"
     left = max(1.0, constraints.time_limit - (time.perf_counter() - t0))
     other = get_solver(heur)(profile, topology, replace(constraints, time_limit=left))
-    if other.objective is not None and res.objective is not None and other.objective < res.objective - 1e-9:
-        other.bound = max(other.bound or 0.0, res.bound or 0.0)
+    # compare in the exact model's units (a heuristic may report another objective)
+    from placer.solvers.exact.models import objective_value
+    value = objective_value(profile, topology, constraints.cost, other.placement.gpu_of,
+                            float(constraints.options.get("load_weight", 0.0)))
+    if res.objective is not None and value < res.objective - 1e-9:
+        other.objective, other.bound, other.cost_model = value, res.bound, res.cost_model
         return other, f"{heur} (exact model not proven optimal in time; the heuristic was better)"
     return res, f"{exact} (not proven optimal in time; better than the {heur} heuristic)"
 
