@@ -15,9 +15,15 @@ Registered solvers (``constraints.backend`` picks cpsat / highs / cbc / any PuLP
   bandwidth-normalised GPU-pair traffic from layer l-1 (a bottleneck assignment, solved as an
   ILP; ties broken by the most traffic kept local). Each stage is exact; the two-stage result
   is not proven optimal for the coherent cost.
-- ``layer_descent``: the exact-per-layer local search of :mod:`.local` (a heuristic).
+- ``layer_descent``: the exact-per-layer local search of :mod:`.local`, then load-keeping swaps
+  (a heuristic; also for ``cost="ep"`` and ``max_imbalance``).
 
 Formulations (``options["formulation"]``):
+
+- ``auto`` (default): ``dp`` when it applies, else ``compact``.
+- ``dp``: the layer-chain dynamic programme of :mod:`.chain` (exact, any hop matrix, load limits
+  and weights, ep), when a layer has at most ``chain.MAX_STATES`` balanced assignments; with one
+  expert per GPU and uniform hops, chained maximum-weight matchings (exact for any E).
 
 - ``compact`` (default, Glover-style): binary ``x[l,e,g]``; for each expert i of layer l and
   GPU g one variable ``z[l,i,g] <= U_i x[l,i,g]``, ``z[l,i,g] <= sum_j W[l,i,j] x[l+1,j,g]``
@@ -28,10 +34,13 @@ Formulations (``options["formulation"]``):
 
 The objective is minimised as ``(h + extra) W_tot - h sum z - extra sum zN`` on the integer
 counts ``trans`` (the coherent units times ``K^2``), so CP-SAT needs no scaling for integer hops.
+Every compact model also gets, per layer pair (and node level), the row "kept weight <= the
+b-matching value of :mod:`placer.solvers.bounds`": it lifts the LP bound to at least the
+combinatorial bound (docs/benchmarks.md: from 2-95% to 98% of the optimum on Mixtral layers).
 Symmetry breaking: GPUs of a node and nodes are interchangeable, so on layer 0 the GPUs of each
 node are ordered by their smallest expert, and nodes likewise (expert e may sit on GPU m of a
 node only if GPU m-1 holds a smaller expert). Warm start: the best layer descent, relabelled to
-satisfy those orderings. The reported bound is the max of the backend's proven bound and
+satisfy those orderings (plus load-keeping swaps under ``max_imbalance`` or for ``ep``). The reported bound is the max of the backend's proven bound and
 :func:`placer.solvers.bounds.lower_bound`.
 """
 
