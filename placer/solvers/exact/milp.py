@@ -175,9 +175,11 @@ def _solve_cpsat(model: LinearModel, time_limit: float, seed: int, threads: int)
             m.add_hint(v, int(round(h)))
     solver = cp_model.CpSolver()
     p = solver.parameters
-    # whichever limit comes first; a run stopped by the deterministic one is repeatable
-    p.max_deterministic_time = float(time_limit)
-    p.max_time_in_seconds = float(time_limit)
+    # translating the model counts against the limit; whichever limit comes first stops the
+    # search (a run stopped by the deterministic one is repeatable)
+    left = max(0.5, float(time_limit) - (time.perf_counter() - t0))
+    p.max_deterministic_time = left
+    p.max_time_in_seconds = left
     p.num_workers = max(1, int(threads))
     p.random_seed = int(seed)
     if threads > 1:
@@ -266,6 +268,7 @@ def _solve_highs(model: LinearModel, time_limit: float, seed: int, threads: int)
         lp.integrality_ = [highspy.HighsVarType.kInteger if b else highspy.HighsVarType.kContinuous
                            for b in model.integer]
         h.passModel(lp)
+        h.setOptionValue("time_limit", max(0.5, float(time_limit) - (time.perf_counter() - t0)))
         if model.hint is not None:
             sol = highspy.HighsSolution()
             sol.col_value = list(map(float, model.hint))
@@ -351,6 +354,7 @@ def _solve_pulp(model: LinearModel, name: str, time_limit: float, seed: int, thr
             v.setInitialValue(float(round(h)) if v.cat == pulp.LpInteger else float(h))
     with tempfile.TemporaryDirectory(prefix="moe-place-cbc-") as tmp:
         log_path = os.path.join(tmp, "cbc.log")
+        time_limit = max(0.5, time_limit - (time.perf_counter() - t0))
         solver = _pulp_solver(name, time_limit, seed, threads, log_path, model.hint is not None)
         killed = threading.Event()
         done = threading.Event()
