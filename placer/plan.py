@@ -35,7 +35,7 @@ from placer.traces.trace import Trace
 
 GIB = 2 ** 30
 DEFAULT_TOKENS_PER_STEP = 8192
-COLUMNS = ["gpus", "nodes", "replicas", "slots_per_gpu", "solver", "status", "solve_s",
+COLUMNS = ["gpus", "nodes", "replica_spec", "replicas", "slots_per_gpu", "solver", "status", "solve_s",
            "ep_copies_per_token", "ep_bytes_per_step", "ep_time_per_step_ms", "ep_inter_node_share",
            "coherent_per_transition", "imbalance_mean", "imbalance_max", "expert_mem_gib", "fits", "note"]
 
@@ -126,7 +126,7 @@ def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Se
     for G in gpus:
         for spec in replicas:
             R = replicas_for(spec, G)
-            base = {"gpus": G, "replicas": R, "solver": None}
+            base = {"gpus": G, "replica_spec": str(spec), "replicas": R, "solver": None}
             try:
                 gpn = min(options.gpus_per_node, G)
                 topo = Topology.uniform(G, gpn, intra_bandwidth=options.intra_bandwidth,
@@ -194,40 +194,47 @@ def plot(table: "pandas.DataFrame", path: str, title: str = "", gpu_memory: floa
     ok = table[table["status"].isin(["infeasible", "error"]) == False].copy()  # noqa: E712
     if ok.empty:
         raise PlacerError("nothing to plot: every configuration was infeasible or failed; see the table")
-    ok["replica_label"] = ok["replicas"].astype(int)
+    ok["replica_label"] = ok["replica_spec"].astype(str)
     use_bytes = ok["ep_bytes_per_step"].notna().any()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, grid = plt.subplots(2, 2, figsize=(11, 7.5))
+    ax_traffic, ax_time, ax_balance, ax_mem = grid.ravel()
     traffic_col = "ep_bytes_per_step" if use_bytes else "ep_copies_per_token"
     markers = "osd^v<>"
     for i, ((solver, R), grp) in enumerate(ok.groupby(["solver", "replica_label"], sort=True)):
         grp = grp.sort_values("gpus")
-        label = f"{solver}, R={R}" if ok["replica_label"].nunique() > 1 or R else solver
-        style = dict(marker=markers[i % len(markers)], label=label, linestyle="-" if R == 0 else "--")
-        y = grp[traffic_col] / (2 ** 20 if use_bytes else 1)
-        axes[0].plot(grp["gpus"], y, **style)
-        axes[1].plot(grp["gpus"], grp["imbalance_mean"], **style)
-    mem = ok.groupby("gpus")["expert_mem_gib"].max().dropna() if "expert_mem_gib" in ok else None
-    if mem is not None and not mem.empty:
+        label = f"{solver}, replicas {R}" if ok["replica_label"].nunique() > 1 else solver
+        style = dict(marker=markers[i % len(markers)], label=label, linestyle="-" if R == "0" else "--")
+        ax_traffic.plot(grp["gpus"], grp[traffic_col] / (2 ** 20 if use_bytes else 1), **style)
+        if use_bytes:
+            ax_time.plot(grp["gpus"], grp["ep_time_per_step_ms"], **style)
+        ax_balance.plot(grp["gpus"], grp["imbalance_mean"], **style)
+    if not use_bytes:
+        ax_time.text(0.5, 0.5, "give --hidden-size for bytes and time", ha="center", va="center",
+                     transform=ax_time.transAxes)
+    if ok["expert_mem_gib"].notna().any():
         for R, grp in ok.groupby("replica_label"):
             m = grp.groupby("gpus")["expert_mem_gib"].max()
-            axes[2].plot(m.index, m.values, marker="o", label=f"R={R}")
+            ax_mem.plot(m.index, m.values, marker="o", label=f"replicas {R}")
         if gpu_memory:
-            axes[2].axhline(gpu_memory / GIB, color="red", linestyle=":", label="GPU memory")
-        axes[2].set_ylabel("expert weights per GPU (GiB)")
-        axes[2].legend(fontsize=8)
+            ax_mem.axhline(gpu_memory / GIB, color="red", linestyle=":", label="GPU memory")
+        ax_mem.legend(fontsize=8)
     else:
-        axes[2].text(0.5, 0.5, "give --expert-bytes or --expert-params\nfor memory per GPU",
-                     ha="center", va="center", transform=axes[2].transAxes)
-    axes[0].set_ylabel("EP dispatch+combine MiB per step" if use_bytes else "EP copies per token (all layers)")
-    axes[1].set_ylabel("mean per-layer imbalance (max/mean)")
-    for ax, name in zip(axes, ("traffic (ep model)", "load balance", "memory fit")):
+        ax_mem.text(0.5, 0.5, "give --expert-bytes or --expert-params\nfor memory per GPU",
+                    ha="center", va="center", transform=ax_mem.transAxes)
+    ax_traffic.set_ylabel("MiB per step (dispatch + combine)" if use_bytes else "copies per token (all layers)")
+    ax_time.set_ylabel("ms per step (alpha-beta estimate)")
+    ax_balance.set_ylabel("mean per-layer max/mean GPU load")
+    ax_mem.set_ylabel("expert weights per GPU (GiB)")
+    titles = ("EP all-to-all traffic (ep model)", "EP all-to-all time (ep model)", "load imbalance (load model)",
+              "memory fit")
+    for ax, name in zip(grid.ravel(), titles):
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(ok["gpus"].unique()))
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel("GPUs")
         ax.set_title(name)
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=8)
+    ax_traffic.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

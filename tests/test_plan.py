@@ -53,8 +53,10 @@ def test_plan_table_columns_rows_and_memory_truth():
     table = pl.plan(synthetic_trace(), [1, 2, 4, 8], ["0", "1x"], solvers, OPTS)
     assert list(table.columns) == pl.COLUMNS
     assert len(table) == 4 * 2 * len(solvers)
-    ok = table[table.status != "error"]
-    assert set(ok.status) - {"error", "infeasible"}, table
+    assert not (table.status == "error").any(), table[["gpus", "replicas", "solver", "note"]]
+    infeasible = table[table.status == "infeasible"]
+    assert set(zip(infeasible.gpus, infeasible.replicas)) == {(1, 1)}  # one GPU has no room for a replica
+    ok = table[table.status != "infeasible"]
     for _, row in ok.iterrows():
         # S = (E + R) / G slots per GPU, L = 4 layers, 8 MiB per expert
         R = row.replicas
