@@ -273,3 +273,30 @@ def test_import_placement_cli(tmp_path):
     assert_user_error(run_import_placement(sg, "-o", tmp_path / "x.json"), "--num-experts")
     assert_user_error(run_import_placement(sg, "--num-experts", 4, "--gpus", 2), "nothing to do")
     assert not (tmp_path / "x.json").exists()
+
+
+# ------------------------------------------------ round trip: solve -> export -> import -> evaluate
+def _evaluate_json(trace, placement, topo) -> str:
+    from placer import cost
+    from placer.fileio import to_jsonable
+    return json.dumps(to_jsonable(cost.evaluate(trace, placement, topo, hidden_size=256)), sort_keys=True)
+
+
+@pytest.mark.parametrize("solver,replicas", [("contiguous", 0), ("eplb", 0), ("eplb", 8)])
+def test_round_trip_solve_export_import_evaluate_identical(tmp_path, solver, replicas):
+    from placer.profile import Profile
+    from placer.solvers.base import Constraints, get_solver
+    from placer.topology import Topology
+    from tests.test_plan import synthetic_trace
+
+    trace = synthetic_trace(L=4, E=16, K=2, T=600, S=6, seed=3)
+    trace.moe_layers, trace.num_hidden_layers = [1, 2, 4, 5], 7  # dense layers 0, 3, 6
+    topo = Topology.uniform(8, 4)
+    placement = get_solver(solver)(Profile.from_trace(trace), topo, Constraints(replicas=replicas)).placement
+    placement.report = {"trace": {"moe_layers": trace.moe_layers, "num_hidden_layers": 7}}
+    f = tmp_path / "expert_location.json"
+    f.write_text(json.dumps(ex.to_sglang(placement)))
+    assert len(json.loads(f.read_text())["physical_to_logical_map"]) == 7
+    back = ex.read_placement_any(f, num_experts=16, num_gpus=8, moe_layers=trace.moe_layers, gpus_per_node=4)
+    np.testing.assert_array_equal(back.phy2log, placement.phy2log)
+    assert _evaluate_json(trace, back, topo) == _evaluate_json(trace, placement, topo)
