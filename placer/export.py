@@ -78,9 +78,11 @@ def parse_layers(spec: str, option: str = "--moe-layers") -> list[int]:
 
 
 def trace_meta(placement: Placement) -> dict[str, Any]:
-    """The trace summary a placement's report recorded (``report["trace"]``), or ``{}``."""
-    meta = placement.report.get("trace") if isinstance(placement.report, dict) else None
-    return meta if isinstance(meta, dict) else {}
+    """The trace summary a placement's report recorded: ``report["trace"]``, else the report's own
+    top-level ``moe_layers`` / ``num_hidden_layers``, else ``{}``."""
+    report = placement.report if isinstance(placement.report, dict) else {}
+    meta = report.get("trace")
+    return meta if isinstance(meta, dict) else report
 
 
 def resolve_layers(placement: Placement, moe_layers: Sequence[int] | None = None,

@@ -96,6 +96,13 @@ def test_contiguous_bytes_per_step_match_hand_count():
     assert row.ep_bytes_per_step == pytest.approx(remote * 2 * 10 * 2)
 
 
+def test_plan_is_deterministic_except_timings():
+    solvers = baseline_solvers()
+    a = pl.plan(synthetic_trace(), [2, 4], ["0", "1x"], solvers, OPTS).drop(columns=["solve_s"])
+    b = pl.plan(synthetic_trace(), [2, 4], ["0", "1x"], solvers, OPTS).drop(columns=["solve_s"])
+    assert a.to_csv() == b.to_csv()
+
+
 def test_infeasible_configuration_is_a_row_not_an_abort():
     table = pl.plan(synthetic_trace(), [3, 4], ["0"], baseline_solvers()[:1], OPTS)
     assert table.status.tolist()[0] == "infeasible"
