@@ -187,9 +187,12 @@ class Placement:
             raise PlacerError(f"{name}: not a moe-place placement (expected \"format\": \"{PLACEMENT_FORMAT}\"); "
                               f"import engine files with moe-place import")
         try:
-            phy = np.array(obj["phy2log"])
-            if phy.dtype == object or not (np.issubdtype(phy.dtype, np.integer) or phy.size == 0):
-                raise PlacerError(f"{name}: phy2log must be a rectangular table of integers")
+            try:
+                phy = np.array(obj["phy2log"])
+            except ValueError:
+                phy = np.array([], dtype=object)
+            if phy.dtype == object or phy.ndim != 2 or not np.issubdtype(phy.dtype, np.integer):
+                raise PlacerError(f"{name}: phy2log must be a rectangular [layers, slots] table of integers")
             pl = cls(phy.astype(np.int64), int(obj["num_experts"]), int(obj["num_gpus"]),
                      obj.get("gpus_per_node"), obj.get("report") or {})
         except KeyError as exc:

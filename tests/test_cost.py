@@ -1,0 +1,347 @@
+"""Cost models against plain per-token loops, hand-made answers and invariants."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import placer.cost as cost_mod
+from placer.cost import alltoall_time, coherent_cost, ep_cost, evaluate, load_cost
+from placer.errors import PlacerError
+from placer.placement import Placement
+from placer.profile import Profile
+from placer.topology import Topology
+from placer.traces.trace import Trace
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ------------------------------------------------------------------ instances
+def random_placement(rng: np.random.Generator, L: int, E: int, G: int, gpn: int, replicas: int) -> Placement:
+    """A valid random placement: every expert once, then replicas on GPUs not holding them yet."""
+    S = (E + replicas) // G
+    rows = []
+    for _ in range(L):
+        slots = np.full(G * S, -1)
+        where = rng.permutation(G * S)[:E]
+        slots[where] = rng.permutation(E)
+        for p in np.flatnonzero(slots < 0):
+            g = p // S
+            held = set(slots[g * S:(g + 1) * S].tolist())
+            slots[p] = rng.choice([e for e in range(E) if e not in held])
+        rows.append(slots)
+    return Placement(np.array(rows), E, G, gpn).validate()
+
+
+def random_trace(rng: np.random.Generator, L: int, T: int, K: int, E: int, with_dropped: bool) -> Trace:
+    ids = np.stack([np.stack([rng.choice(E, K, replace=False) for _ in range(T)]) for _ in range(L)])
+    cuts = np.sort(rng.choice(np.arange(1, T), size=min(T - 1, int(rng.integers(0, 4))), replace=False)) if T > 1 else []
+    offsets = np.concatenate([[0], cuts, [T]]).astype(np.int64)
+    dropped = (rng.random((L, T)) < 0.15) if with_dropped else None
+    return Trace(ids.astype(np.uint8), E, seq_offsets=offsets, dropped=dropped).validate()
+
+
+@st.composite
+def instances(draw, max_replicas: int = 6, k_max: int = 3, allow_dropped: bool = True):
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    G = draw(st.sampled_from([1, 2, 3, 4, 6]))
+    gpn = draw(st.sampled_from([d for d in (1, 2, 3, G) if G % d == 0]))
+    S = draw(st.integers(1, 3))
+    E = draw(st.integers(max(1, S), G * S))
+    E = max(E, S)
+    if E > G * S:
+        E = G * S
+    replicas = G * S - E
+    if replicas > max_replicas:
+        E = G * S - max_replicas
+        E = max(E, S)
+        replicas = G * S - E
+    L = draw(st.integers(1, 3))
+    K = draw(st.integers(1, min(k_max, E)))
+    T = draw(st.integers(1, 25))
+    trace = random_trace(rng, L, T, K, E, allow_dropped and draw(st.booleans()))
+    pl = random_placement(rng, L, E, G, gpn, replicas)
+    cost = draw(st.sampled_from([None, 3.0, 18.0]))
+    topo = Topology.uniform(G, gpn, inter_node_cost=cost)
+    return trace, pl, topo
+
+
+# ------------------------------------------------------------ plain references
+def gpus_of(pl: Placement, l: int, e: int) -> list[int]:
+    """GPUs holding expert e at layer l, in ascending physical slot order."""
+    S = pl.slots_per_gpu
+    return [p // S for p in range(pl.num_slots) if pl.phy2log[l, p] == e]
+
+
+def is_dropped(trace: Trace, l: int, t: int) -> bool:
+    return trace.dropped is not None and bool(trace.dropped[l, t])
+
+
+def ref_coherent(trace: Trace, pl: Placement, topo: Topology):
+    L, T, K = trace.expert_ids.shape
+    G = topo.num_gpus
+    per_layer = np.zeros(max(L - 1, 0))
+    traffic = np.zeros((G, G))
+    for t in range(T):
+        for l in range(L - 1):
+            if is_dropped(trace, l, t) or is_dropped(trace, l + 1, t):
+                continue
+            for i in trace.expert_ids[l, t]:
+                for j in trace.expert_ids[l + 1, t]:
+                    best, pair = None, None
+                    for a in gpus_of(pl, l, int(i)):        # lowest slot of i first,
+                        for b in gpus_of(pl, l + 1, int(j)):  # then lowest slot of j
+                            if best is None or topo.hop[a, b] < best:
+                                best, pair = topo.hop[a, b], (a, b)
+                    per_layer[l] += best / K**2
+                    if pair[0] != pair[1]:
+                        traffic[pair] += 1 / K**2
+    return per_layer, traffic
+
+
+def ref_home(trace: Trace, G: int) -> list[int]:
+    home = []
+    off = trace.offsets
+    for s in range(len(off) - 1):
+        home += [s % G] * int(off[s + 1] - off[s])
+    return home
+
+
+def ref_ep(trace: Trace, pl: Placement, topo: Topology, home: list[int]):
+    """Brute force over all sets of remote GPUs: fewest, then cheapest from home, then lowest ids."""
+    L, T, K = trace.expert_ids.shape
+    G = topo.num_gpus
+    traffic = np.zeros((L, G, G), np.int64)
+    spanned = served = 0
+    for t in range(T):
+        h = home[t]
+        remote = [g for g in range(G) if g != h]
+        for l in range(L):
+            if is_dropped(trace, l, t):
+                continue
+            holders = [set(gpus_of(pl, l, int(e))) for e in trace.expert_ids[l, t]]
+            best = None
+            for size in range(0, G + 1):
+                for C in itertools.combinations(remote, size):
+                    if all(hs & (set(C) | {h}) for hs in holders):
+                        hsum = sum(topo.hop[h, g] for g in C)
+                        if best is None or hsum < best[1] - 1e-9:
+                            best = (C, hsum)
+                if best is not None:
+                    break
+            for g in best[0]:
+                traffic[l, h, g] += 1
+            spanned += len(best[0]) + any(h in hs for hs in holders)
+            served += 1
+    return traffic, spanned, served
+
+
+def ref_load(trace: Trace, pl: Placement):
+    L, T, K = trace.expert_ids.shape
+    load = np.zeros((L, pl.num_gpus))
+    for l in range(L):
+        for t in range(T):
+            if is_dropped(trace, l, t):
+                continue
+            for e in trace.expert_ids[l, t]:
+                gs = gpus_of(pl, l, int(e))
+                for g in gs:
+                    load[l, g] += 1 / len(gs)
+    return load
+
+
+def ref_alltoall(B: np.ndarray, topo: Topology) -> float:
+    G = B.shape[0]
+    worst = 0.0
+    for g in range(G):
+        send = sum(topo.latency_s + B[g, d] / topo.bandwidth[g, d] for d in range(G) if d != g and B[g, d] > 0)
+        recv = sum(topo.latency_s + B[s, g] / topo.bandwidth[s, g] for s in range(G) if s != g and B[s, g] > 0)
+        worst = max(worst, send, recv)
+    return worst
+
+
+# -------------------------------------------------------------- vs references
+@SETTINGS
+@given(instances())
+def test_coherent_matches_per_token_loop(inst):
+    trace, pl, topo = inst
+    per_layer, traffic = ref_coherent(trace, pl, topo)
+    res = coherent_cost(trace, pl, topo, chunk_tokens=7)
+    np.testing.assert_allclose(res.per_layer, per_layer, atol=1e-9)
+    np.testing.assert_allclose(res.traffic, traffic, atol=1e-9)
+    assert res.total == pytest.approx(per_layer.sum(), abs=1e-9)
+    L, T = trace.num_layers, trace.num_tokens
+    assert res.per_transition == pytest.approx(per_layer.sum() / (T * (L - 1)) if L > 1 else 0.0, abs=1e-12)
+    assert (topo.hop * res.traffic).sum() == pytest.approx(res.total, abs=1e-9)
+
+
+@SETTINGS
+@given(instances())
+def test_ep_matches_brute_force_cover(inst):
+    trace, pl, topo = inst
+    G = topo.num_gpus
+    home = ref_home(trace, G)
+    traffic, spanned, served = ref_ep(trace, pl, topo, home)
+    res = ep_cost(trace, pl, topo, hidden_size=16, dtype_bytes=2, chunk_tokens=5)
+    np.testing.assert_array_equal(res.per_layer, traffic.sum(axis=(1, 2)))
+    np.testing.assert_array_equal(res.traffic, traffic.sum(axis=0))
+    assert res.copies == traffic.sum()
+    assert res.bytes == 2 * traffic.sum() * 16 * 2
+    inter = sum(traffic[:, a, b].sum() for a in range(G) for b in range(G) if a // topo.gpus_per_node != b // topo.gpus_per_node)
+    assert res.inter_node_share == pytest.approx(inter / traffic.sum() if traffic.sum() else 0.0)
+    assert res.mean_gpus_spanned == pytest.approx(spanned / served if served else 0.0)
+    times = [2 * ref_alltoall(traffic[l] * 32.0, topo) for l in range(trace.num_layers)]
+    np.testing.assert_allclose(res.per_layer_time_s, times, rtol=1e-12)
+    assert res.time_s == pytest.approx(sum(times), rel=1e-12)
+
+
+@SETTINGS
+@given(instances(max_replicas=12, k_max=4, allow_dropped=False))
+def test_ep_exact_cover_search_agrees_with_vectorised(inst):
+    trace, pl, topo = inst
+    fast = ep_cost(trace, pl, topo)
+    old = cost_mod._MAX_VECTOR_COMBOS
+    cost_mod._MAX_VECTOR_COMBOS = 0          # force the per-token depth-first search
+    try:
+        slow = ep_cost(trace, pl, topo)
+    finally:
+        cost_mod._MAX_VECTOR_COMBOS = old
+    np.testing.assert_array_equal(fast.traffic, slow.traffic)
+    traffic, _, _ = ref_ep(trace, pl, topo, ref_home(trace, topo.num_gpus))
+    np.testing.assert_array_equal(slow.traffic, traffic.sum(axis=0))
+
+
+@SETTINGS
+@given(instances())
+def test_load_matches_per_token_loop(inst):
+    trace, pl, topo = inst
+    ref = ref_load(trace, pl)
+    res = load_cost(trace, pl)
+    np.testing.assert_allclose(res.gpu_load, ref, atol=1e-9)
+    for l in range(trace.num_layers):
+        mean = ref[l].mean()
+        assert res.imbalance[l] == pytest.approx(ref[l].max() / mean if mean > 0 else 1.0)
+    assert res.mean_imbalance == pytest.approx(res.imbalance.mean())
+    assert res.max_imbalance == pytest.approx(res.imbalance.max())
+
+
+# ------------------------------------------------------------------ invariants
+@SETTINGS
+@given(instances(), st.integers(0, 2**31 - 1))
+def test_relabelling_gpus_changes_no_cost(inst, seed):
+    """Permute GPUs within nodes and nodes among themselves (the topology's symmetries)."""
+    trace, pl, topo = inst
+    rng = np.random.default_rng(seed)
+    G, gpn, S = topo.num_gpus, topo.gpus_per_node, pl.slots_per_gpu
+    nodes = rng.permutation(G // gpn)
+    perm = np.concatenate([n * gpn + rng.permutation(gpn) for n in nodes])   # new GPU i = old perm[i]
+    new_of_old = np.argsort(perm)
+    pl2 = Placement(pl.phy2log.reshape(pl.num_layers, G, S)[:, perm].reshape(pl.num_layers, -1),
+                    pl.num_experts, G, gpn).validate()
+    home = np.array(ref_home(trace, G))
+    a = ep_cost(trace, pl, topo, home=home, hidden_size=8)
+    b = ep_cost(trace, pl2, topo, home=new_of_old[home], hidden_size=8)
+    assert (a.copies, a.bytes) == (b.copies, b.bytes)
+    np.testing.assert_array_equal(a.per_layer, b.per_layer)
+    assert a.inter_node_share == pytest.approx(b.inter_node_share)
+    assert a.mean_gpus_spanned == pytest.approx(b.mean_gpus_spanned)
+    c1, c2 = coherent_cost(trace, pl, topo), coherent_cost(trace, pl2, topo)
+    assert c1.total == pytest.approx(c2.total)
+    np.testing.assert_allclose(c1.per_layer, c2.per_layer, atol=1e-9)
+    l1, l2 = load_cost(trace, pl), load_cost(trace, pl2)
+    np.testing.assert_allclose(l1.gpu_load[:, perm], l2.gpu_load, atol=1e-9)
+    np.testing.assert_allclose(l1.imbalance, l2.imbalance)
+    if pl.num_replicas == 0:   # with replicas, equal-cost tie-breaks may pick other GPUs
+        np.testing.assert_array_equal(a.traffic[np.ix_(perm, perm)], b.traffic)
+        assert a.time_s == pytest.approx(b.time_s)
+        np.testing.assert_allclose(c1.traffic[np.ix_(perm, perm)], c2.traffic, atol=1e-9)
+
+
+@SETTINGS
+@given(instances(), st.integers(1, 3))
+def test_one_gpu_costs_nothing(inst, S):
+    trace, _, _ = inst
+    E = trace.num_experts
+    pl = Placement(np.tile(np.arange(E), (trace.num_layers, 1)), E, 1).validate()
+    topo = Topology.uniform(1)
+    assert coherent_cost(trace, pl, topo).total == 0
+    res = ep_cost(trace, pl, topo, hidden_size=4)
+    assert res.copies == 0 and res.bytes == 0 and res.time_s == 0
+    assert np.all(load_cost(trace, pl).imbalance == 1.0)
+
+
+@SETTINGS
+@given(instances(max_replicas=0, k_max=1))
+def test_top1_single_node_coherent_is_share_of_gpu_changes(inst):
+    trace, pl, _ = inst
+    topo = Topology.uniform(pl.num_gpus)          # one node: hops are 0 / 1
+    gpu = pl.gpu_of
+    L, T, _ = trace.expert_ids.shape
+    ids = trace.expert_ids[:, :, 0].astype(int)
+    changes = sum(gpu[l, ids[l, t]] != gpu[l + 1, ids[l + 1, t]]
+                  for t in range(T) for l in range(L - 1)
+                  if not (is_dropped(trace, l, t) or is_dropped(trace, l + 1, t)))
+    res = coherent_cost(trace, pl, topo)
+    assert res.per_transition == pytest.approx(changes / (T * (L - 1)) if L > 1 else 0.0)
+
+
+@SETTINGS
+@given(instances())
+def test_profile_and_trace_give_the_same_coherent_and_load_cost(inst):
+    trace, pl, topo = inst
+    prof = Profile.from_trace(trace)
+    a, b = coherent_cost(trace, pl, topo), coherent_cost(prof, pl, topo)
+    assert a.total == pytest.approx(b.total)
+    np.testing.assert_allclose(a.traffic, b.traffic)
+    np.testing.assert_allclose(load_cost(trace, pl).gpu_load, load_cost(prof, pl).gpu_load)
+
+
+@SETTINGS
+@given(instances())
+def test_chunk_size_does_not_change_results(inst):
+    trace, pl, topo = inst
+    a = evaluate(trace, pl, topo, hidden_size=8, chunk_tokens=1)
+    b = evaluate(trace, pl, topo, hidden_size=8, chunk_tokens=1000)
+    assert a == b
+
+
+# ---------------------------------------------------------------- hand-made
+def test_ep_hand_example_with_replicas():
+    """Home GPU 0; replicated experts are served at home or on a GPU the token visits anyway."""
+    phy = np.array([[0, 3, 1, 4, 1, 2, 5, 0]])   # GPU0 {0,3} GPU1 {1,4} GPU2 {1,2} GPU3 {5,0}
+    pl = Placement(phy, 6, 4, 4).validate()
+    trace = Trace(np.array([[[1, 2], [0, 5], [3, 4]]], np.uint8), 6)
+    topo = Topology.uniform(4)
+    res = ep_cost(trace, pl, topo, home=np.zeros(3, np.int64))
+    # token 0 -> {2}; token 1: expert 0 at home, 5 on GPU 3 -> {3}; token 2: 3 home, 4 -> {1}
+    expected = np.zeros((4, 4), np.int64)
+    expected[0, 2] = expected[0, 3] = expected[0, 1] = 1
+    np.testing.assert_array_equal(res.traffic, expected)
+    assert res.copies == 3
+    assert res.mean_gpus_spanned == pytest.approx((1 + 2 + 2) / 3)
+
+
+def test_alltoall_time_hand_computed():
+    topo = Topology.uniform(2, intra_bandwidth=1e9, latency_s=5e-6)
+    B = np.array([[0.0, 1e6], [2e6, 0.0]])
+    assert alltoall_time(B, topo) == pytest.approx(5e-6 + 2e6 / 1e9)
+
+
+def test_mismatched_inputs_are_user_errors():
+    rng = np.random.default_rng(0)
+    trace = random_trace(rng, 2, 10, 2, 8, False)
+    pl = random_placement(rng, 3, 8, 2, 2, 0)
+    with pytest.raises(PlacerError, match="3 layers"):
+        coherent_cost(trace, pl, Topology.uniform(2))
+    pl = random_placement(rng, 2, 8, 2, 2, 0)
+    with pytest.raises(PlacerError, match="--gpus 2"):
+        ep_cost(trace, pl, Topology.uniform(4))
+    with pytest.raises(PlacerError, match="per-token trace"):
+        ep_cost(Profile.from_trace(trace), pl, Topology.uniform(2))
+    with pytest.raises(PlacerError, match="unknown cost model"):
+        evaluate(trace, pl, Topology.uniform(2), costs=("speed",))
