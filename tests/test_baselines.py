@@ -1,0 +1,132 @@
+"""Baselines: their defining formulas, validity with replicas, the replication rule, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from placer.errors import PlacerError
+from placer.profile import Profile
+from placer.solvers.base import Constraints, available_solvers, get_solver
+from placer.solvers.baselines import baseline_placement, first_copy_gpus
+from placer.solvers.replicate import replica_counts
+from placer.topology import Topology
+
+
+KINDS = ["contiguous", "round_robin", "random"]
+
+
+def solve(kind, load, G, gpus_per_node=None, replicas=0, seed=0):
+    prof = Profile(load=np.asarray(load), num_tokens=0, top_k=1)
+    return get_solver(kind)(prof, Topology.uniform(G, gpus_per_node), Constraints(replicas=replicas, seed=seed))
+
+
+def test_registered():
+    assert {"contiguous", "round_robin", "random", "eplb"} <= set(available_solvers())
+
+
+@pytest.mark.parametrize("E, G", [(8, 2), (12, 4), (64, 8), (256, 64)])
+def test_contiguous_and_round_robin_formulas(E, G):
+    load = np.ones((3, E))
+    e = np.arange(E)
+    cont = solve("contiguous", load, G).placement
+    assert np.array_equal(cont.gpu_of, np.broadcast_to(e // (E // G), (3, E)))
+    assert np.array_equal(cont.phy2log, np.broadcast_to(e, (3, E)))  # the identity layout
+    rr = solve("round_robin", load, G).placement
+    assert np.array_equal(rr.gpu_of, np.broadcast_to(e % G, (3, E)))
+
+
+def test_random_is_balanced_seeded_and_varies():
+    load = np.ones((4, 64))
+    a = solve("random", load, 8, seed=7).placement
+    b = solve("random", load, 8, seed=7).placement
+    c = solve("random", load, 8, seed=8).placement
+    assert np.array_equal(a.phy2log, b.phy2log)
+    assert a.to_json() == b.to_json()
+    assert not np.array_equal(a.phy2log, c.phy2log)
+    assert not np.array_equal(a.phy2log[0], a.phy2log[1])  # a fresh permutation per layer
+    for l in range(4):
+        assert np.bincount(a.gpu_of[l], minlength=8).tolist() == [8] * 8
+    assert a.report["seed"] == 7
+
+
+@st.composite
+def instances(draw):
+    G = draw(st.sampled_from([1, 2, 3, 4, 8]))
+    gpn = draw(st.sampled_from([d for d in (1, 2, 4, 8) if G % d == 0]))
+    E = draw(st.integers(1, 20))
+    R = (-E) % G + G * draw(st.integers(0, 2))
+    while R > E * (G - 1):
+        E += 1
+        R = (-E) % G
+    L = draw(st.integers(1, 3))
+    load = np.array(draw(st.lists(st.lists(st.integers(0, 1000), min_size=E, max_size=E), min_size=L, max_size=L)))
+    return load, G, gpn, R, draw(st.integers(0, 1000))
+
+
+@settings(max_examples=200, deadline=None)
+@given(inst=instances(), kind=st.sampled_from(KINDS))
+def test_valid_with_replicas_and_replicas_follow_the_rule(inst, kind):
+    load, G, gpn, R, seed = inst
+    E = load.shape[1]
+    res = solve(kind, load, G, gpn, R, seed)
+    pl = res.placement.validate()
+    assert pl.num_slots == E + R and pl.gpus_per_node == gpn
+    # the redundant slots went to the experts EPLB's rule picks (largest load per replica)
+    for l in range(load.shape[0]):
+        assert pl.logcnt[l].tolist() == replica_counts(load[l], E + R, max_count=G).tolist()
+    # the objective: sum over layers of the busiest GPU's picks (a copy carries load / copies)
+    busiest = [max(sum(load[l][e] / list(row).count(e) for e in row[g * pl.slots_per_gpu:(g + 1) * pl.slots_per_gpu])
+                   for g in range(G)) for l, row in enumerate(pl.phy2log)]
+    assert res.objective == pytest.approx(sum(busiest))
+    assert res.status == "baseline" and res.cost_model == "load"
+
+
+@settings(max_examples=100, deadline=None)
+@given(G=st.sampled_from([1, 2, 3, 4, 6]), E=st.integers(1, 30), seed=st.integers(0, 100))
+def test_first_copies_are_balanced(G, E, seed):
+    for kind in KINDS:
+        counts = np.bincount(first_copy_gpus(kind, 2, E, G, seed)[0], minlength=G)
+        assert counts.max() - counts.min() <= 1
+
+
+def test_replicas_hand_made():
+    # 4 experts, 2 GPUs, 2 redundant slots -> 3 slots per GPU. Loads 80, 10, 10, 40: expert 0
+    # gets the first (80 -> 40 per replica), then 40 vs 40 ties go to the lowest id: expert 0
+    # again would need a third copy on 2 GPUs, so the cap leaves expert 3.
+    load = np.array([[80, 10, 10, 40]])
+    pl = baseline_placement("contiguous", load, 2, replicas=2).validate()
+    assert pl.logcnt.tolist() == [[2, 1, 1, 2]]
+    # contiguous first copies {0, 1} | {2, 3}; copy of 0 -> GPU 1, copy of 3 -> GPU 0
+    assert pl.phy2log.tolist() == [[0, 1, 3, 0, 2, 3]]
+
+
+def test_impossible_replicas_are_user_errors():
+    with pytest.raises(PlacerError, match="cannot be split evenly"):
+        solve("contiguous", np.ones((1, 8)), 3)
+    with pytest.raises(PlacerError, match="cannot fit"):
+        solve("round_robin", np.ones((1, 4)), 2, replicas=6)
+
+
+def test_max_imbalance_is_checked_not_enforced():
+    # loads 3, 1 on 2 GPUs: contiguous puts them apart, busiest 3 over mean 2 = 1.5.
+    load = np.array([[3, 1]])
+    prof = Profile(load=load, num_tokens=0, top_k=1)
+    for name in ("contiguous", "eplb"):
+        tight = get_solver(name)(prof, Topology.uniform(2), Constraints(max_imbalance=1.2))
+        loose = get_solver(name)(prof, Topology.uniform(2), Constraints(max_imbalance=1.5))
+        assert tight.details["max_imbalance"] == pytest.approx(1.5)
+        assert tight.details["max_imbalance_met"] is False and loose.details["max_imbalance_met"] is True
+    assert "max_imbalance_met" not in get_solver("random")(prof, Topology.uniform(2), Constraints()).details
+
+
+def test_repair_moves_a_redundant_copy_not_a_first_copy():
+    # round_robin, 12 experts on 8 GPUs with 4 redundant slots: first copies e % 8 fill GPUs 0-3
+    # (2 each) and leave one slot on GPUs 4-7. Copies go to experts 5, 6, 8, 7 (largest load per
+    # replica); 5, 6, 8 take GPUs 4, 5, 6, and 7's copy finds only GPU 7 open, which holds 7.
+    # The swap moves the copy of 8 from GPU 6 to GPU 7; every first copy stays at e % 8.
+    load = np.array([[20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]])
+    pl = baseline_placement("round_robin", load, 8, replicas=4).validate()
+    assert pl.phy2log.reshape(8, 2).tolist() == [[0, 8], [1, 9], [2, 10], [3, 11], [4, 5], [5, 6], [6, 7], [7, 8]]
