@@ -102,7 +102,8 @@ class PlanOptions:
     inter_bandwidth: float = NIC_BYTES_PER_S
     tokens_per_step: int = DEFAULT_TOKENS_PER_STEP
     test_fraction: float = 0.5
-    cost: str = "coherent"
+    cost: str = "ep"
+    max_imbalance: float | None = None
     time_limit: float = 10.0
     seed: int = 0
 
@@ -132,7 +133,7 @@ def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Se
                 topo = Topology.uniform(G, gpn, intra_bandwidth=options.intra_bandwidth,
                                         inter_bandwidth=options.inter_bandwidth)
                 constraints = Constraints(replicas=R, cost=options.cost, time_limit=options.time_limit,
-                                          seed=options.seed)
+                                          seed=options.seed, max_imbalance=options.max_imbalance)
                 S = constraints.slots_per_gpu(E, G)
             except PlacerError as exc:
                 for name in solvers:

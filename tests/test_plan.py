@@ -45,7 +45,7 @@ def baseline_solvers() -> list[str]:
 
 
 OPTS = pl.PlanOptions(gpus_per_node=4, hidden_size=1024, expert_bytes=8 * MIB, gpu_memory=40 * MIB,
-                      tokens_per_step=1000, time_limit=5)
+                      tokens_per_step=1000, time_limit=1)
 
 
 def test_plan_table_columns_rows_and_memory_truth():
@@ -97,7 +97,8 @@ def test_contiguous_bytes_per_step_match_hand_count():
 
 
 def test_plan_is_deterministic_except_timings():
-    solvers = baseline_solvers()
+    # the baselines only: a time-limited search may legitimately stop at different points
+    solvers = [s for s in baseline_solvers() if s != "partition"]
     a = pl.plan(synthetic_trace(), [2, 4], ["0", "1x"], solvers, OPTS).drop(columns=["solve_s"])
     b = pl.plan(synthetic_trace(), [2, 4], ["0", "1x"], solvers, OPTS).drop(columns=["solve_s"])
     assert a.to_csv() == b.to_csv()
@@ -136,16 +137,17 @@ def test_cli_plan_json_csv_plot(cli, tmp_path):
     solvers = ",".join(baseline_solvers())
     csv = tmp_path / "plan.csv"
     png = tmp_path / "plan.png"
-    proc = cli("plan", trace, "--gpus", "2,4,8", "--replicas", "0,1x", "--solvers", solvers, "--hidden-size", 512,
-               "--expert-bytes", "8MiB", "--gpu-memory", "80GiB", "--json", "--csv", csv, "--plot", png)
+    proc = cli("plan", trace, "--gpus", "2,4", "--replicas", "0,1x", "--solvers", solvers, "--hidden-size", 512,
+               "--expert-bytes", "8MiB", "--gpu-memory", "80GiB", "--json", "--csv", csv, "--plot", png,
+               "--time-limit", 1)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert len(out["rows"]) == 3 * 2 * len(solvers.split(","))
+    assert len(out["rows"]) == 2 * 2 * len(solvers.split(","))
     assert set(out["rows"][0]) == set(pl.COLUMNS)
     table = pd.read_csv(csv)
     assert list(table.columns) == pl.COLUMNS and len(table) == len(out["rows"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    proc = cli("plan", trace, "--gpus", "2,4", "--solvers", solvers)
+    proc = cli("plan", trace, "--gpus", "2,4", "--solvers", solvers, "--time-limit", 1)
     assert proc.returncode == 0, proc.stderr
     assert "imbalance_mean" in proc.stdout and "contiguous" in proc.stdout + solvers
 
@@ -165,7 +167,7 @@ def test_cli_plan_user_errors(cli, tmp_path):
 def test_plan_esft_five_configurations(shared_traces):
     trace = load_esft(shared_traces / "esft" / "esft_v2lite_intent.npz")
     opts = pl.PlanOptions(gpus_per_node=8, hidden_size=2048,
-                          expert_bytes=3 * 2048 * 1408 * 2, tokens_per_step=8192, time_limit=10)
+                          expert_bytes=3 * 2048 * 1408 * 2, tokens_per_step=8192, time_limit=1)
     table = pl.plan(trace, [2, 4, 8, 16, 32], ["0"], baseline_solvers(), opts)
     assert len(table) == 5 * len(baseline_solvers())
     assert not table.status.isin(["error", "infeasible"]).any(), table[["gpus", "solver", "note"]]

@@ -37,8 +37,10 @@ def _fmt_table(table) -> str:
 @click.option("--replicas", default="0", show_default=True,
               help="Redundant experts per layer to try: counts (16) or per-GPU multiples (1x = one per GPU).")
 @click.option("--solvers", default="partition,contiguous,eplb", show_default=True, help="Solvers to compare.")
-@click.option("--cost", type=click.Choice(["coherent", "ep"]), default="coherent", show_default=True,
-              help="Cost model the solvers minimise.")
+@click.option("--cost", type=click.Choice(["coherent", "ep"]), default="ep", show_default=True,
+              help="Cost model the solvers minimise (the table reports both).")
+@click.option("--max-imbalance", type=float, default=None,
+              help="Per-layer max/mean GPU load bound passed to the solvers (partition enforces it).")
 @click.option("--hidden-size", type=int, default=None, help="Model hidden size (for bytes and time per step).")
 @click.option("--dtype-bytes", type=int, default=2, show_default=True, help="Bytes per activation / weight element.")
 @click.option("--expert-bytes", default=None, help="Bytes of one expert in one layer, e.g. 88MiB.")
@@ -56,6 +58,7 @@ def _fmt_table(table) -> str:
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Also write the table as CSV.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write trade-off curves (PNG).")
 def command(trace_path: str, gpus: str, gpus_per_node: int, replicas: str, solvers: str, cost: str,
+            max_imbalance: float | None,
             hidden_size: int | None, dtype_bytes: int, expert_bytes: str | None, expert_params: float | None,
             gpu_memory: str | None, bandwidth: str, tokens_per_step: int, test_fraction: float, time_limit: float,
             seed: int, as_json: bool, csv_path: str | None, plot_path: str | None) -> None:
@@ -85,7 +88,8 @@ def command(trace_path: str, gpus: str, gpus_per_node: int, replicas: str, solve
                              expert_bytes=ebytes,
                              gpu_memory=pl.parse_size(gpu_memory, "--gpu-memory") if gpu_memory else None,
                              intra_bandwidth=intra, inter_bandwidth=inter, tokens_per_step=tokens_per_step,
-                             test_fraction=test_fraction, cost=cost, time_limit=time_limit, seed=seed)
+                             test_fraction=test_fraction, cost=cost, time_limit=time_limit, seed=seed,
+                             max_imbalance=max_imbalance)
     trace = Trace.load(trace_path)
     total = len(gpu_list) * len(replica_list) * len(solver_list)
     with progress("planning", total=total, unit="solves") as advance:
