@@ -27,12 +27,12 @@ SHARED = Path(os.environ.get("MOE_PLACE_SHARED_TRACES", REPO.parent / "shared" /
 # decoder layers (26 MoE); Mixtral-8x7B hidden 4096, intermediate 14336. An expert is three
 # hidden x intermediate matrices (gate, up, down), bf16.
 CASES = {
-    "esft_intent": dict(src=SHARED / "esft" / "esft_v2lite_intent.npz", import_args=[],
+    "esft_intent": dict(src=SHARED / "esft" / "esft_v2lite_intent.npz", import_args=["--model", "ESFT-vanilla-lite (DeepSeek-V2-Lite shape), intent task"],
                         plan_args=["--gpus", "2,4,8,16,32", "--replicas", "0", "--hidden-size", "2048",
                                    "--expert-params", str(3 * 2048 * 1408), "--gpu-memory", "16GiB"]),
-    "mixtral_coding": dict(src=SHARED / "mixtral_mtbench" / "coding.json", import_args=["--num-experts", "8"],
+    "mixtral_coding": dict(src=SHARED / "mixtral_mtbench" / "coding.json", import_args=["--num-experts", "8", "--model", "Mixtral-8x7B, MT-Bench coding"],
                            plan_args=["--gpus", "2,4,8", "--replicas", "0,1x", "--hidden-size", "4096",
-                                      "--expert-params", str(3 * 4096 * 14336), "--gpu-memory", "80GiB"]),
+                                      "--expert-params", str(3 * 4096 * 14336), "--gpu-memory", "40GiB"]),
 }
 
 

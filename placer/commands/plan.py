@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -98,7 +99,7 @@ def command(trace_path: str, gpus: str, gpus_per_node: int, replicas: str, solve
         with atomic_path(csv_path) as tmp:
             table.to_csv(tmp, index=False)
     if plot_path:
-        pl.plot(table, plot_path, title=f"{trace.model or trace_path}: {trace.describe()}",
+        pl.plot(table, plot_path, title=f"{trace.model or Path(trace_path).name}: {trace.describe()}",
                 gpu_memory=options.gpu_memory)
     if as_json:
         records = to_jsonable(table.astype(object).where(table.notna(), None).to_dict(orient="records"))
