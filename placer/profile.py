@@ -101,27 +101,32 @@ class Profile:
         co = np.zeros((L, E, E), np.int64) if coact else None
         counted = 0
         for chunk in trace.iter_chunks(chunk_tokens):
-            ids = np.asarray(chunk.expert_ids).astype(np.int64)
+            raw = np.asarray(chunk.expert_ids)
             valid = None if chunk.dropped is None else ~np.asarray(chunk.dropped)
-            top1 = chunk.top1().astype(np.int64) if trans else None
+            top1 = chunk.top1().astype(np.intp) if trans else None
+            # intp one layer at a time (np.bincount casts anything else on every call); each
+            # layer's ids serve as the target of transition l-1 and the source of l.
+            cur = raw[0].astype(np.intp)
             for l in range(L):
-                a = ids[l] if valid is None else ids[l][valid[l]]
+                nxt = raw[l + 1].astype(np.intp) if l + 1 < L else None
+                a = cur if valid is None else cur[valid[l]]
                 load[l] += np.bincount(a.ravel(), minlength=E)
                 if co is not None:
-                    co[l] += pair_counts(a, a, E)
-                if tr is not None and l + 1 < L:
+                    co[l] += _symmetric_pair_counts(a, E)
+                if tr is not None and nxt is not None:
                     both = None if valid is None else valid[l] & valid[l + 1]
-                    x = ids[l] if both is None else ids[l][both]
-                    y = ids[l + 1] if both is None else ids[l + 1][both]
+                    x = cur if both is None else cur[both]
+                    y = nxt if both is None else nxt[both]
                     tr[l] += pair_counts(x, y, E)
                     x1 = top1[l] if both is None else top1[l][both]
                     y1 = top1[l + 1] if both is None else top1[l + 1][both]
                     tr1[l] += np.bincount(x1 * E + y1, minlength=E * E).reshape(E, E)
+                cur = nxt
             counted += chunk.num_tokens
             if progress is not None:
                 progress(chunk.num_tokens)
         if co is not None:
-            # pair_counts counted (i, i) once per pick; the diagonal is defined as the load.
+            # pair counting skipped (i, i); the diagonal is defined as the load.
             idx = np.arange(E)
             co[:, idx, idx] = load
         return cls(load=load, num_tokens=int(counted), top_k=K, trans=tr, trans_top1=tr1, coact=co,
@@ -177,14 +182,48 @@ class Profile:
         return self
 
 
+# Pair indices per inner block of counting: the index buffer then stays in cache (measured on
+# this machine: blocks of 4096 tokens x 64 pairs gave ~1.5x the throughput of 65536 tokens).
+_PAIR_BLOCK = 1 << 18
+
+
 def pair_counts(a: np.ndarray, b: np.ndarray, num_experts: int) -> np.ndarray:
     """``[E, E]`` int64 counts of all pairs ``(a[t, i], b[t, j])`` over tokens t and all i, j.
 
-    ``a`` is ``[T, Ka]``, ``b`` is ``[T, Kb]`` (int64 ids). Each token contributes Ka * Kb pairs.
+    ``a`` is ``[T, Ka]``, ``b`` is ``[T, Kb]`` (integer ids). Each token contributes Ka * Kb pairs.
     """
     E = num_experts
-    if a.shape[0] == 0:
+    out = np.zeros(E * E, np.int64)
+    T = a.shape[0]
+    if T == 0:
+        return out.reshape(E, E)
+    aE = a.astype(np.intp) * E
+    b = b.astype(np.intp, copy=False)
+    block = max(1, _PAIR_BLOCK // (a.shape[1] * b.shape[1]))
+    buf = np.empty((min(T, block), a.shape[1], b.shape[1]), np.intp)
+    for s in range(0, T, block):
+        n = min(block, T - s)
+        v = buf[:n]
+        np.add(aE[s:s + n, :, None], b[s:s + n, None, :], out=v)
+        out += np.bincount(v.ravel(), minlength=E * E)
+    return out.reshape(E, E)
+
+
+def _symmetric_pair_counts(a: np.ndarray, num_experts: int) -> np.ndarray:
+    """``pair_counts(a, a)`` off the diagonal (diagonal left 0), counting each unordered pair of
+    a token's picks once and mirroring: K(K-1)/2 increments per token instead of K^2."""
+    E = num_experts
+    K = a.shape[1]
+    if K < 2 or a.shape[0] == 0:
         return np.zeros((E, E), np.int64)
-    idx_dtype = np.int32 if E * E < 2**31 else np.int64
-    flat = (a.astype(idx_dtype)[:, :, None] * E + b.astype(idx_dtype)[:, None, :]).ravel()
-    return np.bincount(flat, minlength=E * E).reshape(E, E)
+    s = np.sort(a, axis=1).astype(np.intp, copy=False)
+    i, j = np.triu_indices(K, 1)
+    block = max(1, _PAIR_BLOCK // len(i))
+    flat = np.zeros(E * E, np.int64)
+    for t0 in range(0, s.shape[0], block):
+        blk = s[t0:t0 + block]
+        flat += np.bincount((blk[:, i] * E + blk[:, j]).ravel(), minlength=E * E)
+    c = flat.reshape(E, E)
+    c = c + c.T
+    np.fill_diagonal(c, 0)
+    return c

@@ -1,0 +1,133 @@
+"""``moe-place inspect TRACE [--gpus G] [--plots DIR] [--json]``: what a trace offers a placement.
+
+Shows tokens, layers, experts, top-k, per-layer load skew, inter-layer affinity (NMI and mean
+max conditional probability of consecutive top-1 choices) and, for G GPUs, the upper bound on
+the share of layer transitions a placement can keep on one GPU (definitions in
+:mod:`placer.stats`). Accepts a native trace, a saved profile, or anything importable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from placer.commands._import_options import import_options, load_kwargs
+from placer.traces.trace import DEFAULT_CHUNK_TOKENS
+
+
+def _fmt(x: float | None, spec: str = ".3f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, spec)
+
+
+def render(stats: dict) -> str:
+    """The terminal table of :func:`placer.stats.summarize` output."""
+    rows = [("input", stats["input"]), ("kind", stats["kind"]), ("tokens", str(stats["tokens"])),
+            ("MoE layers", f"{stats['layers']} (model layers {_span(stats['moe_layers'])})"),
+            ("experts", str(stats["experts"])), ("top-k", str(stats["top_k"]))]
+    if stats.get("sequences") is not None:
+        rows.append(("sequences", str(stats["sequences"])))
+    sk = stats["load_skew"]
+    rows.append(("load skew max/mean", f"mean {sk['mean']:.2f}, min {sk['min']:.2f}, max {sk['max']:.2f} over layers"))
+    aff = stats["affinity"]
+    if aff is None:
+        rows.append(("affinity", "n/a (no layer-pair counts: loads only)"))
+    else:
+        rows.append(("NMI of top-1 (l, l+1)", _fmt(aff["nmi_top1"]["mean"])))
+        rows.append(("mean max P(next|cur)", _fmt(aff["max_cond_prob_top1"]["mean"])))
+    loc = stats.get("locality")
+    if loc is not None:
+        head = f"locality bound, {loc['gpus']} GPUs"
+        rows.append((head, f"top-1 {_fmt(loc['bound_top1'])}, all K x K pairs {_fmt(loc['bound_pairs'])} "
+                           f"(S={loc['slots_per_gpu']}; random placement keeps {loc['random_share']:.3f}, "
+                           f"contiguous keeps {_fmt(loc.get('contiguous_pairs'))} of K x K pairs)"))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _span(layers: list[int]) -> str:
+    if layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}..{layers[-1]}"
+    return ",".join(map(str, layers))
+
+
+def write_plots(profile, directory: Path, max_panels: int = 16) -> list[str]:
+    """PNG heatmaps of transition matrices and per-layer load bars; returns the file names."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from placer.fileio import atomic_path
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def grid(n: int):
+        cols = min(4, n)
+        rows = -(-n // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+        for ax in axes.ravel()[n:]:
+            ax.axis("off")
+        return fig, axes.ravel()
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        with atomic_path(directory / name) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+        plt.close(fig)
+        written.append(name)
+
+    L = profile.num_layers
+    pick = np.unique(np.linspace(0, L - 1, min(L, max_panels)).round().astype(int))
+    fig, axes = grid(len(pick))
+    for ax, l in zip(axes, pick):
+        ax.bar(np.arange(profile.num_experts), profile.load[l], width=1.0, color="tab:blue")
+        ax.set_title(f"load, layer {profile.moe_layers[l]}", fontsize=8)
+        ax.tick_params(labelsize=6)
+    save(fig, "load.png")
+
+    mat = profile.trans_top1 if profile.trans_top1 is not None else profile.trans
+    if mat is not None and mat.shape[0] > 0:
+        pick = np.unique(np.linspace(0, mat.shape[0] - 1, min(mat.shape[0], max_panels)).round().astype(int))
+        fig, axes = grid(len(pick))
+        for ax, l in zip(axes, pick):
+            m = mat[l].astype(float)
+            rows = m.sum(axis=1, keepdims=True)
+            ax.imshow(np.divide(m, rows, out=np.zeros_like(m), where=rows > 0), cmap="viridis", vmin=0, aspect="auto")
+            ax.set_title(f"P(next | cur) {profile.moe_layers[l]}->{profile.moe_layers[l + 1]}", fontsize=8)
+            ax.tick_params(labelsize=6)
+        save(fig, "transitions.png")
+    return written
+
+
+@click.command("inspect")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@import_options
+@click.option("--gpus", type=click.IntRange(min=1), default=None, help="GPU count for the locality bound.")
+@click.option("--plots", "plots", type=click.Path(file_okay=False), default=None, help="Write PNG plots into this folder.")
+@click.option("--chunk-tokens", type=click.IntRange(min=1), default=DEFAULT_CHUNK_TOKENS, show_default=True,
+              help="Tokens read per chunk (bounds memory).")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
+def command(sources: tuple[str, ...], gpus: int | None, plots: str | None, chunk_tokens: int, as_json: bool, **kw) -> None:
+    """Routing statistics of SOURCES: a trace, a profile, or anything importable."""
+    from placer.commands.profile import build_profile
+    from placer.fileio import to_jsonable
+    from placer.profile import Profile
+    from placer.stats import summarize
+    from placer.traces.importers import load_input
+
+    data = load_input(list(sources), **load_kwargs(kw))
+    prof = build_profile(data, chunk_tokens, coact=False)
+    stats = {"input": ", ".join(sources), "kind": "profile" if isinstance(data, Profile) else "trace",
+             "sequences": None if isinstance(data, Profile) else data.num_sequences}
+    stats.update(summarize(prof, gpus))
+    if plots:
+        stats["plots"] = [str(Path(plots) / n) for n in write_plots(prof, Path(plots))]
+    if as_json:
+        click.echo(json.dumps(to_jsonable(stats)))
+    else:
+        click.echo(render(stats))
+        if plots:
+            click.echo(f"plots: {', '.join(stats['plots'])}")

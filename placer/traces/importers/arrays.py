@@ -1,0 +1,87 @@
+"""Array formats: ``.npz`` with ``expert_ids [L, T, K]`` (ESFT layout, native traces) and
+ExFlow's ``.npy`` of top-1 ids ``[tokens, layers]``.
+
+Both are read with ``allow_pickle=False``; an array that would need pickle is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from placer.errors import PlacerError
+from placer.profile import PROFILE_FORMAT
+from placer.traces.importers import Importer, register
+from placer.traces.importers.common import ImportOptions, make_trace, npz_names
+from placer.traces.trace import TRACE_FORMAT, Trace, read_npz_members
+
+
+def native_kind(path: Path) -> str | None:
+    """``"trace"`` / ``"profile"`` for moe-place's own files (by their metadata tag), else None."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if "metadata.npy" not in zf.namelist():
+                return None
+            with zf.open("metadata.npy") as fh:
+                meta = json.loads(str(np.lib.format.read_array(fh, allow_pickle=False)[()]))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return None
+    tag = meta.get("format") if isinstance(meta, dict) else None
+    return {TRACE_FORMAT: "trace", PROFILE_FORMAT: "profile"}.get(tag)
+
+
+def _sniff_npz(path: Path) -> bool:
+    if path.suffix.lower() != ".npz":
+        return False
+    return "expert_ids" in npz_names(path)
+
+
+def _load_npz(path: Path, options: ImportOptions) -> Trace:
+    if native_kind(path) == "trace":
+        trace = Trace.load(path, mmap=True)
+        if options.num_experts is not None:
+            trace.num_experts = int(options.num_experts)
+            trace.validate(str(path))
+        return trace
+    arrays, meta = read_npz_members(path, mmap=True)
+    if "expert_ids" not in arrays:
+        raise PlacerError(f"{path}: no 'expert_ids' array (found: {', '.join(sorted(arrays)) or 'none'}); "
+                          f"store expert ids as expert_ids [layers, tokens, top_k]")
+    layers = arrays.get("moe_layer_numbers", arrays.get("moe_layers"))
+    moe_layers = None if layers is None else [int(x) for x in np.asarray(layers).ravel()]
+    meta = meta or {}
+    E = options.num_experts if options.num_experts is not None else meta.get("num_experts")
+    return make_trace(path, arrays["expert_ids"], E, gate_weights=arrays.get("gate_weights"),
+                      seq_offsets=arrays.get("seq_offsets"), moe_layers=moe_layers,
+                      num_hidden_layers=meta.get("num_hidden_layers"), model=meta.get("model"))
+
+
+def _sniff_npy(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(6) == b"\x93NUMPY"
+    except OSError:
+        return False
+
+
+def _load_npy(path: Path, options: ImportOptions) -> Trace:
+    try:
+        arr = np.load(path, allow_pickle=False, mmap_mode="r")
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise PlacerError(f"{path}: the array holds Python objects (pickle), which moe-place never loads; store plain integer ids") from None
+        raise PlacerError(f"{path}: not a readable .npy file ({exc}); the file is truncated or corrupt, re-create it") from None
+    except (OSError, EOFError) as exc:
+        raise PlacerError(f"{path}: not a readable .npy file ({exc}); the file is truncated or corrupt, re-create it") from None
+    if arr.ndim != 2:
+        raise PlacerError(f"{path}: ExFlow .npy traces are [tokens, layers] of top-1 ids, got shape {list(arr.shape)}; re-export it")
+    # [T, L] top-1 -> [L, T, 1]
+    return make_trace(path, np.ascontiguousarray(np.asarray(arr).T)[:, :, None], options.num_experts)
+
+
+register(Importer("npz", (".npz",), _sniff_npz, _load_npz,
+                  "expert_ids [L, T, K] (+ gate_weights, seq_offsets, moe_layer_numbers); native traces too"))
+register(Importer("exflow-npy", (".npy",), _sniff_npy, _load_npy, "ExFlow .npy [tokens, layers] of top-1 expert ids"))

@@ -1,0 +1,114 @@
+"""Profile counts against plain Python loops on small random traces (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from placer.errors import PlacerError
+from placer.profile import Profile
+from placer.traces.trace import Trace
+
+
+def loop_counts(ids, top1, dropped, E):
+    """The definitions, one token at a time."""
+    L, T, K = ids.shape
+    load = np.zeros((L, E), np.int64)
+    trans = np.zeros((max(L - 1, 0), E, E), np.int64)
+    trans1 = np.zeros_like(trans)
+    coact = np.zeros((L, E, E), np.int64)
+    for l in range(L):
+        for t in range(T):
+            if dropped is not None and dropped[l, t]:
+                continue
+            for a in ids[l, t]:
+                load[l, a] += 1
+            for a in ids[l, t]:
+                for b in ids[l, t]:
+                    if a != b:
+                        coact[l, a, b] += 1
+            if l + 1 < L and (dropped is None or not dropped[l + 1, t]):
+                for a in ids[l, t]:
+                    for b in ids[l + 1, t]:
+                        trans[l, a, b] += 1
+                trans1[l, top1[l, t], top1[l + 1, t]] += 1
+    for l in range(L):
+        for e in range(E):
+            coact[l, e, e] = load[l, e]
+    return load, trans, trans1, coact
+
+
+@st.composite
+def traces(draw):
+    L = draw(st.integers(1, 4))
+    T = draw(st.integers(1, 30))
+    E = draw(st.integers(2, 7))
+    K = draw(st.integers(1, E))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    ids = np.stack([np.stack([rng.choice(E, K, replace=False) for _ in range(T)]) for _ in range(L)]).astype(np.uint8)
+    weights = rng.random((L, T, K)).astype(np.float32) if draw(st.booleans()) else None
+    dropped = rng.random((L, T)) < 0.2 if draw(st.booleans()) else None
+    chunk = draw(st.integers(1, 40))
+    return Trace(expert_ids=ids, num_experts=E, gate_weights=weights, dropped=dropped), chunk
+
+
+@settings(max_examples=60, deadline=None)
+@given(traces())
+def test_counts_equal_python_loops(case):
+    trace, chunk = case
+    prof = Profile.from_trace(trace, chunk_tokens=chunk)
+    load, trans, trans1, coact = loop_counts(np.asarray(trace.expert_ids), trace.top1(), trace.dropped, trace.num_experts)
+    assert np.array_equal(prof.load, load)
+    assert np.array_equal(prof.trans, trans)
+    assert np.array_equal(prof.trans_top1, trans1)
+    assert np.array_equal(prof.coact, coact)
+    assert prof.num_tokens == trace.num_tokens and prof.top_k == trace.top_k
+
+
+def test_sums_and_symmetry():
+    rng = np.random.default_rng(0)
+    ids = np.stack([np.stack([rng.choice(16, 4, replace=False) for _ in range(500)]) for _ in range(3)])
+    prof = Profile.from_trace(Trace(expert_ids=ids, num_experts=16), chunk_tokens=64)
+    assert prof.load.sum(axis=1).tolist() == [500 * 4] * 3
+    assert prof.trans.sum(axis=(1, 2)).tolist() == [500 * 16] * 2
+    assert prof.trans_top1.sum(axis=(1, 2)).tolist() == [500] * 2
+    assert np.array_equal(prof.coact, prof.coact.transpose(0, 2, 1))
+    # marginals of the K x K transition counts are K times the loads
+    assert np.array_equal(prof.trans.sum(axis=2), 4 * prof.load[:-1])
+    assert np.array_equal(prof.trans.sum(axis=1), 4 * prof.load[1:])
+
+
+def test_save_load_roundtrip_and_memmapped_trace(tmp_path):
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 8, size=(3, 1000, 2))
+    t = Trace(expert_ids=ids, num_experts=8, seq_offsets=np.array([0, 400, 1000]))
+    t.save(tmp_path / "t.npz")
+    mm = Trace.load(tmp_path / "t.npz", mmap=True)
+    assert isinstance(mm.expert_ids, np.memmap)
+    a, b = Profile.from_trace(t), Profile.from_trace(mm, chunk_tokens=97)
+    for key in ("load", "trans", "trans_top1", "coact"):
+        assert np.array_equal(getattr(a, key), getattr(b, key))
+    a.save(tmp_path / "p.npz")
+    back = Profile.load_file(tmp_path / "p.npz")
+    for key in ("load", "trans", "trans_top1", "coact"):
+        assert np.array_equal(getattr(a, key), getattr(back, key))
+    assert back.transition_weights()[0].sum() == pytest.approx(1000)
+
+
+def test_loads_only_profile_refuses_transition_weights():
+    prof = Profile(load=np.array([[1, 2]]), num_tokens=3, top_k=1)
+    with pytest.raises(PlacerError, match="no inter-layer transition counts"):
+        prof.transition_weights()
+
+
+def test_profile_cli_matches_library(tmp_path, cli):
+    rng = np.random.default_rng(2)
+    t = Trace(expert_ids=rng.integers(0, 6, size=(4, 300, 2)), num_experts=6)
+    t.save(tmp_path / "t.npz")
+    proc = cli("profile", tmp_path / "t.npz", "-o", tmp_path / "p.npz", "--chunk-tokens", "50")
+    assert proc.returncode == 0, proc.stderr
+    got, want = Profile.load_file(tmp_path / "p.npz"), Profile.from_trace(t)
+    assert np.array_equal(got.trans, want.trans) and np.array_equal(got.coact, want.coact)
