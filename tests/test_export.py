@@ -300,3 +300,13 @@ def test_round_trip_solve_export_import_evaluate_identical(tmp_path, solver, rep
     back = ex.read_placement_any(f, num_experts=16, num_gpus=8, moe_layers=trace.moe_layers, gpus_per_node=4)
     np.testing.assert_array_equal(back.phy2log, placement.phy2log)
     assert _evaluate_json(trace, back, topo) == _evaluate_json(trace, placement, topo)
+
+
+def test_cli_export_sglang_counts_from_a_counts_profile(cli, tmp_path):
+    from placer.profile import Profile
+    prof = tmp_path / "counts.npz"
+    Profile.from_trace(tiny_trace(), trans=False, coact=False).save(prof)
+    out = tmp_path / "counts.json"
+    proc = cli("export", TINY, "--format", "sglang-counts", "--trace", prof, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text()) == json.loads((DATA / "expected_sglang_counts.json").read_text())

@@ -29,11 +29,9 @@ def synthetic_trace(L: int = 4, E: int = 16, K: int = 2, T: int = 1200, S: int =
 
 
 def load_esft(path: Path) -> Trace:
-    """The ESFT .npz (not the native format) as a Trace; see ../shared/traces/README.md."""
-    with np.load(path, allow_pickle=False) as z:
-        return Trace(expert_ids=z["expert_ids"], num_experts=64, seq_offsets=z["seq_offsets"],
-                     moe_layers=z["moe_layer_numbers"].astype(int).tolist(), num_hidden_layers=27,
-                     model="ESFT-vanilla-lite (DeepSeek-V2-Lite shape)").validate(str(path))
+    """The ESFT .npz (not the native format) through the project's importer."""
+    from placer.traces.importers import load_any
+    return load_any(path)
 
 
 def baseline_solvers() -> list[str]:
@@ -175,3 +173,10 @@ def test_plan_esft_five_configurations(shared_traces):
     cont = table[table.solver == baseline_solvers()[0]].sort_values("gpus")
     assert np.all(np.diff(cont.expert_mem_gib) < 0)
     assert np.all(np.diff(cont.ep_copies_per_token) > 0)
+
+
+def test_cli_plan_refuses_counts_only_input(cli, tmp_path):
+    from placer.profile import Profile
+    prof = tmp_path / "counts.npz"
+    Profile.from_trace(synthetic_trace(), trans=False, coact=False).save(prof)
+    assert_user_error(cli("plan", prof, "--solvers", "contiguous"), "aggregate counts only")

@@ -18,13 +18,13 @@ def _loads_for_counts(placement: Placement, trace_path: str | None) -> np.ndarra
     """``[L, E]`` token picks per expert: from ``--trace``, else the placement's ``report.load``."""
     if trace_path is not None:
         from placer.profile import Profile
-        from placer.traces.trace import Trace
+        from placer.traces.importers import load_input
 
-        trace = Trace.load(trace_path)
-        if (trace.num_layers, trace.num_experts) != (placement.num_layers, placement.num_experts):
-            raise PlacerError(f"{trace_path}: the trace has {trace.num_layers} layers x {trace.num_experts} experts but the "
+        data = load_input(trace_path)
+        if (data.num_layers, data.num_experts) != (placement.num_layers, placement.num_experts):
+            raise PlacerError(f"{trace_path}: the trace has {data.num_layers} layers x {data.num_experts} experts but the "
                               f"placement has {placement.num_layers} x {placement.num_experts}; use the trace it was solved on")
-        return Profile.from_trace(trace, coact=False, trans=False).load
+        return data.load if isinstance(data, Profile) else Profile.from_trace(data, coact=False, trans=False).load
     load = placement.report.get("load") if isinstance(placement.report, dict) else None
     if load is None:
         raise PlacerError("--format sglang-counts needs expert loads: pass --trace TRACE.npz (the trace the placement was solved on)")
@@ -52,7 +52,7 @@ def _write_pt(out: Path, arrays: dict[str, np.ndarray]) -> None:
               help="All decoder layers of the model, dense ones included (default: from the trace metadata, "
                    "else last MoE layer + 1).")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
-              help="sglang-counts: the trace whose per-expert loads to write.")
+              help="sglang-counts: the trace (or counts profile) whose per-expert loads to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary to stdout.")
 def command(placement_path: str, fmt: str, out: str, moe_layers: str | None, num_hidden_layers: int | None,
             trace_path: str | None, as_json: bool) -> None:

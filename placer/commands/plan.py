@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from placer import plan as pl
+from placer.commands._import_options import import_options, load_kwargs
 from placer.errors import PlacerError
 from placer.fileio import atomic_path, to_jsonable
 from placer.progress import progress
@@ -55,6 +56,7 @@ def _fmt_table(table) -> str:
               help="Share of sequences held out for scoring (0: score in-sample).")
 @click.option("--time-limit", type=float, default=10.0, show_default=True, help="Seconds per solve.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@import_options
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON records to stdout.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Also write the table as CSV.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write trade-off curves (PNG).")
@@ -62,8 +64,13 @@ def command(trace_path: str, gpus: str, gpus_per_node: int, replicas: str, solve
             max_imbalance: float | None,
             hidden_size: int | None, dtype_bytes: int, expert_bytes: str | None, expert_params: float | None,
             gpu_memory: str | None, bandwidth: str, tokens_per_step: int, test_fraction: float, time_limit: float,
-            seed: int, as_json: bool, csv_path: str | None, plot_path: str | None) -> None:
-    """Sweep GPU counts and replica budgets on TRACE: solve each, predict traffic, balance and memory."""
+            seed: int, as_json: bool, csv_path: str | None, plot_path: str | None, **kw) -> None:
+    """Sweep GPU counts and replica budgets on TRACE: solve each, predict traffic, balance and memory.
+
+    TRACE is a native trace or any format ``moe-place import`` reads (per-token data: the ep
+    cost needs each token's experts).
+    """
+    from placer.traces.importers import load_input
     from placer.traces.trace import Trace
 
     if expert_bytes is not None and expert_params is not None:
@@ -91,7 +98,10 @@ def command(trace_path: str, gpus: str, gpus_per_node: int, replicas: str, solve
                              intra_bandwidth=intra, inter_bandwidth=inter, tokens_per_step=tokens_per_step,
                              test_fraction=test_fraction, cost=cost, time_limit=time_limit, seed=seed,
                              max_imbalance=max_imbalance)
-    trace = Trace.load(trace_path)
+    trace = load_input(trace_path, **load_kwargs(kw))
+    if not isinstance(trace, Trace):
+        raise PlacerError(f"{trace_path}: holds aggregate counts only; plan needs a per-token trace "
+                          f"(the ep cost depends on each token's experts)")
     total = len(gpu_list) * len(replica_list) * len(solver_list)
     with progress("planning", total=total, unit="solves") as advance:
         table = pl.plan(trace, gpu_list, replica_list, solver_list, options, advance)
