@@ -78,11 +78,14 @@ def parse_layers(spec: str, option: str = "--moe-layers") -> list[int]:
 
 
 def trace_meta(placement: Placement) -> dict[str, Any]:
-    """The trace summary a placement's report recorded: ``report["trace"]``, else the report's own
-    top-level ``moe_layers`` / ``num_hidden_layers``, else ``{}``."""
+    """Where a placement's report recorded the trace's layer numbering (``moe_layers``,
+    ``num_hidden_layers``): ``report["trace"]``, ``report["input"]`` (what ``solve`` writes), or the
+    report's top level; ``{}`` when none has ``moe_layers``."""
     report = placement.report if isinstance(placement.report, dict) else {}
-    meta = report.get("trace")
-    return meta if isinstance(meta, dict) else report
+    for meta in (report.get("trace"), report.get("input"), report):
+        if isinstance(meta, dict) and "moe_layers" in meta:
+            return meta
+    return {}
 
 
 def resolve_layers(placement: Placement, moe_layers: Sequence[int] | None = None,

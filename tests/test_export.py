@@ -137,6 +137,12 @@ def test_moe_layers_and_hidden_layers_override(tmp_path):
         np.testing.assert_array_equal(rows[dense], np.arange(6) % 4)
 
 
+def test_layers_from_solve_input_report():
+    pl = Placement.load(TINY)
+    pl.report = {"input": {"path": "t.npz", "moe_layers": [3, 4], "num_hidden_layers": 5}}
+    assert ex.resolve_layers(pl) == ([3, 4], 5)
+
+
 def test_default_layers_without_trace_metadata():
     pl = Placement.load(TINY)
     pl.report = {}
