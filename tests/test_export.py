@@ -316,3 +316,35 @@ def test_cli_export_sglang_counts_from_a_counts_profile(cli, tmp_path):
     proc = cli("export", TINY, "--format", "sglang-counts", "--trace", prof, "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text()) == json.loads((DATA / "expected_sglang_counts.json").read_text())
+
+
+def test_cli_round_trip_solve_export_import_evaluate(cli, tmp_path):
+    """The user's path: solve -> export sglang -> import-placement -> evaluate gives identical metrics."""
+    import importlib.util
+    missing = [c for c in ("solve", "evaluate") if importlib.util.find_spec(f"placer.commands.{c}") is None]
+    if missing:
+        pytest.skip(f"commands not on this branch yet: {missing}")
+    from tests.test_plan import synthetic_trace
+
+    trace = synthetic_trace(L=4, E=16, K=2, T=600, S=6, seed=5)
+    trace.moe_layers, trace.num_hidden_layers = [1, 2, 3, 4], 5
+    tpath = tmp_path / "t.npz"
+    trace.save(tpath)
+    placement = tmp_path / "p.json"
+    proc = cli("solve", tpath, "--gpus", 4, "--solver", "eplb", "--replicas", 4, "--time-limit", 5, "-o", placement)
+    assert proc.returncode == 0, proc.stderr
+    loc = tmp_path / "expert_location.json"
+    proc = cli("export", placement, "--format", "sglang", "--moe-layers", "1-4", "--num-hidden-layers", 5, "-o", loc)
+    assert proc.returncode == 0, proc.stderr
+    back = tmp_path / "back.json"
+    proc = run_import_placement(loc, "--num-experts", 16, "--gpus", 4, "--moe-layers", "1-4", "-o", back)
+    assert proc.returncode == 0, proc.stderr
+
+    def evaluate(path: Path) -> dict:
+        proc = cli("evaluate", tpath, path, "--hidden-size", 256, "--json")
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        out.pop("placement_file")
+        return out
+
+    assert evaluate(back) == evaluate(placement)
