@@ -1,0 +1,71 @@
+"""``moe-place validate``: replay a placement on real torch.distributed all-to-all."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from placer.fileio import to_jsonable
+
+
+@click.command("validate")
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.argument("placement", type=click.Path(dir_okay=False))
+@click.option("--baseline", default="contiguous", show_default=True,
+              help="Placement to compare against: 'contiguous' or a placement JSON file.")
+@click.option("--mode", type=click.Choice(["ep", "coherent"]), default="ep", show_default=True,
+              help="ep: two all-to-alls per layer, tokens return home; coherent: one per layer transition.")
+@click.option("--world-size", type=int, default=None,
+              help="Ranks to spawn; must equal the placement's GPUs (default: the placement's GPUs).")
+@click.option("--backend", type=click.Choice(["gloo", "nccl"]), default="gloo", show_default=True)
+@click.option("--hidden-size", type=int, default=64, show_default=True, help="Hidden size H of the replayed model.")
+@click.option("--ffn-size", type=int, default=128, show_default=True, help="Expert FFN size F.")
+@click.option("--ffn-type", type=click.Choice(["swiglu", "gelu"]), default="swiglu", show_default=True)
+@click.option("--tokens", type=int, default=2048, show_default=True,
+              help="Replay the first N tokens of the trace (0 = all).")
+@click.option("--iters", type=int, default=3, show_default=True, help="Timed iterations (median reported).")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Untimed iterations first.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds weights and activations.")
+@click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
+              help="Seconds before a stuck run (or collective) is stopped.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON on stdout.")
+def command(trace, placement, baseline, mode, world_size, backend, hidden_size, ffn_size, ffn_type,
+            tokens, iters, warmup, seed, timeout_s, as_json):
+    """Replay PLACEMENT on G torch.distributed ranks with the tokens of TRACE.
+
+    Checks that outputs equal a single-process reference, that the bytes sent rank to rank equal
+    the cost model's prediction, and times the placement against the baseline. Spawns the ranks
+    itself, or runs as one rank under torchrun (python -m placer.validate ...).
+    """
+    from placer.placement import Placement
+    from placer.validate.api import load_trace, validate
+
+    tr = load_trace(trace)
+    pl = Placement.load(placement)
+    report = validate(tr, pl, baseline, mode=mode, world_size=world_size, backend=backend,
+                      hidden_size=hidden_size, ffn_size=ffn_size, ffn_type=ffn_type, tokens=tokens,
+                      iters=iters, warmup=warmup, seed=seed, timeout_s=timeout_s,
+                      placement_name=str(placement))
+    if report is None:  # a torchrun rank other than 0
+        return
+    if as_json:
+        click.echo(json.dumps(to_jsonable(report), indent=1))
+        if not (report["outputs_match"] and report["bytes_match"]):
+            raise SystemExit(1)
+        return
+    r = report
+    click.echo(f"{r['mode']} replay on {r['world_size']} {r['backend']} ranks: {r['tokens']} tokens x "
+               f"{r['layers']} layers, top-{r['top_k']}, H={r['hidden_size']} fp32")
+    click.echo(f"outputs match the single-process reference: {r['outputs_match']} "
+               f"(max abs error {r['placement']['max_abs_error']:.2e})")
+    click.echo(f"bytes off-rank: measured {r['bytes_measured']:,}, predicted {r['bytes_predicted']:,} "
+               f"({r['placement']['predicted_by']}): {'equal' if r['bytes_match'] else 'DIFFERENT'}")
+    click.echo(f"baseline {r['baseline']}: measured {r['baseline_bytes_measured']:,} bytes; "
+               f"placement/baseline bytes {r['bytes_ratio']:.3f}" if r['bytes_ratio'] is not None else
+               f"baseline {r['baseline']}: no off-rank bytes")
+    click.echo(f"median iteration: placement {r['time_placement_s'] * 1e3:.1f} ms, baseline "
+               f"{r['time_baseline_s'] * 1e3:.1f} ms (ratio {r['time_ratio']:.3f}); communication "
+               f"{r['comm_time_placement_s'] * 1e3:.1f} vs {r['comm_time_baseline_s'] * 1e3:.1f} ms")
+    if not (r["outputs_match"] and r["bytes_match"]):
+        raise SystemExit(1)
