@@ -18,16 +18,17 @@ across nodes). ``docs/cost-models.md`` gives the full definitions; in short:
 Tokens a capacity-limited router dropped (``Trace.dropped``) are neither dispatched nor counted,
 as in :class:`~placer.profile.Profile`.
 
-Everything is vectorised over tokens and processed chunk by chunk (``Trace.iter_chunks`` for
-the coherent and load counts through :meth:`Profile.from_trace`), so memory is bounded by the
-chunk and memory-mapped traces of any length work.
+Everything is vectorised over tokens (no Python loop over tokens) and reads a Trace chunk by
+chunk (``Trace.iter_chunks``; the load counts through :meth:`Profile.from_trace`), so memory is
+bounded by the chunk and memory-mapped traces of any length work. Speed at DeepSeek-V3 shape:
+``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -43,6 +44,12 @@ COST_MODELS = ("coherent", "ep", "load")
 # (branch and bound) instead of vectorised over tokens; both return the same unique cover.
 _MAX_VECTOR_COMBOS = 4096
 _EPS = 1e-9
+_PAIR_BLOCK = 4096
+# Up to this many GPUs, sets of GPUs are uint64 bit masks (the fast exact cover search); beyond,
+# a token's candidate GPUs are renumbered into 64 bits when K x (replicas per expert) <= 64.
+_BITMASK_MAX_GPUS = 64
+_LOCAL_MAX_CANDIDATES = 64
+_ONE = np.uint64(1)
 
 
 # ---------------------------------------------------------------------------- results
@@ -58,6 +65,9 @@ class CoherentCost:
     - ``traffic``: ``[G, G]`` expected token moves from GPU a to GPU b (fractional: each of a
       token's K x K pairs weighs 1/K^2), summed over transitions; diagonal 0.
       ``(hop * traffic).sum() == total``.
+    - ``time_s``: with a hidden size, the alpha-beta estimate (:func:`alltoall_time`) of one
+      all-to-all per transition carrying that transition's traffic, summed (seconds);
+      ``per_layer_time_s`` ``[L-1]``. None without a hidden size.
     """
 
     total: float
@@ -66,6 +76,8 @@ class CoherentCost:
     traffic: np.ndarray
     num_tokens: int
     inter_node_share: float
+    time_s: float | None = None
+    per_layer_time_s: np.ndarray | None = None
 
     @property
     def max_link(self) -> float:
@@ -76,7 +88,8 @@ class CoherentCost:
         return {"model": "coherent", "unit": "hop-weighted token transitions",
                 "total": self.total, "per_transition": self.per_transition,
                 "inter_node_share": self.inter_node_share, "max_link": self.max_link,
-                "per_layer": self.per_layer, "traffic": self.traffic}
+                "time_s": self.time_s, "per_layer": self.per_layer,
+                "per_layer_time_s": self.per_layer_time_s, "traffic": self.traffic}
 
 
 @dataclass
@@ -168,12 +181,26 @@ def check_compatible(data: Trace | Profile, placement: Placement, topology: Topo
     if placement.num_layers != L:
         raise PlacerError(f"the placement has {placement.num_layers} layers but the {what} has {L} MoE layers; "
                           f"solve a placement for this {what}")
-    if placement.num_experts != E:
+    # a trace may know fewer experts than the model (ids seen so far): those were never picked
+    if placement.num_experts < E:
         raise PlacerError(f"the placement has {placement.num_experts} experts but the {what} has {E}; "
                           f"solve a placement for this {what}")
     if topology is not None and topology.num_gpus != placement.num_gpus:
         raise PlacerError(f"the placement uses {placement.num_gpus} GPUs but the topology has {topology.num_gpus}; "
                           f"pass --gpus {placement.num_gpus}")
+
+
+def _pad_experts(a: np.ndarray, num_experts: int, axes: tuple[int, ...]) -> np.ndarray:
+    """Zero-pad the expert axes of ``a`` to ``num_experts`` (data that saw fewer experts)."""
+    pad = [(0, num_experts - a.shape[ax]) if ax in axes else (0, 0) for ax in range(a.ndim)]
+    return np.pad(a, pad) if any(p[1] for p in pad) else a
+
+
+def _check_bytes(hidden_size: int, dtype_bytes: int) -> int:
+    """Bytes per token copy, ``hidden_size * dtype_bytes``, or a :class:`PlacerError`."""
+    if int(hidden_size) < 1 or int(dtype_bytes) < 1:
+        raise PlacerError(f"--hidden-size and --dtype-bytes must be positive, got {hidden_size} and {dtype_bytes}")
+    return int(hidden_size) * int(dtype_bytes)
 
 
 def replica_gpus(placement: Placement) -> np.ndarray:
@@ -208,51 +235,126 @@ def nearest_pairs(rg_a: np.ndarray, rg_b: np.ndarray, hop: np.ndarray) -> tuple[
 
 
 def coherent_cost(data: Trace | Profile, placement: Placement, topology: Topology,
-                  chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> CoherentCost:
+                  chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+                  progress: Callable[[int], None] | None = None,
+                  hidden_size: int | None = None, dtype_bytes: int = 2) -> CoherentCost:
     """The coherent (ExFlow) cost of ``placement`` on a trace or profile (see :class:`CoherentCost`).
 
-    A Trace is first reduced to its transition counts (:meth:`Profile.from_trace`, chunked):
-    the cost depends on tokens only through ``trans[l, i, j]``, so both inputs give the same
-    number.
+    From a Profile: ``trans / K**2`` weighs the nearest-replica hop of every expert pair. From a
+    Trace: pairs are counted directly between *placement units* (the distinct replica-GPU lists
+    of a layer: one per GPU without replicas), which is G x G instead of E x E bins per layer and
+    gives the same number, since the nearest-replica hop depends only on the two units.
     """
     check_compatible(data, placement, topology)
-    profile = data if isinstance(data, Profile) else Profile.from_trace(data, chunk_tokens=chunk_tokens, coact=False)
-    L, G = profile.num_layers, topology.num_gpus
+    L, G = data.num_layers, topology.num_gpus
     hop = np.asarray(topology.hop, dtype=np.float64)
+    rg = replica_gpus(placement)
+    if isinstance(data, Profile):
+        pair_weights = _pad_experts(data.transition_weights(), placement.num_experts, (1, 2)) if L > 1 else []
+        unit_gpus = [rg[l] for l in range(L)]
+    else:
+        unit_gpus, counts = _unit_transitions(data, rg, chunk_tokens, progress)
+        pair_weights = [c / float(data.top_k ** 2) for c in counts]
     per_layer = np.zeros(max(L - 1, 0))
-    traffic = np.zeros(G * G)
-    if L > 1:
-        weights = profile.transition_weights()
-        rg = replica_gpus(placement)
-        for l in range(L - 1):
-            hmin, ga, gb = nearest_pairs(rg[l], rg[l + 1], hop)
-            w = weights[l]
-            per_layer[l] = float((w * hmin).sum())
-            traffic += np.bincount((ga * G + gb).ravel(), weights=w.ravel(), minlength=G * G)
-    traffic = traffic.reshape(G, G)
-    np.fill_diagonal(traffic, 0.0)
+    layer_traffic = np.zeros((max(L - 1, 0), G, G))
+    for l in range(L - 1):
+        hmin, ga, gb = nearest_pairs(unit_gpus[l], unit_gpus[l + 1], hop)
+        w = pair_weights[l]
+        per_layer[l] = float((w * hmin).sum())
+        layer_traffic[l] = np.bincount((ga * G + gb).ravel(), weights=w.ravel(), minlength=G * G).reshape(G, G)
+        np.fill_diagonal(layer_traffic[l], 0.0)
+    traffic = layer_traffic.sum(axis=0)
+    time_s = per_layer_time = None
+    if hidden_size is not None:
+        unit = float(_check_bytes(hidden_size, dtype_bytes))
+        per_layer_time = np.array([alltoall_time(t * unit, topology) for t in layer_traffic])
+        time_s = float(per_layer_time.sum())
     total = float(per_layer.sum())
-    transitions = profile.num_tokens * max(L - 1, 0)
+    transitions = data.num_tokens * max(L - 1, 0)
     moved = float(traffic.sum())
     inter = float(traffic[topology.inter_node].sum())
     return CoherentCost(total=total, per_transition=total / transitions if transitions else 0.0,
-                        per_layer=per_layer, traffic=traffic, num_tokens=int(profile.num_tokens),
-                        inter_node_share=inter / moved if moved > 0 else 0.0)
+                        per_layer=per_layer, traffic=traffic, num_tokens=int(data.num_tokens),
+                        inter_node_share=inter / moved if moved > 0 else 0.0,
+                        time_s=time_s, per_layer_time_s=per_layer_time)
+
+
+def _unit_transitions(trace: Trace, rg: np.ndarray, chunk_tokens: int,
+                      progress: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Count every token's K x K pairs between placement units of consecutive layers.
+
+    ``rg`` ``[L, E, R]`` replica GPUs. Returns the units' GPU lists (``[U_l, R]`` per layer) and
+    ``[U_l, U_{l+1}]`` int64 pair counts per transition; dropped tokens are skipped as in
+    :meth:`Profile.from_trace`.
+    """
+    L = trace.num_layers
+    unit_gpus, unit_of = [], []
+    for l in range(L):
+        ug, inv = np.unique(rg[l], axis=0, return_inverse=True)
+        unit_gpus.append(ug)
+        unit_of.append(inv.reshape(-1).astype(np.intp))
+    sizes = [len(u) for u in unit_gpus]
+    counts = [np.zeros(sizes[l] * sizes[l + 1], np.int64) for l in range(L - 1)]
+    if L < 2:                   # no transitions: nothing to read
+        if progress is not None:
+            progress(trace.num_tokens)
+        return unit_gpus, []
+    K = trace.top_k
+    buf = np.empty((_PAIR_BLOCK, K, K), np.intp)
+    for chunk in trace.iter_chunks(chunk_tokens):
+        ids = np.asarray(chunk.expert_ids)
+        dropped = None if chunk.dropped is None else np.asarray(chunk.dropped)
+        cur = unit_of[0][ids[0]]
+        for l in range(L - 1):
+            nxt = unit_of[l + 1][ids[l + 1]]
+            a, b = cur * sizes[l + 1], nxt
+            if dropped is not None:
+                keep = ~(dropped[l] | dropped[l + 1])
+                a, b = a[keep], b[keep]
+            # blocks of tokens keep the K x K index buffer in cache (about 1.7x faster)
+            for s in range(0, len(a), _PAIR_BLOCK):
+                n = len(a[s:s + _PAIR_BLOCK])
+                np.add(a[s:s + n, :, None], b[s:s + n, None, :], out=buf[:n])
+                counts[l] += np.bincount(buf[:n].ravel(), minlength=len(counts[l]))
+            cur = nxt
+        if progress is not None:
+            progress(chunk.num_tokens)
+    return unit_gpus, [c.reshape(sizes[l], sizes[l + 1]) for l, c in enumerate(counts)]
 
 
 # ------------------------------------------------------------------------------- ep
 def default_home(trace: Trace, num_gpus: int) -> np.ndarray:
-    """``[T]`` home GPU of every token: sequence s lives on GPU ``s % num_gpus`` (round robin)."""
+    """``[T]`` home GPU of every token: sequence s lives on GPU ``s % num_gpus`` (round robin).
+
+    A trace without sequence boundaries (one sequence) is cut into G equal token blocks
+    instead, token t on GPU ``t * G // T``, as a batch sharded over data-parallel ranks would
+    be; otherwise every token would live on GPU 0.
+    """
     off = trace.offsets
+    if len(off) == 2:
+        T = trace.num_tokens
+        return (np.arange(T, dtype=np.int64) * num_gpus) // max(T, 1)
     seq = np.repeat(np.arange(len(off) - 1), np.diff(off))
     return (seq % num_gpus).astype(np.int64)
 
 
-def first_occurrence(g: np.ndarray) -> np.ndarray:
-    """``[N, K]`` bool: ``g[n, k]`` differs from every ``g[n, j]``, j < k (dedup by pairwise compare,
-    cheaper than a row sort for small K)."""
+def first_occurrence(g: np.ndarray, num_gpus: int | None = None) -> np.ndarray:
+    """``[N, K]`` bool: ``g[n, k]`` differs from every ``g[n, j]``, j < k.
+
+    With at most 64 GPUs a per-token uint64 bit set of the GPUs seen so far does it in O(K);
+    otherwise pairwise compares (O(K^2), still cheaper than a row sort for small K).
+    """
+    N, K = g.shape
     new = np.ones(g.shape, bool)
-    for k in range(1, g.shape[1]):
+    if num_gpus is not None and num_gpus <= 64:
+        bits = np.left_shift(np.uint64(1), g.astype(np.uint64))
+        seen = bits[:, 0].copy()
+        for k in range(1, K):
+            b = bits[:, k]
+            np.equal(seen & b, 0, out=new[:, k])
+            seen |= b
+        return new
+    for k in range(1, K):
         new[:, k] = np.all(g[:, k:k + 1] != g[:, :k], axis=1)
     return new
 
@@ -268,7 +370,7 @@ def serving_gpus(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, count: np.nd
     GPU is free): experts with one replica force their GPU; a replicated expert with a replica on
     the home GPU or on a forced GPU is served there (the token goes there anyway); the remaining
     replicated experts get an exact minimum hitting set of their replica GPUs
-    (:func:`_min_cover`). Ties between minimum covers: smallest sum of ``hop[home, g]`` over the
+    (:func:`_hitting_set_bits` up to 64 GPUs, :func:`_min_cover` beyond). Ties between minimum covers: smallest sum of ``hop[home, g]`` over the
     remote GPUs (prefers the home node), then the lexicographically smallest sorted GPU ids.
     """
     g = rg[ids, 0]
@@ -278,6 +380,8 @@ def serving_gpus(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, count: np.nd
     rows = np.flatnonzero(rep.any(axis=1))
     if rows.size == 0:
         return g
+    if hop.shape[0] <= _BITMASK_MAX_GPUS:
+        return _serving_gpus_bits(ids, home, rg, g, rep, hop)
     out = g.copy()
     sub_rep = rep[rows]
     cand = rg[ids[rows]]                                   # [n, K, R]
@@ -294,9 +398,30 @@ def serving_gpus(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, count: np.nd
     covered = sub_rep & has
     sub[covered] = picked[covered]
     unc = sub_rep & ~has
-    u = unc.sum(axis=1)
-    # uncovered columns first, in column order
-    order = np.argsort(~unc, axis=1, kind="stable")
+    if unc.any() and unc.shape[1] * cand.shape[2] <= _LOCAL_MAX_CANDIDATES:
+        _serve_uncovered_local(sub, unc, cand, hs, hop)
+        out[rows] = sub
+        return out
+    # an uncovered expert whose replicas share no GPU with another uncovered expert's needs a GPU
+    # of its own: the cheapest from home, then the lowest id (see _hitting_set_bits)
+    K = unc.shape[1]
+    shared = np.zeros(unc.shape, bool)
+    multi = np.flatnonzero(unc.sum(axis=1) > 1)             # a lone uncovered expert shares nothing
+    if multi.size:
+        c, um = cand[multi], unc[multi]
+        same = (c[:, :, :, None, None] == c[:, None, None, :, :]) & (c >= 0)[:, :, :, None, None]
+        same &= ~np.eye(K, dtype=bool)[None, :, None, :, None]
+        shared[multi] = um & (same & um[:, None, None, :, None]).any(axis=(2, 3, 4))
+    alone = unc & ~shared
+    if alone.any():
+        t, k = np.nonzero(alone)
+        c = cand[t, k]                                      # [a, R]
+        cost = np.where(c >= 0, hop[hs[t][:, None], np.maximum(c, 0)], np.inf)
+        lowest = np.where(cost == cost.min(axis=1, keepdims=True), c, np.iinfo(np.int64).max).min(axis=1)
+        sub[t, k] = lowest
+    u = shared.sum(axis=1)
+    # shared columns first, in column order
+    order = np.argsort(~shared, axis=1, kind="stable")
     for size in np.unique(u[u > 0]):
         size = int(size)
         tok = np.flatnonzero(u == size)
@@ -306,6 +431,213 @@ def serving_gpus(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, count: np.nd
         sub[tok[:, None], cols] = choice
     out[rows] = sub
     return out
+
+
+def _serve_uncovered_local(sub: np.ndarray, unc: np.ndarray, cand: np.ndarray, home: np.ndarray,
+                           hop: np.ndarray) -> None:
+    """Serve the uncovered replicated picks (``unc`` ``[n, K]``) with the bit-mask search when
+    there are more GPUs than bits: each token's candidate GPUs (at most K x R) are renumbered
+    0, 1, ... in ascending GPU order, which keeps costs and the lexicographic tie-break intact.
+    Writes the chosen global GPUs into ``sub`` ``[n, K]``."""
+    t_idx = np.flatnonzero(unc.any(axis=1))
+    m, K, R = len(t_idx), unc.shape[1], cand.shape[2]
+    G = hop.shape[0]
+    flat = np.where(unc[t_idx][:, :, None] & (cand[t_idx] >= 0), cand[t_idx], G).reshape(m, K * R)
+    order = np.argsort(flat, axis=1, kind="stable")
+    srt = np.take_along_axis(flat, order, axis=1)
+    new = np.ones(srt.shape, bool)
+    new[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    rank = np.cumsum(new, axis=1) - 1                     # local id of each sorted entry
+    local = np.empty_like(rank)
+    np.put_along_axis(local, order, rank, axis=1)
+    table = np.zeros((m, K * R), np.int64)                # local id -> global GPU
+    r_idx, c_idx = np.nonzero(new & (srt < G))
+    table[r_idx, rank[r_idx, c_idx]] = srt[r_idx, c_idx]
+    valid = (flat < G).reshape(m, K, R)
+    bits = np.where(valid, np.left_shift(_ONE, local.reshape(m, K, R).astype(np.uint64)), np.uint64(0))
+    masks = np.bitwise_or.reduce(bits, axis=2)            # [m, K], 0 for covered picks
+    costs = hop[home[t_idx][:, None], table]              # [m, K*R] cost of each local GPU
+    chosen = _hitting_set_bits(masks, np.arange(m), costs)
+    served_local = _lowest_bit_index(np.where(masks != 0, masks & chosen[:, None], _ONE))
+    served = np.take_along_axis(table, served_local, axis=1)
+    sub[t_idx] = np.where(unc[t_idx], served, sub[t_idx])
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 (int64 result)."""
+    if hasattr(np, "bitwise_count"):      # numpy >= 2.0
+        return np.bitwise_count(x).astype(np.int64)
+    return _popcount_swar(x)
+
+
+def _popcount_swar(x: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 by the SWAR bit trick, for numpy without ``bitwise_count``."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return ((x * np.uint64(0x0101010101010101)) >> np.uint64(56)).astype(np.int64)
+
+
+def _lowest_bit_index(x: np.ndarray) -> np.ndarray:
+    """Index of the lowest set bit of each non-zero uint64."""
+    low = x & (~x + _ONE)
+    return _popcount(low - _ONE)
+
+
+def _nth_bit_index(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the n-th lowest set bit (0-based) of each uint64, and whether it exists."""
+    x = x.copy()
+    for _ in range(n):
+        x &= x - _ONE
+    ok = x != 0
+    return np.where(ok, _lowest_bit_index(np.where(ok, x, _ONE)), 0), ok
+
+
+def _serving_gpus_bits(ids: np.ndarray, home: np.ndarray, rg: np.ndarray, g: np.ndarray,
+                       rep: np.ndarray, hop: np.ndarray) -> np.ndarray:
+    """:func:`serving_gpus` with GPU sets as uint64 bit masks (G <= 64).
+
+    Only the replicated picks are processed (as flat indices), the others keep their one GPU.
+    """
+    N, K = ids.shape
+    gpu_bit = np.left_shift(_ONE, np.arange(hop.shape[0], dtype=np.uint64))
+    expert_mask = np.bitwise_or.reduce(np.where(rg >= 0, gpu_bit[np.maximum(rg, 0)], np.uint64(0)), axis=1)
+    out = g.copy()
+    flat_out = out.reshape(-1)
+    rep_flat = rep.reshape(-1)
+    home_bit = gpu_bit[home]
+    visited = home_bit | np.bitwise_or.reduce(np.where(rep, np.uint64(0), gpu_bit[g]), axis=1)
+    fi = np.flatnonzero(rep_flat)            # replicated picks, token-major
+    ti = fi // K
+    Mf = expert_mask[ids.reshape(-1)[fi]]
+    # a replicated expert with a replica at home or on a GPU the token visits anyway is served
+    # there, at home when possible
+    on_visited = Mf & visited[ti]
+    covered = on_visited != 0
+    at_home = (Mf & home_bit[ti]) != 0
+    pick = np.where(at_home, home[ti], _lowest_bit_index(np.where(covered, on_visited, _ONE)))
+    flat_out[fi[covered]] = pick[covered]
+    uf, um = fi[~covered], Mf[~covered]
+    if uf.size:
+        ut = uf // K
+        first = np.ones(ut.size, bool)       # ut is sorted (token-major)
+        first[1:] = ut[1:] != ut[:-1]
+        todo, pos = ut[first], np.cumsum(first) - 1
+        masks = np.zeros((len(todo), K), np.uint64)   # 0 = nothing to meet
+        masks[pos, uf % K] = um
+        chosen = _hitting_set_bits(masks, home[todo], hop)
+        flat_out[uf] = _lowest_bit_index(um & chosen[pos])
+    return out
+
+
+def _cheapest_bit(masks: np.ndarray, home: np.ndarray, hop: np.ndarray, width: int) -> np.ndarray:
+    """``[m]`` the GPU in each non-zero mask with the least ``hop[home, g]``, then lowest id."""
+    best = np.zeros(len(masks), np.int64)
+    best_c = np.full(len(masks), np.inf)
+    for r in range(width):
+        gpu, ok = _nth_bit_index(masks, r)
+        c = np.where(ok, hop[home, gpu], np.inf)
+        better = c < best_c
+        best = np.where(better, gpu, best)
+        best_c = np.where(better, c, best_c)
+    return best
+
+
+def _hitting_set_bits(masks: np.ndarray, home: np.ndarray, hop: np.ndarray) -> np.ndarray:
+    """Minimum set of GPUs meeting every replica set, as a uint64 mask per token.
+
+    ``masks`` ``[m, K]`` uint64 replica sets, 0 where there is no set to meet (none holds the
+    home GPU); ``home`` ``[m]`` the row of ``hop`` that holds each token's costs: ``hop[home[t],
+    g]`` is the cost of GPU (bit) g for token t. Ties: smallest sum of ``hop[home, g]``, then the
+    lexicographically smallest sorted ids (see :func:`serving_gpus`). A set that shares no GPU
+    with the token's other sets needs a GPU of its own and takes its cheapest one directly; the
+    sets that share GPUs go to :func:`_hitting_set_search`. The two parts use disjoint GPUs, so
+    the union of their optimal, tie-broken answers is optimal and tie-broken for the whole.
+    """
+    m, K = masks.shape
+    gpu_bit = np.left_shift(_ONE, np.arange(hop.shape[1], dtype=np.uint64))
+    width = int(_popcount(masks).max())
+    # set i shares a GPU with another set iff it meets the OR of the others (prefix | suffix)
+    mt = np.ascontiguousarray(masks.T)                       # [K, m]: rows are contiguous
+    prefix = np.zeros((K + 1, m), np.uint64)
+    suffix = np.zeros((K + 1, m), np.uint64)
+    for i in range(K):
+        np.bitwise_or(prefix[i], mt[i], out=prefix[i + 1])
+        np.bitwise_or(suffix[K - i], mt[K - 1 - i], out=suffix[K - 1 - i])
+    shared_t = (mt & (prefix[:K] | suffix[1:])) != 0
+    chosen = np.zeros(m, np.uint64)
+    for i in range(K):
+        alone = np.flatnonzero(~shared_t[i] & (mt[i] != 0))
+        if alone.size:
+            chosen[alone] |= gpu_bit[_cheapest_bit(mt[i, alone], home[alone], hop, width)]
+    shared = shared_t.T
+    tok = np.flatnonzero(shared.any(axis=1))
+    if tok.size:
+        sub = np.where(shared[tok], masks[tok], np.uint64(0))
+        chosen[tok] |= _hitting_set_search(sub, home[tok], hop, width)
+    return chosen
+
+
+def _hitting_set_search(masks: np.ndarray, home: np.ndarray, hop: np.ndarray, width: int) -> np.ndarray:
+    """Exact minimum hitting set (uint64 mask per token) by iterative deepening on its size h.
+
+    ``masks`` ``[m, K]`` (0 = no set), ``home`` ``[m]``. For each h, branch on which GPU of the
+    first set not yet met joins (h - 1 levels); the last GPU must lie in the AND of the sets
+    still unmet, and the cheapest (then lowest id) is taken. Every minimum hitting set is
+    reached, so the result is exact. ``width ** (h - 1)`` branches per size (width = most
+    replicas of an expert), vectorised over the tokens not yet solved; beyond
+    ``_MAX_VECTOR_COMBOS`` the remaining tokens go to the per-token search.
+    """
+    m, K = masks.shape
+    G = hop.shape[1]
+    gpu_bit = np.left_shift(_ONE, np.arange(G, dtype=np.uint64))
+    best = np.zeros(m, np.uint64)
+    all_ones = ~np.uint64(0)
+    present = masks != 0
+    todo = np.arange(m)
+    for size in range(1, K + 1):
+        if todo.size == 0:
+            break
+        M, P, H = masks[todo], present[todo], home[todo]
+        n = len(todo)
+        rows = np.arange(n)
+        if width ** (size - 1) > _MAX_VECTOR_COMBOS:
+            for i, t in enumerate(todo):
+                sets = [[g for g in range(G) if (int(x) >> g) & 1] for x in M[i] if x]
+                best[t] = np.bitwise_or.reduce(gpu_bit[_min_cover_one(sets, int(H[i]), hop)])
+            break
+        found = np.zeros(n, np.uint64)
+        found_h = np.full(n, np.inf)
+        for branch in itertools.product(range(width), repeat=size - 1):
+            chosen = np.zeros(n, np.uint64)
+            h = np.zeros(n)
+            ok = np.ones(n, bool)
+            for j in branch:
+                unmet = ((M & chosen[:, None]) == 0) & P
+                ok &= unmet.any(axis=1)
+                gpu, exists = _nth_bit_index(M[rows, np.argmax(unmet, axis=1)], j)
+                ok &= exists
+                chosen |= np.where(ok, gpu_bit[gpu], np.uint64(0))
+                h += np.where(ok, hop[H, gpu], 0.0)
+            unmet = ((M & chosen[:, None]) == 0) & P
+            ok &= unmet.any(axis=1)                          # else a smaller set would do
+            meet_all = np.bitwise_and.reduce(np.where(unmet, M, all_ones), axis=1)
+            ok &= meet_all != 0
+            if not ok.any():
+                continue
+            # the last GPU: cheapest, then lowest id (the lexicographically smallest completion)
+            last = _cheapest_bit(np.where(ok, meet_all, np.uint64(0)), H, hop, width)
+            full = chosen | gpu_bit[last]
+            h = h + hop[H, last]
+            diff = full ^ found
+            lex_less = (full & diff & (~diff + _ONE)) != 0
+            better = ok & ((h < found_h - _EPS) | ((np.abs(h - found_h) <= _EPS) & lex_less))
+            found = np.where(better, full, found)
+            found_h = np.where(better, h, found_h)
+        solved = np.isfinite(found_h)
+        best[todo[solved]] = found[solved]
+        todo = todo[~solved]
+    return best
 
 
 def _min_cover(cand: np.ndarray, home: np.ndarray, hop: np.ndarray) -> np.ndarray:
@@ -349,10 +681,13 @@ def _min_cover(cand: np.ndarray, home: np.ndarray, hop: np.ndarray) -> np.ndarra
     return best
 
 
-def _min_cover_one(cand: np.ndarray, home: int, hop: np.ndarray) -> np.ndarray:
-    """:func:`_min_cover` for one token: depth-first search with pruning on (count, hop sum)."""
-    u = cand.shape[0]
+def _min_cover_one(cand: Any, home: int, hop: np.ndarray) -> np.ndarray:
+    """:func:`_min_cover` for one token: depth-first search with pruning on (count, hop sum).
+
+    ``cand``: per expert, its replica GPUs (rows of an array padded with -1, or lists).
+    """
     lists = [[int(x) for x in row if x >= 0] for row in cand]
+    u = len(lists)
     best: list[Any] = [None, np.inf, np.inf, ()]           # choice, n, h, sorted GPUs
 
     def dfs(k: int, chosen: list[int], seen: set[int], h: float) -> None:
@@ -395,7 +730,7 @@ def alltoall_time(bytes_matrix: np.ndarray, topology: Topology) -> float:
 
 def ep_cost(trace: Trace, placement: Placement, topology: Topology, hidden_size: int | None = None,
             dtype_bytes: int = 2, home: np.ndarray | None = None,
-            chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> EPCost:
+            chunk_tokens: int = DEFAULT_CHUNK_TOKENS, progress: Callable[[int], None] | None = None) -> EPCost:
     """The ep cost of ``placement`` on ``trace`` (see :class:`EPCost` and :func:`serving_gpus`).
 
     ``home`` ``[T]`` overrides the home GPU of each token (default :func:`default_home`).
@@ -404,8 +739,8 @@ def ep_cost(trace: Trace, placement: Placement, topology: Topology, hidden_size:
         raise PlacerError("the ep cost needs a per-token trace (dedup depends on each token's whole top-K set), "
                           "not aggregate counts; give a trace file")
     check_compatible(trace, placement, topology)
-    if hidden_size is not None and (int(hidden_size) < 1 or int(dtype_bytes) < 1):
-        raise PlacerError(f"--hidden-size and --dtype-bytes must be positive, got {hidden_size} and {dtype_bytes}")
+    if hidden_size is not None:
+        _check_bytes(hidden_size, dtype_bytes)
     L, T, G = trace.num_layers, trace.num_tokens, topology.num_gpus
     if home is None:
         home = default_home(trace, G)
@@ -420,7 +755,7 @@ def ep_cost(trace: Trace, placement: Placement, topology: Topology, hidden_size:
     spanned = 0
     served = 0
     for t0, chunk in zip(range(0, T, chunk_tokens), trace.iter_chunks(chunk_tokens)):
-        ids = np.asarray(chunk.expert_ids).astype(np.int64)
+        ids = np.asarray(chunk.expert_ids)
         h_chunk = home[t0:t0 + chunk.num_tokens]
         for l in range(L):
             x, h = ids[l], h_chunk
@@ -428,11 +763,13 @@ def ep_cost(trace: Trace, placement: Placement, topology: Topology, hidden_size:
                 keep = ~np.asarray(chunk.dropped[l])
                 x, h = x[keep], h[keep]
             gpus = serving_gpus(x, h, rg[l], count[l], hop)
-            new = first_occurrence(gpus)
+            new = first_occurrence(gpus, G)
             spanned += int(new.sum())
             served += len(x)
             remote = new & (gpus != h[:, None])
             traffic[l] += np.bincount((h[:, None] * G + gpus)[remote], minlength=G * G)
+        if progress is not None:
+            progress(chunk.num_tokens)
     traffic = traffic.reshape(L, G, G)
     per_layer = traffic.sum(axis=(1, 2))
     copies = int(per_layer.sum())
@@ -453,12 +790,14 @@ def ep_cost(trace: Trace, placement: Placement, topology: Topology, hidden_size:
 
 
 # ----------------------------------------------------------------------------- load
-def load_cost(data: Trace | Profile, placement: Placement, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> LoadCost:
+def load_cost(data: Trace | Profile, placement: Placement, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+              progress: Callable[[int], None] | None = None) -> LoadCost:
     """Token picks per GPU per layer and their imbalance (see :class:`LoadCost`)."""
     check_compatible(data, placement)
     load = (data.load if isinstance(data, Profile)
-            else Profile.from_trace(data, chunk_tokens=chunk_tokens, coact=False, trans=False).load)
-    share = load.astype(np.float64) / placement.logcnt
+            else Profile.from_trace(data, chunk_tokens=chunk_tokens, coact=False, trans=False,
+                                    progress=progress).load)
+    share = _pad_experts(load.astype(np.float64), placement.num_experts, (1,)) / placement.logcnt
     gpu_load = np.einsum("le,leg->lg", share, placement.expert_gpus.astype(np.float64))
     mean = gpu_load.mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -467,14 +806,21 @@ def load_cost(data: Trace | Profile, placement: Placement, chunk_tokens: int = D
 
 
 # ------------------------------------------------------------------------- evaluate
+def passes_over_trace(data: Trace | Profile, costs: Sequence[str]) -> int:
+    """How many times :func:`evaluate` reads the tokens of ``data`` for ``costs`` (for progress)."""
+    return len([c for c in costs if c in COST_MODELS]) if isinstance(data, Trace) else 0
+
+
 def evaluate(data: Trace | Profile, placement: Placement, topology: Topology,
              costs: Sequence[str] = COST_MODELS, hidden_size: int | None = None, dtype_bytes: int = 2,
              home: np.ndarray | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-             matrices: bool = True) -> dict[str, Any]:
+             matrices: bool = True, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """A JSON-able summary of the chosen cost models (plain Python types, arrays as lists).
 
-    ``ep`` needs a Trace: with a Profile its entry says it was skipped and why.
+    ``ep`` needs a Trace and ``coherent`` transition counts: without them their entry says it
+    was skipped and why.
     ``matrices=False`` leaves out the ``[G, G]`` traffic and ``[L, G]`` load arrays.
+    ``progress`` is called with the tokens of every chunk read (one pass per trace-based model).
     """
     unknown = [c for c in costs if c not in COST_MODELS]
     if unknown:
@@ -490,16 +836,20 @@ def evaluate(data: Trace | Profile, placement: Placement, topology: Topology,
     }
     big = ("traffic", "gpu_load")
     for name in costs:
+        if name == "coherent" and isinstance(data, Profile) and data.trans is None and L > 1:
+            out["coherent"] = {"model": "coherent", "skipped": "needs inter-layer transitions; these counts have loads only"}
+            continue
         if name == "coherent":
-            res = coherent_cost(data, placement, topology, chunk_tokens=chunk_tokens).summary()
+            res = coherent_cost(data, placement, topology, chunk_tokens=chunk_tokens, progress=progress,
+                                hidden_size=hidden_size, dtype_bytes=dtype_bytes).summary()
         elif name == "ep":
             if not isinstance(data, Trace):
                 out["ep"] = {"model": "ep", "skipped": "needs a per-token trace, not aggregate counts"}
                 continue
             res = ep_cost(data, placement, topology, hidden_size=hidden_size, dtype_bytes=dtype_bytes,
-                          home=home, chunk_tokens=chunk_tokens).summary()
+                          home=home, chunk_tokens=chunk_tokens, progress=progress).summary()
         else:
-            res = load_cost(data, placement, chunk_tokens=chunk_tokens).summary()
+            res = load_cost(data, placement, chunk_tokens=chunk_tokens, progress=progress).summary()
         if not matrices:
             res = {k: v for k, v in res.items() if k not in big}
         out[name] = res

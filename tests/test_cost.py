@@ -86,7 +86,7 @@ def ref_coherent(trace: Trace, pl: Placement, topo: Topology):
     L, T, K = trace.expert_ids.shape
     G = topo.num_gpus
     per_layer = np.zeros(max(L - 1, 0))
-    traffic = np.zeros((G, G))
+    traffic = np.zeros((max(L - 1, 0), G, G))
     for t in range(T):
         for l in range(L - 1):
             if is_dropped(trace, l, t) or is_dropped(trace, l + 1, t):
@@ -100,13 +100,17 @@ def ref_coherent(trace: Trace, pl: Placement, topo: Topology):
                                 best, pair = topo.hop[a, b], (a, b)
                     per_layer[l] += best / K**2
                     if pair[0] != pair[1]:
-                        traffic[pair] += 1 / K**2
+                        traffic[l][pair] += 1 / K**2
     return per_layer, traffic
 
 
 def ref_home(trace: Trace, G: int) -> list[int]:
-    home = []
+    """Sequence s on GPU s % G; one sequence: G equal token blocks."""
     off = trace.offsets
+    if len(off) == 2:
+        T = trace.num_tokens
+        return [next(g for g in range(G) if t < (g + 1) * T / G) for t in range(T)]
+    home = []
     for s in range(len(off) - 1):
         home += [s % G] * int(off[s + 1] - off[s])
     return home
@@ -170,10 +174,12 @@ def ref_alltoall(B: np.ndarray, topo: Topology) -> float:
 @given(instances())
 def test_coherent_matches_per_token_loop(inst):
     trace, pl, topo = inst
-    per_layer, traffic = ref_coherent(trace, pl, topo)
-    res = coherent_cost(trace, pl, topo, chunk_tokens=7)
+    per_layer, layer_traffic = ref_coherent(trace, pl, topo)
+    res = coherent_cost(trace, pl, topo, chunk_tokens=7, hidden_size=3, dtype_bytes=2)
     np.testing.assert_allclose(res.per_layer, per_layer, atol=1e-9)
-    np.testing.assert_allclose(res.traffic, traffic, atol=1e-9)
+    np.testing.assert_allclose(res.traffic, layer_traffic.sum(axis=0), atol=1e-9)
+    times = [ref_alltoall(t * 6.0, topo) for t in layer_traffic]
+    np.testing.assert_allclose(res.per_layer_time_s, times, rtol=1e-9)
     assert res.total == pytest.approx(per_layer.sum(), abs=1e-9)
     L, T = trace.num_layers, trace.num_tokens
     assert res.per_transition == pytest.approx(per_layer.sum() / (T * (L - 1)) if L > 1 else 0.0, abs=1e-12)
@@ -202,18 +208,29 @@ def test_ep_matches_brute_force_cover(inst):
 
 @SETTINGS
 @given(instances(max_replicas=12, k_max=4, allow_dropped=False))
-def test_ep_exact_cover_search_agrees_with_vectorised(inst):
+def test_ep_every_cover_search_path_agrees_with_brute_force(inst):
+    """Bit-mask search (G <= 64), renumbered bit masks (any G), generic search, and the
+    per-token fallbacks."""
     trace, pl, topo = inst
-    fast = ep_cost(trace, pl, topo)
-    old = cost_mod._MAX_VECTOR_COMBOS
-    cost_mod._MAX_VECTOR_COMBOS = 0          # force the per-token depth-first search
+    traffic, spanned, served = ref_ep(trace, pl, topo, ref_home(trace, topo.num_gpus))
+    saved = cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS, cost_mod._LOCAL_MAX_CANDIDATES
     try:
-        slow = ep_cost(trace, pl, topo)
+        for setting in ((64, 4096, 64), (64, 0, 64), (0, 4096, 64), (0, 0, 64), (0, 4096, 0), (0, 0, 0)):
+            cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS, cost_mod._LOCAL_MAX_CANDIDATES = setting
+            res = ep_cost(trace, pl, topo)
+            np.testing.assert_array_equal(res.traffic, traffic.sum(axis=0))
+            assert res.mean_gpus_spanned == pytest.approx(spanned / served)
     finally:
-        cost_mod._MAX_VECTOR_COMBOS = old
-    np.testing.assert_array_equal(fast.traffic, slow.traffic)
-    traffic, _, _ = ref_ep(trace, pl, topo, ref_home(trace, topo.num_gpus))
-    np.testing.assert_array_equal(slow.traffic, traffic.sum(axis=0))
+        cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS, cost_mod._LOCAL_MAX_CANDIDATES = saved
+
+
+@SETTINGS
+@given(st.integers(1, 130), st.integers(1, 9), st.integers(0, 2**31 - 1))
+def test_first_occurrence_both_ways(G, K, seed):
+    g = np.random.default_rng(seed).integers(0, G, (50, K))
+    ref = np.array([[g[n, k] not in g[n, :k] for k in range(K)] for n in range(50)])
+    np.testing.assert_array_equal(cost_mod.first_occurrence(g, G), ref)
+    np.testing.assert_array_equal(cost_mod.first_occurrence(g, None), ref)
 
 
 @SETTINGS
@@ -332,6 +349,24 @@ def test_alltoall_time_hand_computed():
     assert alltoall_time(B, topo) == pytest.approx(5e-6 + 2e6 / 1e9)
 
 
+@SETTINGS
+@given(instances(), st.integers(1, 3))
+def test_data_with_fewer_experts_than_the_placement(inst, extra):
+    """A trace that knows fewer experts (never picked the rest) scores like one that knows all."""
+    trace, pl, topo = inst
+    E = pl.num_experts + extra
+    slots = pl.phy2log.reshape(pl.num_layers, pl.num_gpus, -1)   # the new experts go after GPU 0's slots
+    phy = np.concatenate([slots[:, 0], np.tile(np.arange(pl.num_experts, E), (pl.num_layers, 1)),
+                          slots[:, 1:].reshape(pl.num_layers, -1)], axis=1)
+    if (pl.num_slots + extra) % pl.num_gpus:
+        return
+    big = Placement(phy, E, pl.num_gpus, pl.gpus_per_node)
+    wide = Trace(trace.expert_ids, E, seq_offsets=trace.seq_offsets, dropped=trace.dropped)
+    for data_a, data_b in ((trace, wide), (Profile.from_trace(trace), Profile.from_trace(wide))):
+        assert coherent_cost(data_a, big, topo).total == pytest.approx(coherent_cost(data_b, big, topo).total)
+        np.testing.assert_allclose(load_cost(data_a, big).gpu_load, load_cost(data_b, big).gpu_load)
+
+
 def test_mismatched_inputs_are_user_errors():
     rng = np.random.default_rng(0)
     trace = random_trace(rng, 2, 10, 2, 8, False)
@@ -345,3 +380,23 @@ def test_mismatched_inputs_are_user_errors():
         ep_cost(Profile.from_trace(trace), pl, Topology.uniform(2))
     with pytest.raises(PlacerError, match="unknown cost model"):
         evaluate(trace, pl, Topology.uniform(2), costs=("speed",))
+
+
+@SETTINGS
+@given(instances())
+def test_progress_counts_every_token_of_every_pass(inst):
+    trace, pl, topo = inst
+    seen = []
+    evaluate(trace, pl, topo, chunk_tokens=4, progress=seen.append)
+    assert sum(seen) == trace.num_tokens * cost_mod.passes_over_trace(trace, cost_mod.COST_MODELS)
+    prof_seen = []
+    evaluate(Profile.from_trace(trace), pl, topo, progress=prof_seen.append)
+    assert prof_seen == []
+
+
+@SETTINGS
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=20))
+def test_popcount_fallback(values):
+    x = np.array(values, np.uint64)
+    np.testing.assert_array_equal(cost_mod._popcount_swar(x), [bin(v).count("1") for v in values])
+    np.testing.assert_array_equal(cost_mod._popcount(x), [bin(v).count("1") for v in values])

@@ -1,0 +1,50 @@
+"""``moe-place evaluate TRACE PLACEMENT.json``: score one placement under the cost models.
+
+Cost models (``docs/cost-models.md``): ``coherent`` (ExFlow: hop-weighted layer transitions),
+``ep`` (two all-to-alls per layer with dedup; copies, bytes, estimated time), ``load`` (token
+picks per GPU; max/mean imbalance). ``--split test`` scores on the second half of the
+sequences, tokens a placement fitted on the first half has not seen.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from placer.commands._evaluation import (common_options, cost_list, describe_data, describe_topology,
+                                         format_table, make_topology, metric_rows, select_split)
+from placer.commands._import_options import import_options, load_kwargs
+from placer.cost import evaluate, passes_over_trace
+from placer.placement import Placement
+from placer.progress import progress
+
+
+@click.command("evaluate")
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.argument("placement", type=click.Path(dir_okay=False))
+@common_options
+@import_options
+def command(trace: str, placement: str, cost: str, gpus_per_node: int | None, inter_node_cost: float | None,
+            topology_file: str | None, split: str, hidden_size: int | None, dtype_bytes: int, as_json: bool,
+            **kw) -> None:
+    """Score PLACEMENT on the routing of TRACE (a trace, any importable file, or a profile of counts)."""
+    from placer.traces.importers import load_input
+
+    pl = Placement.load(placement)
+    data = select_split(load_input([trace], **load_kwargs(kw)), split, trace)
+    topo = make_topology(pl.num_gpus, gpus_per_node if gpus_per_node is not None else pl.gpus_per_node,
+                         inter_node_cost, topology_file)
+    costs = cost_list(cost)
+    total = data.num_tokens * passes_over_trace(data, costs)
+    with progress("evaluating", total=total or None, unit="tokens") as advance:
+        result = evaluate(data, pl, topo, costs=costs, hidden_size=hidden_size, dtype_bytes=dtype_bytes,
+                          progress=advance)
+    result = {"trace_file": trace, "placement_file": placement, "split": split, **result}
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(describe_data(data, split))
+    click.echo(f"placement: {placement} ({pl.num_gpus} GPUs, {pl.slots_per_gpu} slots per GPU, "
+               f"{pl.num_replicas} replicas per layer); topology: {describe_topology(topo)}")
+    click.echo(format_table(["metric", "value"], [list(r) for r in metric_rows(result)]))
