@@ -321,9 +321,10 @@ def test_cli_export_sglang_counts_from_a_counts_profile(cli, tmp_path):
 def test_cli_round_trip_solve_export_import_evaluate(cli, tmp_path):
     """The user's path: solve -> export sglang -> import-placement -> evaluate gives identical metrics."""
     import importlib.util
-    missing = [c for c in ("solve", "evaluate") if importlib.util.find_spec(f"placer.commands.{c}") is None]
-    if missing:
-        pytest.skip(f"commands not on this branch yet: {missing}")
+
+    from placer.profile import Profile
+    from placer.solvers.base import Constraints, get_solver
+    from placer.topology import Topology
     from tests.test_plan import synthetic_trace
 
     trace = synthetic_trace(L=4, E=16, K=2, T=600, S=6, seed=5)
@@ -331,8 +332,11 @@ def test_cli_round_trip_solve_export_import_evaluate(cli, tmp_path):
     tpath = tmp_path / "t.npz"
     trace.save(tpath)
     placement = tmp_path / "p.json"
-    proc = cli("solve", tpath, "--gpus", 4, "--solver", "eplb", "--replicas", 4, "--time-limit", 5, "-o", placement)
-    assert proc.returncode == 0, proc.stderr
+    if importlib.util.find_spec("placer.commands.solve") is not None:
+        proc = cli("solve", tpath, "--gpus", 4, "--solver", "eplb", "--replicas", 4, "--time-limit", 5, "-o", placement)
+        assert proc.returncode == 0, proc.stderr
+    else:  # the solve command is another branch's; the same solver through its API
+        get_solver("eplb")(Profile.from_trace(trace), Topology.uniform(4), Constraints(replicas=4)).placement.save(placement)
     loc = tmp_path / "expert_location.json"
     proc = cli("export", placement, "--format", "sglang", "--moe-layers", "1-4", "--num-hidden-layers", 5, "-o", loc)
     assert proc.returncode == 0, proc.stderr
