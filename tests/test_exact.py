@@ -1,0 +1,288 @@
+"""Exact models against brute force over every placement of tiny instances, for every backend."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exact_refs import (all_gpu_of, layer_assignments, pairs_cost, profile_of, random_trace, token_coherent_cost,
+                        token_pair_cut, token_pairs)
+from placer.errors import PlacerError
+from placer.solvers.base import Constraints, get_solver
+from placer.solvers.exact.local import best_descent
+from placer.solvers.exact.milp import LinearModel, solve_model
+from placer.topology import Topology
+
+BACKENDS = ["cpsat", "highs", "cbc"]
+
+
+def holding(gpu_of, G):
+    L, E = gpu_of.shape
+    eg = np.zeros((L, E, G), bool)
+    eg[np.arange(L)[:, None], np.arange(E)[None, :], gpu_of] = True
+    return eg
+
+
+def token_loads(trace, gpu_of, G):
+    ids = np.asarray(trace.expert_ids).astype(np.int64)
+    return np.stack([np.bincount(gpu_of[l][ids[l]].ravel(), minlength=G) for l in range(len(ids))])
+
+
+def brute(trace, topo, cost="coherent", load_weight=0.0, max_imbalance=None):
+    """Best value over every replica-free placement, costs from per-token definitions."""
+    G = topo.num_gpus
+    best = np.inf
+    P = token_pairs(trace) if cost == "coherent" else None
+    for g in all_gpu_of(trace.num_layers, trace.num_experts, G):
+        loads = token_loads(trace, g, G)
+        if max_imbalance is not None and np.any(loads.max(axis=1) > max_imbalance * loads.mean(axis=1) + 1e-9):
+            continue
+        if cost == "coherent":
+            v = pairs_cost(P, g, topo.hop)
+        else:
+            v = token_pair_cut(trace, g, topo.hop)
+        v += load_weight * loads.max(axis=1).sum()
+        best = min(best, v)
+    return best
+
+
+def value_of(trace, topo, placement, cost="coherent", load_weight=0.0):
+    g = placement.gpu_of
+    G = topo.num_gpus
+    v = token_coherent_cost(trace, holding(g, G), topo.hop) if cost == "coherent" else token_pair_cut(trace, g, topo.hop)
+    return v + load_weight * token_loads(trace, g, G).max(axis=1).sum()
+
+
+TOPOS = {"2gpu": lambda: Topology.uniform(2), "2x2": lambda: Topology.uniform(4, 2, inter_node_cost=3.0)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("topo_name", sorted(TOPOS))
+@pytest.mark.parametrize("solver", ["exflow", "joint"])
+def test_exact_equals_brute_force(backend, topo_name, solver):
+    topo = TOPOS[topo_name]()
+    for seed in range(2):
+        rng = np.random.default_rng(100 + seed)
+        L = 3 if topo.num_gpus == 2 else 2  # 24^L placements on 4 GPUs
+        trace = random_trace(rng, L, 4, 2, T=40, affinity=0.5)
+        res = get_solver(solver)(profile_of(trace), topo, Constraints(backend=backend, time_limit=30,
+                                                                       options={"warm_start": seed == 0,
+                                                                                "formulation": "compact"}))
+        best = brute(trace, topo)
+        assert res.status == "optimal"
+        assert value_of(trace, topo, res.placement) == pytest.approx(best)
+        assert res.objective == pytest.approx(best)
+        assert res.bound <= best + 1e-9
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_naive_formulation_equals_brute_force(backend):
+    topo = Topology.uniform(4, 2, inter_node_cost=2.0)
+    trace = random_trace(np.random.default_rng(7), 2, 4, 2, T=40)
+    res = get_solver("exflow")(profile_of(trace), topo, Constraints(backend=backend, options={"formulation": "naive"}))
+    assert res.status == "optimal"
+    assert value_of(trace, topo, res.placement) == pytest.approx(brute(trace, topo))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), backend=st.sampled_from(["cpsat", "highs"]), K=st.integers(2, 3),
+       shape=st.sampled_from([(4, 2, 2), (6, 2, 2), (4, 4, 2), (6, 3, 3)]))
+def test_joint_ep_equals_brute_force(seed, backend, K, shape):
+    E, G, gpn = shape
+    topo = Topology.uniform(G, gpn, inter_node_cost=2.0)
+    trace = random_trace(np.random.default_rng(seed), 2, E, K, T=30, affinity=0.2)
+    res = get_solver("joint")(profile_of(trace), topo, Constraints(cost="ep", backend=backend,
+                                                                     options={"formulation": "compact"}))
+    best = brute(trace, topo, cost="ep")
+    assert res.status == "optimal"
+    assert value_of(trace, topo, res.placement, cost="ep") == pytest.approx(best)
+    assert res.bound <= best + 1e-9
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_joint_with_load_weight_and_imbalance_equals_brute_force(backend):
+    rng = np.random.default_rng(11)
+    # skewed loads: expert 0 is hot, so balance and locality pull in different directions
+    trace = random_trace(rng, 3, 4, 1, T=60, affinity=0.8)
+    ids = np.asarray(trace.expert_ids).copy()
+    ids[:, :15, 0] = 0
+    trace.expert_ids = ids
+    topo = Topology.uniform(2)
+    prof = profile_of(trace)
+    for opts, imb in (({"load_weight": 0.5, "formulation": "compact"}, None), ({"formulation": "compact"}, 1.2),
+                      ({"formulation": "compact"}, 1.6)):
+        best = brute(trace, topo, load_weight=opts.get("load_weight", 0.0), max_imbalance=imb)
+        cons = Constraints(backend=backend, max_imbalance=imb, options=opts)
+        if not np.isfinite(best):  # no placement meets the limit: the solver must say so
+            with pytest.raises(PlacerError, match="max-imbalance"):
+                get_solver("joint")(prof, topo, cons)
+            continue
+        res = get_solver("joint")(prof, topo, cons)
+        assert res.status == "optimal"
+        assert value_of(trace, topo, res.placement, load_weight=opts.get("load_weight", 0.0)) == pytest.approx(best)
+        if imb is not None:
+            loads = token_loads(trace, res.placement.gpu_of, 2)
+            assert np.all(loads.max(axis=1) <= imb * loads.mean(axis=1) + 1e-9)
+
+
+def test_infeasible_imbalance_names_the_floor():
+    trace = random_trace(np.random.default_rng(1), 2, 4, 1, T=40)
+    ids = np.asarray(trace.expert_ids).copy()
+    ids[0, :30, 0] = 2  # expert 2 takes 30 of 40 tokens in layer 0: floor = 30 * 2 / 40 = 1.5
+    trace.expert_ids = ids
+    with pytest.raises(PlacerError, match=r"1\.5000"):
+        get_solver("joint")(profile_of(trace), Topology.uniform(2), Constraints(max_imbalance=1.2))
+
+
+def test_moetuner_stages_against_brute_force():
+    trace = random_trace(np.random.default_rng(5), 3, 6, 2, T=50)
+    prof = profile_of(trace)
+    topo = Topology.uniform(2)
+    res = get_solver("moetuner")(prof, topo, Constraints(backend="cpsat"))
+    g = res.placement.gpu_of
+    loads = token_loads(trace, g, 2)
+    # stage 1 is exact: every layer's max GPU load is the smallest any balanced split reaches
+    for l in range(3):
+        best = min(np.bincount(a, weights=prof.load[l], minlength=2).max() for a in layer_assignments(6, 2))
+        assert loads[l].max() == best
+    assert res.objective == pytest.approx(value_of(trace, topo, res.placement))
+    assert res.objective >= brute(trace, topo) - 1e-9
+    assert res.bound <= res.objective
+
+
+def test_layer_descent_is_optimal_on_a_chain_with_planted_blocks():
+    # tokens never leave their block {0,1}, {2,3} (relabelled per layer): cost 0 is reachable
+    rng = np.random.default_rng(2)
+    L, E, T = 4, 4, 200
+    perms = [rng.permutation(E) for _ in range(L)]
+    base = rng.integers(0, 2, size=T) * 2 + rng.integers(0, 2, size=T)
+    ids = np.stack([perms[l][(base + (l % 2)) % 2 + (base // 2) * 2] for l in range(L)])[:, :, None]
+    from placer.traces.trace import Trace
+    prof = profile_of(Trace(expert_ids=ids.astype(np.uint8), num_experts=E))
+    g, val = best_descent(prof, Topology.uniform(2), seed=0)
+    assert val == pytest.approx(0.0)
+    res = get_solver("exflow")(prof, Topology.uniform(2), Constraints())
+    assert res.objective == pytest.approx(0.0) and res.status == "optimal"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_seed_same_placement(backend):
+    trace = random_trace(np.random.default_rng(9), 2, 8, 2, T=80, affinity=0.4)
+    prof = profile_of(trace)
+    topo = Topology.uniform(4)
+    runs = [get_solver("exflow")(prof, topo, Constraints(backend=backend, seed=3, time_limit=20,
+                                                         options={"formulation": "compact"})) for _ in range(2)]
+    assert np.array_equal(runs[0].placement.phy2log, runs[1].placement.phy2log)
+
+
+def test_relabelling_gpus_changes_no_objective():
+    from placer.solvers.exact.models import canonical_relabel, objective_value
+    trace = random_trace(np.random.default_rng(4), 3, 8, 2, T=50)
+    prof = profile_of(trace)
+    topo = Topology.uniform(4, 2, inter_node_cost=5.0)
+    g = np.stack([np.random.default_rng(l).permutation(np.arange(8) // 2) for l in range(3)])
+    r = canonical_relabel(g, 4, 2)
+    assert objective_value(prof, topo, "coherent", r) == pytest.approx(objective_value(prof, topo, "coherent", g))
+    assert r[0, 0] == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backend_reports_infeasible_and_optimal(backend):
+    m = LinearModel()
+    x = m.add_vars(2)
+    m.add_row(x, [1.0, 1.0], 3.0, 3.0)  # two binaries cannot sum to 3
+    assert solve_model(m, backend, 5).status == "infeasible"
+    m2 = LinearModel()
+    y = m2.add_vars(3)
+    m2.add_row(y, [1.0, 1.0, 1.0], 2.0, 2.0)
+    m2.add_obj(y, [3.0, 1.0, 2.0])
+    r = solve_model(m2, backend, 5)
+    assert r.status == "optimal" and r.objective == pytest.approx(3.0) and r.bound == pytest.approx(3.0)
+
+
+def test_missing_pulp_backend_names_the_package():
+    m = LinearModel()
+    m.add_vars(1)
+    with pytest.raises(PlacerError, match="pip install gurobipy"):
+        solve_model(m, "GUROBI", 1)
+
+
+def test_replicas_and_general_topologies_are_refused():
+    trace = random_trace(np.random.default_rng(0), 2, 4, 1, T=10)
+    prof = profile_of(trace)
+    with pytest.raises(PlacerError, match="replicas"):
+        get_solver("exflow")(prof, Topology.uniform(2), Constraints(replicas=2))
+    bw = np.array([[0, 4, 2, 1], [4, 0, 1, 2], [2, 1, 0, 4], [1, 2, 4, 0]], float) * 1e9
+    with pytest.raises(PlacerError, match="partition"):  # the MILP needs two hop levels (the dp does not)
+        get_solver("exflow")(prof, Topology.from_bandwidth_matrix(bw), Constraints(options={"formulation": "compact"}))
+
+
+GENERAL_BW = np.array([[0, 4, 2, 1], [4, 0, 1, 2], [2, 1, 0, 4], [1, 2, 4, 0]], float) * 1e9
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), K=st.integers(1, 2),
+       topo_kind=st.sampled_from(["2gpu", "2x2", "general", "4gpu"]),
+       cost=st.sampled_from(["coherent", "ep"]), imb=st.sampled_from([None, 1.3]),
+       load_weight=st.sampled_from([0.0, 0.3]))
+def test_chain_dp_equals_brute_force(seed, K, topo_kind, cost, imb, load_weight):
+    topo = {"2gpu": lambda: Topology.uniform(2), "2x2": lambda: Topology.uniform(4, 2, inter_node_cost=3.0),
+            "general": lambda: Topology.from_bandwidth_matrix(GENERAL_BW),
+            "4gpu": lambda: Topology.uniform(4)}[topo_kind]()
+    if cost == "ep" and K == 1:
+        K = 2
+    E = 4 if topo.num_gpus == 4 else 6
+    trace = random_trace(np.random.default_rng(seed), 2, E, K, T=30, affinity=0.5)
+    best = brute(trace, topo, cost=cost, load_weight=load_weight, max_imbalance=imb)
+    cons = Constraints(cost=cost, max_imbalance=imb, options={"load_weight": load_weight})
+    if not np.isfinite(best):
+        with pytest.raises(PlacerError, match="max-imbalance"):
+            get_solver("joint")(profile_of(trace), topo, cons)
+        return
+    res = get_solver("joint")(profile_of(trace), topo, cons)
+    assert res.status == "optimal"
+    assert value_of(trace, topo, res.placement, cost=cost, load_weight=load_weight) == pytest.approx(best)
+    assert res.objective == pytest.approx(best)
+
+
+def test_one_expert_per_gpu_chain_of_matchings_is_optimal():
+    # S = 1 on one node: 4 experts on 4 GPUs, 3 layers, against all 24^3 placements
+    trace = random_trace(np.random.default_rng(8), 3, 4, 2, T=40, affinity=0.5)
+    topo = Topology.uniform(4)
+    res = get_solver("exflow")(profile_of(trace), topo, Constraints())
+    assert "assignments" in res.details["formulation"]
+    assert value_of(trace, topo, res.placement) == pytest.approx(brute(trace, topo))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), K=st.integers(2, 3))
+def test_swap_descent_reaches_the_ep_optimum_when_one_swap_reaches_everything(seed, K):
+    # 4 experts on 2 GPUs: one swap reaches every other split, and ep layers are independent
+    from placer.solvers.exact.local import contiguous_gpu_of, swap_descent
+    trace = random_trace(np.random.default_rng(seed), 2, 4, K, T=30, affinity=0.2)
+    prof = profile_of(trace)
+    topo = Topology.uniform(2)
+    g = swap_descent(contiguous_gpu_of(2, 4, 2), topo.hop, None, prof.coact)
+    assert token_pair_cut(trace, g, topo.hop) == pytest.approx(brute(trace, topo, cost="ep"))
+
+
+def test_swap_descent_keeps_load_limits_and_never_worsens():
+    from placer.solvers.exact.local import balanced_gpu_of, coherent_objective, swap_descent
+    for seed in range(5):
+        trace = random_trace(np.random.default_rng(seed), 3, 8, 2, T=80, affinity=0.5)
+        prof = profile_of(trace)
+        topo = Topology.uniform(4, 2, inter_node_cost=3.0)
+        load = prof.load.astype(float)
+        start = balanced_gpu_of(load, 4)
+        cap = np.maximum(np.stack([np.bincount(start[l], weights=load[l], minlength=4) for l in range(3)]).max(1),
+                         1.2 * load.sum(1) / 4)
+        W = prof.transition_weights()
+        g = swap_descent(start, topo.hop, W, None, load, cap)
+        assert coherent_objective(W, g, topo.hop) <= coherent_objective(W, start, topo.hop) + 1e-9
+        for l in range(3):
+            assert np.all(np.bincount(g[l], minlength=4) == 2)
+            assert np.bincount(g[l], weights=load[l], minlength=4).max() <= cap[l] + 1e-9
