@@ -1,0 +1,244 @@
+"""Offline capacity planning: sweep cluster shapes, solve each, predict traffic, balance and memory.
+
+For every configuration (G GPUs in nodes of ``gpus_per_node``, R redundant experts per layer)
+and every solver, :func:`plan` solves a placement on the training part of a trace and scores it
+on the held-out part (or in-sample with ``test_fraction=0``) with :mod:`placer.cost`:
+
+- ``ep_*``: the **ep** model (standard expert parallelism, two all-to-alls per layer, one copy
+  per distinct remote GPU, sequences' home GPUs round-robin): copies per token, bytes and
+  all-to-all time per step of ``tokens_per_step`` tokens (the trace's per-token figures scaled
+  linearly), share of copies that cross nodes.
+- ``coherent_per_transition``: the **coherent** model's hop-weighted mean cost of a token's layer
+  transition (ExFlow's metric with top-1 and one node).
+- ``imbalance_*``: the **load** model, per-layer max/mean GPU load, mean and worst over layers.
+- ``expert_mem_gib``: expert weights per GPU, ``S * L * expert_bytes`` (S slots per GPU per
+  layer, L MoE layers), and ``fits`` against ``gpu_memory``.
+
+A configuration that cannot hold the experts (E + R not divisible by G, ...) or a solver that
+fails gives a row with ``status`` ``infeasible`` or ``error`` and the reason, not an abort.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from placer.errors import PlacerError
+from placer.profile import Profile
+from placer.solvers.base import Constraints, get_solver
+from placer.topology import NIC_BYTES_PER_S, NVLINK_BYTES_PER_S, Topology
+from placer.traces.trace import Trace
+
+GIB = 2 ** 30
+DEFAULT_TOKENS_PER_STEP = 8192
+COLUMNS = ["gpus", "nodes", "replica_spec", "replicas", "slots_per_gpu", "solver", "status", "solve_s",
+           "ep_copies_per_token", "ep_bytes_per_step", "ep_time_per_step_ms", "ep_inter_node_share",
+           "coherent_per_transition", "imbalance_mean", "imbalance_max", "expert_mem_gib", "fits", "note"]
+
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
+          "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
+
+
+def parse_size(text: str, option: str) -> float:
+    """``"80GiB"``, ``"900GB"``, ``"1.5e9"`` -> bytes (``/s`` suffix allowed for bandwidths)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*(?:/s)?\s*", str(text).lower())
+    if not m or m.group(2) not in _UNITS:
+        raise PlacerError(f"{option} {text!r} is not a size; write e.g. 80GiB, 900GB/s or 1.5e9")
+    value = float(m.group(1)) * _UNITS[m.group(2)]
+    if value <= 0:
+        raise PlacerError(f"{option} {text!r} must be positive")
+    return value
+
+
+def parse_bandwidth(text: str) -> tuple[float, float]:
+    """``"intra=900GB/s,inter=50GB/s"`` -> (intra, inter) bytes/s; either may be left out."""
+    out = {"intra": NVLINK_BYTES_PER_S, "inter": NIC_BYTES_PER_S}
+    for part in str(text).split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in out:
+            raise PlacerError(f"--bandwidth {text!r}: write intra=900GB/s,inter=50GB/s")
+        out[key.strip()] = parse_size(value, f"--bandwidth {key.strip()}")
+    return out["intra"], out["inter"]
+
+
+def parse_int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise PlacerError(f"{option} {text!r} must be a comma list of integers, e.g. 4,8,16") from None
+    if not values or min(values) < 1:
+        raise PlacerError(f"{option} {text!r} must list positive integers, e.g. 4,8,16")
+    return values
+
+
+def replicas_for(spec: str, num_gpus: int) -> int:
+    """Redundant experts per layer: ``"16"`` is 16, ``"1x"`` is one per GPU (G), ``"2x"`` two per GPU."""
+    s = str(spec).strip().lower()
+    try:
+        value = int(float(s[:-1]) * num_gpus) if s.endswith("x") else int(s)
+    except ValueError:
+        raise PlacerError(f"--replicas {spec!r}: write a count (16) or per-GPU multiple (1x)") from None
+    if value < 0:
+        raise PlacerError(f"--replicas {spec!r} must be non-negative")
+    return value
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Units: bytes, bytes/s, tokens. ``expert_bytes`` is one expert's weights in one layer."""
+
+    gpus_per_node: int = 8
+    hidden_size: int | None = None
+    dtype_bytes: int = 2
+    expert_bytes: float | None = None
+    gpu_memory: float | None = None
+    intra_bandwidth: float = NVLINK_BYTES_PER_S
+    inter_bandwidth: float = NIC_BYTES_PER_S
+    tokens_per_step: int = DEFAULT_TOKENS_PER_STEP
+    test_fraction: float = 0.5
+    cost: str = "ep"
+    max_imbalance: float | None = None
+    time_limit: float = 10.0
+    seed: int = 0
+
+
+def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Sequence[str],
+         options: PlanOptions = PlanOptions(),
+         advance: Callable[[float], None] | None = None) -> "pandas.DataFrame":  # noqa: F821
+    """One row per (GPUs, replicas, solver); columns :data:`COLUMNS` (see the module docstring)."""
+    import pandas as pd
+
+    from placer import cost
+
+    fns = {name: get_solver(name) for name in solvers}  # unknown names fail before any work
+    if options.test_fraction > 0:
+        train, test = trace.split(options.test_fraction)
+    else:
+        train = test = trace
+    profile = Profile.from_trace(train)
+    E, L = trace.num_experts, trace.num_layers
+    rows: list[dict[str, Any]] = []
+    for G in gpus:
+        for spec in replicas:
+            R = replicas_for(spec, G)
+            base = {"gpus": G, "replica_spec": str(spec), "replicas": R, "solver": None}
+            try:
+                gpn = min(options.gpus_per_node, G)
+                topo = Topology.uniform(G, gpn, intra_bandwidth=options.intra_bandwidth,
+                                        inter_bandwidth=options.inter_bandwidth)
+                constraints = Constraints(replicas=R, cost=options.cost, time_limit=options.time_limit,
+                                          seed=options.seed, max_imbalance=options.max_imbalance)
+                S = constraints.slots_per_gpu(E, G)
+            except PlacerError as exc:
+                for name in solvers:
+                    rows.append({**base, "solver": name, "status": "infeasible", "note": str(exc)})
+                    if advance:
+                        advance(1)
+                continue
+            base.update(nodes=topo.num_nodes, slots_per_gpu=S)
+            mem = S * L * options.expert_bytes / GIB if options.expert_bytes else None
+            base.update(expert_mem_gib=mem,
+                        fits=None if mem is None or options.gpu_memory is None else bool(mem * GIB <= options.gpu_memory))
+            for name, fn in fns.items():
+                row = {**base, "solver": name}
+                t0 = time.perf_counter()
+                try:
+                    result = fn(profile, topo, constraints)
+                    row["solve_s"] = time.perf_counter() - t0
+                    row.update(_score(cost, test, result.placement, topo, options))
+                    row["status"] = result.status
+                except PlacerError as exc:
+                    row.update(status="error", note=str(exc), solve_s=time.perf_counter() - t0)
+                rows.append(row)
+                if advance:
+                    advance(1)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _score(cost: Any, test: Trace, placement: Any, topo: Topology, options: PlanOptions) -> dict[str, Any]:
+    """The table's metric columns for one placement, scored on ``test``."""
+    T = test.num_tokens
+    scale = options.tokens_per_step / T
+    ep = cost.ep_cost(test, placement, topo, hidden_size=options.hidden_size, dtype_bytes=options.dtype_bytes)
+    load = cost.load_cost(test, placement)
+    out = {"ep_copies_per_token": float(ep.copies) / T,
+           "ep_inter_node_share": _float(ep.inter_node_share),
+           "imbalance_mean": float(load.mean_imbalance), "imbalance_max": float(load.max_imbalance)}
+    if options.hidden_size:
+        out["ep_bytes_per_step"] = float(ep.bytes) * scale
+        out["ep_time_per_step_ms"] = _float(ep.time_s) * scale * 1e3 if ep.time_s is not None else None
+    if test.num_layers > 1:
+        out["coherent_per_transition"] = float(cost.coherent_cost(test, placement, topo).per_transition)
+    return out
+
+
+def _float(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def plot(table: "pandas.DataFrame", path: str, title: str = "", gpu_memory: float | None = None) -> None:  # noqa: F821
+    """Trade-off curves vs GPUs, one line per (solver, replicas): EP bytes (or copies) per step,
+    mean per-layer imbalance, expert memory per GPU (with the GPU memory line). PNG via Agg."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from placer.fileio import atomic_path
+
+    ok = table[table["status"].isin(["infeasible", "error"]) == False].copy()  # noqa: E712
+    if ok.empty:
+        raise PlacerError("nothing to plot: every configuration was infeasible or failed; see the table")
+    ok["replica_label"] = ok["replica_spec"].astype(str)
+    use_bytes = ok["ep_bytes_per_step"].notna().any()
+    fig, grid = plt.subplots(2, 2, figsize=(11, 7.5))
+    ax_traffic, ax_time, ax_balance, ax_mem = grid.ravel()
+    traffic_col = "ep_bytes_per_step" if use_bytes else "ep_copies_per_token"
+    markers = "osd^v<>"
+    for i, ((solver, R), grp) in enumerate(ok.groupby(["solver", "replica_label"], sort=True)):
+        grp = grp.sort_values("gpus")
+        label = f"{solver}, replicas {R}" if ok["replica_label"].nunique() > 1 else solver
+        style = dict(marker=markers[i % len(markers)], label=label, linestyle="-" if R == "0" else "--")
+        ax_traffic.plot(grp["gpus"], grp[traffic_col] / (2 ** 20 if use_bytes else 1), **style)
+        if use_bytes:
+            ax_time.plot(grp["gpus"], grp["ep_time_per_step_ms"], **style)
+        ax_balance.plot(grp["gpus"], grp["imbalance_mean"], **style)
+    if not use_bytes:
+        ax_time.text(0.5, 0.5, "give --hidden-size for bytes and time", ha="center", va="center",
+                     transform=ax_time.transAxes)
+    if ok["expert_mem_gib"].notna().any():
+        for R, grp in ok.groupby("replica_label"):
+            m = grp.groupby("gpus")["expert_mem_gib"].max()
+            ax_mem.plot(m.index, m.values, marker="o", label=f"replicas {R}")
+        if gpu_memory:
+            ax_mem.axhline(gpu_memory / GIB, color="red", linestyle=":", label="GPU memory")
+        ax_mem.legend(fontsize=8)
+    else:
+        ax_mem.text(0.5, 0.5, "give --expert-bytes or --expert-params\nfor memory per GPU",
+                    ha="center", va="center", transform=ax_mem.transAxes)
+    ax_traffic.set_ylabel("MiB per step (dispatch + combine)" if use_bytes else "copies per token (all layers)")
+    ax_time.set_ylabel("ms per step (alpha-beta estimate)")
+    ax_balance.set_ylabel("mean per-layer max/mean GPU load")
+    ax_mem.set_ylabel("expert weights per GPU (GiB)")
+    titles = ("EP all-to-all traffic (ep model)", "EP all-to-all time (ep model)", "load imbalance (load model)",
+              "memory fit")
+    for ax, name in zip(grid.ravel(), titles):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(ok["gpus"].unique()))
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xlabel("GPUs")
+        ax.set_title(name)
+        ax.grid(True, alpha=0.3)
+    ax_traffic.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)
