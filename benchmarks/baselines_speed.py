@@ -27,7 +27,7 @@ def main() -> None:
     load = np.round(1000 * np.random.default_rng(0).lognormal(0.0, 1.0, size=(L, E)))
     profile = Profile(load=load, num_tokens=0, top_k=8)
     topo = Topology.uniform(G, gpn)
-    print(f"| solver | options | replicas | seconds (best of 3) | max imbalance |")
+    print("| solver | options | replicas | seconds (best of 3) | max imbalance |")
     print("| --- | --- | --- | --- | --- |")
     for replicas in (0, 64):
         for name, options in [("contiguous", {}), ("round_robin", {}), ("random", {}),

@@ -20,6 +20,7 @@ from placer.errors import PlacerError
 # command name -> module under placer.commands
 COMMANDS: dict[str, str] = {
     "import": "import_",
+    "import-placement": "import_placement",
     "inspect": "inspect",
     "profile": "profile",
     "evaluate": "evaluate",

@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import numpy as np
 
 from placer.errors import PlacerError
 from placer.profile import Profile

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +13,15 @@ from placer import export as ex
 from placer.errors import PlacerError
 from placer.placement import Placement
 from placer.traces.trace import Trace
-from tests.conftest import REPO, assert_user_error
+from tests.conftest import assert_user_error, run_cli
 
 DATA = Path(__file__).parent / "data" / "export"
 TINY = DATA / "tiny_placement.json"
 
 
 def run_import_placement(*args: str) -> subprocess.CompletedProcess:
-    """Run the import-placement command through the real CLI entry point (the lead wires it in)."""
-    code = ("import sys, placer.cli as c; c.COMMANDS['import-placement'] = 'import_placement'; "
-            "c.main(sys.argv[1:])")
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-c", code, "import-placement", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    """Run ``moe-place import-placement ARGS`` through the real CLI entry point."""
+    return run_cli("import-placement", *args, timeout=300)
 
 
 def tiny_trace() -> Trace:

@@ -210,6 +210,8 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
                               "formulation": formulation, "load_weight": load_weight, "holdout": holdout},
               "input": {"path": trace.name, "num_layers": profile.num_layers, "num_experts": E,
                         "top_k": profile.top_k, "train_tokens": profile.num_tokens,
+                        "moe_layers": list(profile.moe_layers), "num_hidden_layers": profile.num_hidden_layers,
+                        "model": profile.model,
                         "held_out_tokens": None if test_data is None else test_data.num_tokens},
               "metrics": table}
     report = to_jsonable(report)
