@@ -62,7 +62,8 @@ def test_holdout_scores_on_unseen_sequences(cli, tiny, tmp_path):
 
 
 @pytest.mark.parametrize("extra", [[], ["--formulation", "compact", "--backend", "cpsat"],
-                                   ["--solver", "moetuner", "--backend", "cbc"]])
+                                   ["--solver", "moetuner", "--backend", "cbc"],
+                                   ["--solver", "partition", "--replicas", "4"]])
 def test_same_seed_gives_identical_bytes(cli, tmp_path, extra):
     trace = random_trace(np.random.default_rng(5), 2, 8, 2, T=80, affinity=0.4)
     path = tmp_path / "t.npz"

@@ -200,6 +200,9 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
     summary = result.summary()
     timing = {"solve_s": solve_s, "solver_s": summary.pop("time_s", None),
               "backend_s": summary.pop("backend_time_s", None)}
+    # Wall-clock figures anywhere in a solver's details would make the placement file differ
+    # between runs; they go to the printed timing only.
+    summary = _drop_timings(summary, timing.setdefault("details", {}))
     report = {"solver": result.solver, "chosen": choice, "status": result.status, "cost_model": result.cost_model,
               "objective": result.objective, "bound": result.bound, "gap": summary.get("gap"),
               "details": {k: v for k, v in summary.items()
@@ -222,6 +225,22 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
         click.echo(json.dumps({**report, "timing": to_jsonable(timing), "output": str(output)}, indent=1))
         return
     _print_summary(report, timing, output)
+
+
+def _drop_timings(obj: Any, sink: dict, path: str = "") -> Any:
+    """Copy of ``obj`` without keys ending in ``time_s``; removed values go to ``sink`` by path."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            key = f"{path}.{k}" if path else str(k)
+            if str(k).endswith("time_s"):
+                sink[key] = v
+            else:
+                out[k] = _drop_timings(v, sink, key)
+        return out
+    if isinstance(obj, list):
+        return [_drop_timings(v, sink, f"{path}[{i}]") for i, v in enumerate(obj)]
+    return obj
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
