@@ -316,6 +316,27 @@ def from_csv(text: str, num_experts: int | None = None, gpus_per_node: int | Non
     return Placement(phy, E, G, gpus_per_node, _trace_report(name, "csv", None, None)).validate(name)
 
 
+def looks_like_placement(path: str | Path) -> bool:
+    """Cheap sniff (first 4 KiB): is ``path`` an engine placement file rather than a routing trace?
+
+    True for our CSV header, SGLang's map and vllm-ascend's map; ``moe-place import`` uses it to
+    hand such files to :func:`read_placement_any`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", errors="ignore")
+    except OSError:
+        return False
+    first = head.lstrip().split("\n", 1)[0].strip().lower().replace(" ", "")
+    if first == ",".join(CSV_HEADER):
+        return True
+    stripped = head.lstrip()
+    return stripped.startswith("{") and (f'"{SGLANG_KEY}"' in head or '"layer_list"' in head)
+
+
 def read_placement_any(path: str | Path, num_experts: int | None = None, num_gpus: int | None = None,
                        moe_layers: Sequence[int] | None = None, gpus_per_node: int | None = None) -> Placement:
     """Read our placement JSON, SGLang's map, vllm-ascend's map, the CSV, or the ``eplb`` ``.npz``.

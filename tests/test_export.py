@@ -275,6 +275,25 @@ def test_import_placement_cli(tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_moe_place_import_reads_engine_placements(tmp_path):
+    """`moe-place import` hands SGLang maps and our CSV to the placement reader."""
+    sg = tmp_path / "deployed.json"
+    sg.write_text((DATA / "expected_sglang.json").read_text())
+    csv_file = tmp_path / "deployed.csv"
+    csv_file.write_text((DATA / "expected.csv").read_text())
+    want = Placement.load(TINY).phy2log
+    for src, extra in ((sg, ["--num-experts", 4, "--gpus", 2, "--moe-layers", "1-2"]), (csv_file, [])):
+        out = tmp_path / f"{src.stem}_back.json"
+        proc = run_cli("import", src, *extra, "-o", out)
+        assert proc.returncode == 0, proc.stderr
+        np.testing.assert_array_equal(Placement.load(out).phy2log, want)
+    # placement-only options on a routing trace are a user error, and nothing is written
+    trace = tmp_path / "t.npz"
+    tiny_trace().save(trace)
+    assert_user_error(run_cli("import", trace, "--gpus", 2, "-o", tmp_path / "o.npz"), "placement files only")
+    assert not (tmp_path / "o.npz").exists()
+
+
 # ------------------------------------------------ round trip: solve -> export -> import -> evaluate
 def _evaluate_json(trace, placement, topo) -> str:
     from placer import cost

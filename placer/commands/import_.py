@@ -29,11 +29,35 @@ def _list_formats(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .npz (trace, or profile for counts).")
 @import_options
 @click.option("--model", default=None, help="Model name to record in the metadata.")
+@click.option("--gpus", type=click.IntRange(min=1), default=None,
+              help="Placement files only: EP ranks G (SGLang maps do not record it).")
+@click.option("--gpus-per-node", type=click.IntRange(min=1), default=None, help="Placement files only: GPUs per node.")
+@click.option("--moe-layers", default=None, help="Placement files only: SGLang map rows that are MoE layers, e.g. 1-26.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--list-formats", is_flag=True, expose_value=False, is_eager=True, callback=_list_formats,
               help="List the input formats and exit.")
-def command(sources: tuple[str, ...], output: str, model: str | None, as_json: bool, **kw) -> None:
-    """Convert and concatenate routing traces SOURCES into a native trace (or profile) OUTPUT."""
+@click.pass_context
+def command(ctx: click.Context, sources: tuple[str, ...], output: str, model: str | None, as_json: bool,
+            gpus: int | None, gpus_per_node: int | None, moe_layers: str | None, **kw) -> None:
+    """Convert and concatenate routing traces SOURCES into a native trace (or profile) OUTPUT.
+
+    An engine placement file (SGLang --init-expert-location map, vllm-ascend expert map, the CSV of
+    'moe-place export') is imported as a moe-place placement JSON instead (same as
+    'moe-place import-placement'), so a running deployment can be evaluated and improved.
+    """
+    from placer.export import looks_like_placement
+
+    if any(looks_like_placement(s) for s in sources):
+        if len(sources) != 1:
+            raise PlacerError("give one placement file at a time; placements cannot be concatenated")
+        from placer.commands.import_placement import command as import_placement
+        ctx.invoke(import_placement, src=sources[0], out=output, num_experts=kw.get("num_experts"),
+                   gpus=gpus, gpus_per_node=gpus_per_node, moe_layers=moe_layers, target=None,
+                   expert_bytes=None, as_json=as_json)
+        return
+    if gpus is not None or gpus_per_node is not None or moe_layers is not None:
+        raise PlacerError("--gpus, --gpus-per-node and --moe-layers apply to placement files only; "
+                          "drop them when importing routing traces")
     from placer.profile import Profile
     from placer.traces.importers import load_any
 
