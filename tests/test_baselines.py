@@ -11,7 +11,7 @@ from placer.errors import PlacerError
 from placer.profile import Profile
 from placer.solvers.base import Constraints, available_solvers, get_solver
 from placer.solvers.baselines import baseline_placement, first_copy_gpus
-from placer.solvers.replicate import replica_counts
+from placer.solvers.replicate import replica_counts, replica_counts_batched
 from placer.topology import Topology
 
 
@@ -130,3 +130,23 @@ def test_repair_moves_a_redundant_copy_not_a_first_copy():
     load = np.array([[20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]])
     pl = baseline_placement("round_robin", load, 8, replicas=4).validate()
     assert pl.phy2log.reshape(8, 2).tolist() == [[0, 8], [1, 9], [2, 10], [3, 11], [4, 5], [5, 6], [6, 7], [7, 8]]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("replicas", [0, 16])
+def test_every_solver_on_real_esft_loads(shared_traces, replicas):
+    # Real skewed loads (DeepSeek-V2-Lite shape: 26 layers x 64 experts, top-6) on 16 GPUs in
+    # 2 nodes: every solver gives a valid placement whose copies follow the replication rule.
+    with np.load(shared_traces / "esft" / "esft_v2lite_summary.npz", allow_pickle=False) as z:
+        ids = z["expert_ids"]
+    load = np.stack([np.bincount(layer.ravel(), minlength=64) for layer in ids])
+    prof = Profile(load=load, num_tokens=ids.shape[1], top_k=6)
+    topo = Topology.uniform(16, 8)
+    for name in KINDS + ["eplb"]:
+        pl = get_solver(name)(prof, topo, Constraints(replicas=replicas)).placement.validate()
+        assert pl.num_slots == 64 + replicas
+        if name != "eplb":  # EPLB replicates per node, after packing groups to nodes
+            assert np.array_equal(pl.logcnt, replica_counts_batched(load, 64 + replicas, max_count=16))
+        else:  # hierarchical, one group per expert: all copies of an expert in one node
+            node_holds = pl.expert_gpus.reshape(26, 64, 2, 8).any(axis=3)
+            assert np.all(node_holds.sum(axis=2) == 1)
