@@ -8,7 +8,6 @@ rest, and every placement is scored on both parts. The placement JSON carries th
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from dataclasses import replace
@@ -19,11 +18,11 @@ import click
 
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
-from placer.profile import PROFILE_FORMAT, Profile
+from placer.profile import Profile
 from placer.progress import progress
 from placer.solvers.base import Constraints, SolveResult, available_solvers, get_solver
 from placer.topology import Topology
-from placer.traces.trace import Trace, read_npz_members
+from placer.traces.trace import Trace
 
 # ``auto`` tries the MILP when L x E x G (its binary variables) is at most this (and the exact
 # layer-chain dp whenever it applies); larger instances go to the heuristic (docs/benchmarks.md).
@@ -32,28 +31,12 @@ AUTO_EXACT_MAX_VARS = 2048
 
 def load_input(path: Path) -> tuple[Trace | None, Profile]:
     """``(trace or None, profile)`` from a native trace, a saved profile or an importable dump."""
-    if not path.exists():
-        raise PlacerError(f"{path}: no such file; check the TRACE path")
-    if path.suffix == ".npz":
-        _, meta = read_npz_members(path, mmap=True)
-        if meta is not None and meta.get("format") == PROFILE_FORMAT:
-            return None, Profile.load_file(path)
-    if importlib.util.find_spec("placer.traces.importers") is not None and not _is_native_trace(path):
-        from placer.traces.importers import load_any
-        data = load_any(path)
-        if isinstance(data, Profile):
-            return None, data
-        trace = data
-    else:
-        trace = Trace.load(path)
-    return trace, profile_of(trace)
+    from placer.traces.importers import load_input as read_routing
 
-
-def _is_native_trace(path: Path) -> bool:
-    if path.suffix != ".npz":
-        return False
-    _, meta = read_npz_members(path, mmap=True)
-    return meta is not None and str(meta.get("format", "")).startswith("moe-place/trace")
+    data = read_routing(path)
+    if isinstance(data, Profile):
+        return None, data
+    return data, profile_of(data)
 
 
 def profile_of(trace: Trace) -> Profile:
