@@ -17,9 +17,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from placer.profile import Profile  # noqa: E402
+from placer.model.profile import Profile  # noqa: E402
 from placer.solvers.base import Constraints, get_solver  # noqa: E402
-from placer.topology import Topology  # noqa: E402
+from placer.model.topology import Topology  # noqa: E402
 
 
 def main() -> None:

@@ -35,10 +35,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from placer.profile import Profile  # noqa: E402
+from placer.model.profile import Profile  # noqa: E402
 from placer.solvers.base import Constraints, get_solver  # noqa: E402
-from placer.topology import Topology  # noqa: E402
-from placer.traces.trace import Trace  # noqa: E402
+from placer.model.topology import Topology  # noqa: E402
+from placer.model.trace import Trace  # noqa: E402
 
 SOLVERS = ["contiguous", "round_robin", "random", "eplb"]
 CLUSTERS = [(8, 8), (16, 8)]  # (GPUs, GPUs per node)

@@ -26,9 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from placer.cost import coherent_cost, ep_cost, load_cost  # noqa: E402
-from placer.placement import Placement  # noqa: E402
-from placer.topology import Topology  # noqa: E402
-from placer.traces.trace import Trace  # noqa: E402
+from placer.model.placement import Placement  # noqa: E402
+from placer.model.topology import Topology  # noqa: E402
+from placer.model.trace import Trace  # noqa: E402
 
 L, E, K, G, GPN = 58, 256, 8, 64, 8
 
@@ -123,7 +123,7 @@ def main() -> None:
 
 
 def _expert_loads(trace: Trace) -> np.ndarray:
-    from placer.profile import Profile
+    from placer.model.profile import Profile
     return Profile.from_trace(trace, coact=False, trans=False).load
 
 

@@ -32,11 +32,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from placer.cost import evaluate  # noqa: E402
-from placer.profile import Profile  # noqa: E402
+from placer.model.profile import Profile  # noqa: E402
 from placer.solvers.base import Constraints, get_solver  # noqa: E402
-from placer.solvers.exact.local import balanced_gpu_of, max_imbalance_of  # noqa: E402
-from placer.topology import Topology  # noqa: E402
-from placer.traces.trace import Trace  # noqa: E402
+from placer.solvers.local_search import balanced_gpu_of, max_imbalance_of  # noqa: E402
+from placer.model.topology import Topology  # noqa: E402
+from placer.model.trace import Trace  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "traces"
 warnings.filterwarnings("ignore")

@@ -33,11 +33,11 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from placer.cost import coherent_cost, ep_cost, load_cost  # noqa: E402
 from placer.errors import PlacerError  # noqa: E402
-from placer.placement import Placement  # noqa: E402
-from placer.profile import Profile  # noqa: E402
+from placer.model.placement import Placement  # noqa: E402
+from placer.model.profile import Profile  # noqa: E402
 from placer.solvers.base import Constraints, get_solver  # noqa: E402
-from placer.topology import Topology  # noqa: E402
-from placer.traces.trace import Trace  # noqa: E402
+from placer.model.topology import Topology  # noqa: E402
+from placer.model.trace import Trace  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "traces"
 

@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from placer.profile import Profile  # noqa: E402
-from placer.traces.trace import Trace  # noqa: E402
+from placer.model.profile import Profile  # noqa: E402
+from placer.model.trace import Trace  # noqa: E402
 
 
 def write_trace(path: str, L: int, T: int, K: int, E: int, seed: int) -> None:

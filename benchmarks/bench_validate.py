@@ -97,9 +97,9 @@ def chain_assignment(trace: Trace, G: int) -> Placement:
 
 def solve(trace: Trace, G: int, mode: str, solver: str | None, passes: int, replicas: int = 0) -> Placement:
     if solver:
-        from placer.profile import Profile
+        from placer.model.profile import Profile
         from placer.solvers.base import Constraints, get_solver
-        from placer.topology import Topology
+        from placer.model.topology import Topology
         res = get_solver(solver)(Profile.from_trace(trace), Topology.uniform(G),
                                  Constraints(cost=mode, time_limit=60.0, seed=0, replicas=replicas))
         res.placement.report.setdefault("solver", solver)

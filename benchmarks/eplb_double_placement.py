@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import placer.solvers.replicate as replicate  # noqa: E402
-from placer.placement import Placement  # noqa: E402
+from placer.model.placement import Placement  # noqa: E402
 from placer.solvers.eplb import rebalance_experts  # noqa: E402
 
 

@@ -6,10 +6,10 @@ validator import it lazily.
 """
 
 from placer.errors import PlacerError
-from placer.placement import Placement
-from placer.profile import Profile
-from placer.topology import Topology
-from placer.traces.trace import Trace
+from placer.model.placement import Placement
+from placer.model.profile import Profile
+from placer.model.topology import Topology
+from placer.model.trace import Trace
 
 __version__ = "0.1.0"
 

@@ -7,8 +7,8 @@ import itertools
 
 import numpy as np
 
-from placer.profile import Profile
-from placer.traces.trace import Trace
+from placer.model.profile import Profile
+from placer.model.trace import Trace
 
 
 def random_trace(rng: np.random.Generator, L: int, E: int, K: int, T: int, affinity: float = 0.6) -> Trace:

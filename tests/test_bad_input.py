@@ -200,7 +200,7 @@ def test_bad_input_other_commands(command, tmp_path, cli):
 
 def test_bad_native_trace_is_refused(tmp_path, cli):
     """A native trace whose ids were tampered with beyond num_experts is caught on load."""
-    from placer.traces.trace import Trace
+    from placer.model.trace import Trace
     t = Trace(expert_ids=np.array([[[0], [1]]], np.uint8), num_experts=2)
     t.save(tmp_path / "t.npz")
     proc = cli("inspect", tmp_path / "t.npz", "--num-experts", "1")

@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from placer.errors import PlacerError
-from placer.profile import Profile
+from placer.model.profile import Profile
 from placer.solvers.base import Constraints, available_solvers, get_solver
 from placer.solvers.baselines import baseline_placement, first_copy_gpus
 from placer.solvers.replicate import replica_counts, replica_counts_batched
-from placer.topology import Topology
+from placer.model.topology import Topology
 
 
 KINDS = ["contiguous", "round_robin", "random"]

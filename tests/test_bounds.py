@@ -14,7 +14,7 @@ from exact_refs import (all_gpu_of, layer_replica_sets, pairs_cost, profile_of, 
 from placer.errors import PlacerError
 from placer.solvers.base import Constraints
 from placer.solvers.bounds import b_matching_max, lower_bound
-from placer.topology import Topology
+from placer.model.topology import Topology
 
 
 def brute_min_coherent(trace, topo):
@@ -70,7 +70,7 @@ def test_bound_is_tight_on_block_diagonal_affinity():
     # every token stays inside expert blocks {0,1} / {2,3}: a placement keeps everything, cost 0,
     # and the bound must then be 0; with all affinity across blocks it must be positive
     ids = np.array([[[0], [1], [2], [3]], [[1], [0], [3], [2]]], np.uint8)
-    from placer.traces.trace import Trace
+    from placer.model.trace import Trace
     trace = Trace(expert_ids=ids, num_experts=4)
     topo = Topology.uniform(2)
     bound, _ = lower_bound(profile_of(trace), topo, Constraints())
@@ -85,7 +85,7 @@ def test_bound_is_tight_on_block_diagonal_affinity():
 def test_bound_equals_optimum_when_every_token_fans_out_uniformly():
     # top-4 over 4 experts: every token touches every expert, so every placement on 2 GPUs moves
     # exactly half of each token's K x K pairs across GPUs: cost = T * (L-1) / 2.
-    from placer.traces.trace import Trace
+    from placer.model.trace import Trace
     T = 10
     ids = np.tile(np.arange(4, dtype=np.uint8), (2, T, 1))
     trace = Trace(expert_ids=ids, num_experts=4)
@@ -118,7 +118,7 @@ def test_b_matching_against_enumeration():
 
 
 def test_bound_needs_transitions():
-    from placer.profile import Profile
+    from placer.model.profile import Profile
     prof = Profile(load=np.ones((2, 4), np.int64), num_tokens=2, top_k=2)
     with pytest.raises(PlacerError, match="transition"):
         lower_bound(prof, Topology.uniform(2), Constraints())
@@ -127,7 +127,7 @@ def test_bound_needs_transitions():
 def test_bound_is_fast_at_deepseek_size():
     # 58 x 256 experts, 64 GPUs in 8 nodes: a dense random transition tensor (worst case for the
     # flow), checked for finishing at all here; its time is recorded by benchmarks/bench_exact.py
-    from placer.profile import Profile
+    from placer.model.profile import Profile
     rng = np.random.default_rng(0)
     L, E = 6, 256
     trans = rng.integers(0, 50, size=(L - 1, E, E))

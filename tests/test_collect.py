@@ -23,7 +23,7 @@ pytest.importorskip("transformers")
 
 from placer.errors import PlacerError  # noqa: E402
 from placer.traces import collect as col  # noqa: E402
-from placer.traces.trace import Trace  # noqa: E402
+from placer.model.trace import Trace  # noqa: E402
 from conftest import assert_user_error  # noqa: E402
 
 # Prompts of very different lengths, so a batch of 3 is heavily padded.

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import placer.cost as cost_mod
+import placer.cost.models as cost_mod
 from placer.cost import alltoall_time, coherent_cost, ep_cost, evaluate, load_cost
 from placer.errors import PlacerError
-from placer.placement import Placement
-from placer.profile import Profile
-from placer.topology import Topology
-from placer.traces.trace import Trace
+from placer.model.placement import Placement
+from placer.model.profile import Profile
+from placer.model.topology import Topology
+from placer.model.trace import Trace
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

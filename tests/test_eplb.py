@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from placer.errors import PlacerError
-from placer.placement import Placement
-from placer.profile import Profile
+from placer.model.placement import Placement
+from placer.model.profile import Profile
 from placer.solvers.base import Constraints, get_solver
 from placer.solvers.baselines import baseline_placement
 from placer.solvers.eplb import balanced_packing, rebalance_experts
-from placer.topology import Topology
+from placer.model.topology import Topology
 
 def slot_loads(load, phy2log, G):
     """Plain reference for GPU loads ``[L, G]``: each slot carries its expert's load / copies."""

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import assert_user_error
-from placer.placement import Placement
-from placer.profile import Profile
-from placer.traces.trace import Trace
+from placer.model.placement import Placement
+from placer.model.profile import Profile
+from placer.model.trace import Trace
 
 
 def hand_trace(tmp_path):

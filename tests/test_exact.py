@@ -12,9 +12,9 @@ from exact_refs import (all_gpu_of, layer_assignments, pairs_cost, profile_of, r
                         token_pair_cut, token_pairs)
 from placer.errors import PlacerError
 from placer.solvers.base import Constraints, get_solver
-from placer.solvers.exact.local import best_descent
+from placer.solvers.local_search import best_descent
 from placer.solvers.exact.milp import LinearModel, solve_model
-from placer.topology import Topology
+from placer.model.topology import Topology
 
 BACKENDS = ["cpsat", "highs", "cbc"]
 
@@ -160,7 +160,7 @@ def test_layer_descent_is_optimal_on_a_chain_with_planted_blocks():
     perms = [rng.permutation(E) for _ in range(L)]
     base = rng.integers(0, 2, size=T) * 2 + rng.integers(0, 2, size=T)
     ids = np.stack([perms[l][(base + (l % 2)) % 2 + (base // 2) * 2] for l in range(L)])[:, :, None]
-    from placer.traces.trace import Trace
+    from placer.model.trace import Trace
     prof = profile_of(Trace(expert_ids=ids.astype(np.uint8), num_experts=E))
     g, val = best_descent(prof, Topology.uniform(2), seed=0)
     assert val == pytest.approx(0.0)
@@ -261,7 +261,7 @@ def test_one_expert_per_gpu_chain_of_matchings_is_optimal():
 @given(seed=st.integers(0, 10**6), K=st.integers(2, 3))
 def test_swap_descent_reaches_the_ep_optimum_when_one_swap_reaches_everything(seed, K):
     # 4 experts on 2 GPUs: one swap reaches every other split, and ep layers are independent
-    from placer.solvers.exact.local import contiguous_gpu_of, swap_descent
+    from placer.solvers.local_search import contiguous_gpu_of, swap_descent
     trace = random_trace(np.random.default_rng(seed), 2, 4, K, T=30, affinity=0.2)
     prof = profile_of(trace)
     topo = Topology.uniform(2)
@@ -270,7 +270,7 @@ def test_swap_descent_reaches_the_ep_optimum_when_one_swap_reaches_everything(se
 
 
 def test_swap_descent_keeps_load_limits_and_never_worsens():
-    from placer.solvers.exact.local import balanced_gpu_of, coherent_objective, swap_descent
+    from placer.solvers.local_search import balanced_gpu_of, coherent_objective, swap_descent
     for seed in range(5):
         trace = random_trace(np.random.default_rng(seed), 3, 8, 2, T=80, affinity=0.5)
         prof = profile_of(trace)

@@ -11,8 +11,8 @@ import pytest
 
 from placer import export as ex
 from placer.errors import PlacerError
-from placer.placement import Placement
-from placer.traces.trace import Trace
+from placer.model.placement import Placement
+from placer.model.trace import Trace
 from tests.conftest import assert_user_error, run_cli
 
 DATA = Path(__file__).parent / "data" / "export"
@@ -57,7 +57,7 @@ def test_sglang_matches_hand_written_file():
 def test_sglang_counts_matches_hand_written_file():
     pl = Placement.load(TINY)
     moe, H = ex.resolve_layers(pl)
-    from placer.profile import Profile
+    from placer.model.profile import Profile
     load = Profile.from_trace(tiny_trace(), coact=False, trans=False).load
     assert ex.to_sglang_counts(load, moe, H) == json.loads((DATA / "expected_sglang_counts.json").read_text())
 
@@ -303,9 +303,9 @@ def _evaluate_json(trace, placement, topo) -> str:
 
 @pytest.mark.parametrize("solver,replicas", [("contiguous", 0), ("eplb", 0), ("eplb", 8)])
 def test_round_trip_solve_export_import_evaluate_identical(tmp_path, solver, replicas):
-    from placer.profile import Profile
+    from placer.model.profile import Profile
     from placer.solvers.base import Constraints, get_solver
-    from placer.topology import Topology
+    from placer.model.topology import Topology
     from tests.test_plan import synthetic_trace
 
     trace = synthetic_trace(L=4, E=16, K=2, T=600, S=6, seed=3)
@@ -322,7 +322,7 @@ def test_round_trip_solve_export_import_evaluate_identical(tmp_path, solver, rep
 
 
 def test_cli_export_sglang_counts_from_a_counts_profile(cli, tmp_path):
-    from placer.profile import Profile
+    from placer.model.profile import Profile
     prof = tmp_path / "counts.npz"
     Profile.from_trace(tiny_trace(), trans=False, coact=False).save(prof)
     out = tmp_path / "counts.json"
@@ -335,9 +335,9 @@ def test_cli_round_trip_solve_export_import_evaluate(cli, tmp_path):
     """The user's path: solve -> export sglang -> import-placement -> evaluate gives identical metrics."""
     import importlib.util
 
-    from placer.profile import Profile
+    from placer.model.profile import Profile
     from placer.solvers.base import Constraints, get_solver
-    from placer.topology import Topology
+    from placer.model.topology import Topology
     from tests.test_plan import synthetic_trace
 
     trace = synthetic_trace(L=4, E=16, K=2, T=600, S=6, seed=5)

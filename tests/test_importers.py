@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from placer.errors import PlacerError
-from placer.profile import Profile
+from placer.model.profile import Profile
 from placer.traces.importers import detect, formats, load_any
-from placer.traces.trace import Trace
+from placer.model.trace import Trace
 
 
 def write_jsonl(path, records):
@@ -364,7 +364,7 @@ def test_no_torch_or_matplotlib_on_import(tmp_path):
     import subprocess
     import sys
     from conftest import REPO
-    code = ("import sys, placer, placer.traces.importers, placer.stats, placer.commands.inspect, "
+    code = ("import sys, placer, placer.traces.importers, placer.analysis.stats, placer.commands.inspect, "
             "placer.commands.import_, placer.commands.profile; "
             "bad = [m for m in ('torch', 'matplotlib', 'transformers') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")

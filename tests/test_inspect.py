@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from placer.profile import Profile
-from placer.stats import locality_bound, load_skew, max_conditional_probability, nmi, summarize
-from placer.traces.trace import Trace
+from placer.model.profile import Profile
+from placer.analysis.stats import locality_bound, load_skew, max_conditional_probability, nmi, summarize
+from placer.model.trace import Trace
 
 
 def layer_placements(E, G, S):
@@ -50,7 +50,7 @@ def test_locality_bound_dominates_every_placement(seed, shape):
 
 
 def test_contiguous_share_by_hand_and_below_bound():
-    from placer.stats import contiguous_kept_share
+    from placer.analysis.stats import contiguous_kept_share
     # top-1, 4 experts on 2 GPUs ({0,1}, {2,3}): tokens 0->1 (kept), 0->2 (moved), 3->2 (kept), 1->3 (moved)
     ids = np.array([[0, 0, 3, 1], [1, 2, 2, 3]])[:, :, None]
     prof = Profile.from_trace(Trace(expert_ids=ids, num_experts=4))

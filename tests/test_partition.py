@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from placer.cost import coherent_cost, load_cost
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
-from placer.profile import Profile
+from placer.model.profile import Profile
 from placer.solvers.base import Constraints, get_solver
-from placer.solvers.metis import csr_from_edges, part_graph_kway
+from placer.solvers.partition.metis import csr_from_edges, part_graph_kway
 from placer.solvers.replicate import replica_counts
-from placer.topology import Topology
-from placer.traces.trace import Trace
+from placer.model.topology import Topology
+from placer.model.trace import Trace
 
 solve = get_solver("partition")
 
@@ -264,7 +264,7 @@ def test_recovers_the_planted_placement_cost(gpn):
     trace, gpu_of = planted_trace(8, 32, G, 2, 1500, seed=3)
     prof = Profile.from_trace(trace)
     topo = Topology.uniform(G, gpn)
-    from placer.placement import Placement
+    from placer.model.placement import Placement
     planted = per_token_cost(trace, Placement.from_gpu_of(gpu_of, G, gpn), topo)
     res = solve(prof, topo, Constraints(seed=0, time_limit=30))
     assert res.objective <= planted * (1 + 1e-9)
@@ -279,7 +279,7 @@ def test_ep_recovers_the_planted_co_activation_groups(replicas):
     trace, gpu_of = planted_trace(4, 32, G, 3, 800, seed=2)
     prof = Profile.from_trace(trace)
     topo = Topology.uniform(G)
-    from placer.placement import Placement
+    from placer.model.placement import Placement
     planted = per_token_ep_pairwise(trace, Placement.from_gpu_of(gpu_of, G), topo)
     res = solve(prof, topo, Constraints(cost="ep", replicas=replicas, seed=0, time_limit=30,
                                         options={"replica_imbalance": 100.0}))
@@ -345,7 +345,7 @@ def test_replicas_balance_a_skewed_model_and_keep_locality():
     assert imb.max() <= 1.10 + 1e-9
     assert res.objective == pytest.approx(per_token_cost(trace, res.placement, topo), rel=1e-9)
     rng = np.random.default_rng(0)
-    from placer.placement import Placement
+    from placer.model.placement import Placement
     rand = np.mean([per_token_cost(trace, Placement.from_gpu_of(
         np.stack([rng.permutation(16) // 4 for _ in range(4)]), G), topo) for _ in range(3)])
     assert res.objective < 0.8 * rand
@@ -368,7 +368,7 @@ def test_gpu_relabelling_changes_no_cost():
     prof = Profile.from_trace(trace)
     topo = Topology.uniform(4, 2)
     res = solve(prof, topo, Constraints(seed=0))
-    from placer.placement import Placement
+    from placer.model.placement import Placement
     gpu_of = res.placement.gpu_of
     for perm in ([1, 0, 2, 3], [2, 3, 0, 1], [3, 2, 1, 0]):
         moved = Placement.from_gpu_of(np.asarray(perm)[gpu_of], 4, 2)
@@ -405,7 +405,7 @@ def test_esft_with_one_replica_per_gpu_is_balanced(shared_traces):
     topo = Topology.uniform(G)
     res = solve(prof, topo, Constraints(replicas=G, seed=0, time_limit=60, options={"starts": 2}))
     assert gpu_load_imbalance(res.placement, prof).max() <= 1.10 + 1e-9
-    from placer.placement import Placement
+    from placer.model.placement import Placement
     contiguous = Placement.from_gpu_of(np.tile(np.arange(64) // 8, (26, 1)), G)
     from placer.solvers.partition import build_problem, objective
     prob = build_problem(prof, topo, Constraints())
@@ -414,7 +414,7 @@ def test_esft_with_one_replica_per_gpu_is_balanced(shared_traces):
 
 def test_without_metis_the_random_starts_still_solve(monkeypatch):
     """A pymetis build whose METIS library cannot be used must not stop the solver."""
-    import placer.solvers.metis as metis
+    import placer.solvers.partition.metis as metis
 
     def broken(*args, **kwargs):
         raise PlacerError("pymetis's library does not export the METIS C API")
@@ -426,5 +426,5 @@ def test_without_metis_the_random_starts_still_solve(monkeypatch):
     res = solve(prof, topo, Constraints(seed=0))
     res.placement.validate()
     assert res.details["starts"][0]["start"].startswith("random (METIS unavailable")
-    from placer.placement import Placement
+    from placer.model.placement import Placement
     assert res.objective <= per_token_cost(trace, Placement.from_gpu_of(gpu_of, 4), topo) * (1 + 1e-9)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from placer.errors import PlacerError
-from placer.placement import PLACEMENT_FORMAT, Placement
+from placer.model.placement import PLACEMENT_FORMAT, Placement
 
 
 def test_views_on_hand_made_placement_with_replicas():

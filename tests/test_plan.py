@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from placer import plan as pl
+from placer.analysis import plan as pl
 from placer.errors import PlacerError
 from placer.solvers.base import available_solvers
-from placer.traces.trace import Trace
+from placer.model.trace import Trace
 from tests.conftest import assert_user_error
 
 MIB = 2 ** 20
@@ -176,7 +176,7 @@ def test_plan_esft_five_configurations(shared_traces):
 
 
 def test_cli_plan_refuses_counts_only_input(cli, tmp_path):
-    from placer.profile import Profile
+    from placer.model.profile import Profile
     prof = tmp_path / "counts.npz"
     Profile.from_trace(synthetic_trace(), trans=False, coact=False).save(prof)
     assert_user_error(cli("plan", prof, "--solvers", "contiguous"), "aggregate counts only")

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from placer.errors import PlacerError
-from placer.profile import Profile
-from placer.traces.trace import Trace
+from placer.model.profile import Profile
+from placer.model.trace import Trace
 
 
 def loop_counts(ids, top1, dropped, E):

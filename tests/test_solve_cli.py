@@ -9,8 +9,8 @@ import pytest
 
 from conftest import assert_user_error
 from exact_refs import all_gpu_of, pairs_cost, profile_of, random_trace, token_pairs
-from placer.placement import Placement
-from placer.topology import Topology
+from placer.model.placement import Placement
+from placer.model.topology import Topology
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_time_limit_without_solution_falls_back(monkeypatch):
 
 
 def test_real_mixtral_trace_solves_to_optimality(cli, shared_traces, tmp_path):
-    from placer.traces.trace import Trace
+    from placer.model.trace import Trace
     raw = json.loads((shared_traces / "mixtral_mtbench" / "math.json").read_text())
     ids = np.stack([np.asarray(raw[str(l)], np.uint8) for l in range(len(raw))])[:4, :2000]
     path = tmp_path / "m.npz"

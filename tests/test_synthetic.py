@@ -9,9 +9,9 @@ import sys
 import numpy as np
 
 from conftest import REPO
-from placer.profile import Profile
-from placer.stats import locality_bound
-from placer.traces.trace import Trace
+from placer.model.profile import Profile
+from placer.analysis.stats import locality_bound
+from placer.model.trace import Trace
 
 
 def test_regenerates_byte_identical(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from placer.errors import PlacerError
-from placer.topology import Topology
+from placer.model.topology import Topology
 
 
 def test_two_nodes_hops_and_default_ratio():

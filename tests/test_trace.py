@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from placer.errors import PlacerError
-from placer.traces.trace import Trace, id_dtype
+from placer.model.trace import Trace, id_dtype
 
 
 def random_trace(L=3, T=50, K=2, E=8, seed=0, offsets=None, weights=True):

@@ -85,7 +85,7 @@ def describe(path: Path) -> None:
     the next layer's choices shuffled (the finite-sample floor of NMI at this size)."""
     import numpy as np
 
-    from placer.traces.trace import Trace
+    from placer.model.trace import Trace
 
     t = Trace.load(path)
     E, ids, top = t.num_experts, np.asarray(t.expert_ids), t.top1()

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from placer.traces.trace import Trace  # noqa: E402
+from placer.model.trace import Trace  # noqa: E402
 
 
 def generate(layers: int = 12, experts: int = 32, top_k: int = 2, groups: int = 4, sequences: int = 64,

@@ -8,9 +8,9 @@ import click
 
 from placer.cost import COST_MODELS
 from placer.errors import PlacerError
-from placer.profile import Profile
-from placer.topology import Topology
-from placer.traces.trace import Trace
+from placer.model.profile import Profile
+from placer.model.topology import Topology
+from placer.model.trace import Trace
 
 SPLITS = ("all", "train", "test")
 

@@ -21,8 +21,8 @@ from placer.commands._import_options import import_options, load_kwargs
 from placer.cost import evaluate, passes_over_trace
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
-from placer.placement import Placement
-from placer.profile import Profile
+from placer.model.placement import Placement
+from placer.model.profile import Profile
 from placer.progress import progress
 
 

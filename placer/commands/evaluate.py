@@ -16,7 +16,7 @@ from placer.commands._evaluation import (common_options, cost_list, describe_dat
                                          format_table, make_topology, metric_rows, select_split)
 from placer.commands._import_options import import_options, load_kwargs
 from placer.cost import evaluate, passes_over_trace
-from placer.placement import Placement
+from placer.model.placement import Placement
 from placer.progress import progress
 
 

@@ -11,13 +11,13 @@ import numpy as np
 from placer import export as ex
 from placer.errors import PlacerError, missing_package
 from placer.fileio import atomic_path, write_json, write_npz
-from placer.placement import Placement
+from placer.model.placement import Placement
 
 
 def _loads_for_counts(placement: Placement, trace_path: str | None) -> np.ndarray:
     """``[L, E]`` token picks per expert: from ``--trace``, else the placement's ``report.load``."""
     if trace_path is not None:
-        from placer.profile import Profile
+        from placer.model.profile import Profile
         from placer.traces.importers import load_input
 
         data = load_input(trace_path)

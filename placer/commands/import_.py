@@ -58,7 +58,7 @@ def command(ctx: click.Context, sources: tuple[str, ...], output: str, model: st
     if gpus is not None or gpus_per_node is not None or moe_layers is not None:
         raise PlacerError("--gpus, --gpus-per-node and --moe-layers apply to placement files only; "
                           "drop them when importing routing traces")
-    from placer.profile import Profile
+    from placer.model.profile import Profile
     from placer.traces.importers import load_any
 
     if not output.endswith(".npz"):

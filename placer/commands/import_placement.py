@@ -13,7 +13,7 @@ import click
 
 from placer.errors import PlacerError
 from placer.export import migration_cost, parse_layers, read_placement_any
-from placer.placement import Placement
+from placer.model.placement import Placement
 
 
 @click.command("import-placement")

@@ -3,7 +3,7 @@
 Shows tokens, layers, experts, top-k, per-layer load skew, inter-layer affinity (NMI and mean
 max conditional probability of consecutive top-1 choices) and, for G GPUs, the upper bound on
 the share of layer transitions a placement can keep on one GPU (definitions in
-:mod:`placer.stats`). Accepts a native trace, a saved profile, or anything importable.
+:mod:`placer.analysis.stats`). Accepts a native trace, a saved profile, or anything importable.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import click
 import numpy as np
 
 from placer.commands._import_options import import_options, load_kwargs
-from placer.traces.trace import DEFAULT_CHUNK_TOKENS
+from placer.model.trace import DEFAULT_CHUNK_TOKENS
 
 
 def _fmt(x: float | None, spec: str = ".3f") -> str:
@@ -23,7 +23,7 @@ def _fmt(x: float | None, spec: str = ".3f") -> str:
 
 
 def render(stats: dict) -> str:
-    """The terminal table of :func:`placer.stats.summarize` output."""
+    """The terminal table of :func:`placer.analysis.stats.summarize` output."""
     rows = [("input", stats["input"]), ("kind", stats["kind"]), ("tokens", str(stats["tokens"])),
             ("MoE layers", f"{stats['layers']} (model layers {_span(stats['moe_layers'])})"),
             ("experts", str(stats["experts"])), ("top-k", str(stats["top_k"]))]
@@ -114,8 +114,8 @@ def command(sources: tuple[str, ...], gpus: int | None, plots: str | None, chunk
     """Routing statistics of SOURCES: a trace, a profile, or anything importable."""
     from placer.commands.profile import build_profile
     from placer.fileio import to_jsonable
-    from placer.profile import Profile
-    from placer.stats import summarize
+    from placer.model.profile import Profile
+    from placer.analysis.stats import summarize
     from placer.traces.importers import load_input
 
     data = load_input(list(sources), **load_kwargs(kw))

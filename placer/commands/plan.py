@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from placer import plan as pl
+from placer.analysis import plan as pl
 from placer.commands._import_options import import_options, load_kwargs
 from placer.errors import PlacerError
 from placer.fileio import atomic_path, to_jsonable
@@ -71,7 +71,7 @@ def command(trace_path: str, gpus: str, gpus_per_node: int, replicas: str, solve
     cost needs each token's experts).
     """
     from placer.traces.importers import load_input
-    from placer.traces.trace import Trace
+    from placer.model.trace import Trace
 
     if expert_bytes is not None and expert_params is not None:
         raise PlacerError("give --expert-bytes or --expert-params, not both")

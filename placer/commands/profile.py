@@ -11,12 +11,12 @@ import click
 
 from placer.commands._import_options import import_options, load_kwargs
 from placer.errors import PlacerError
-from placer.traces.trace import DEFAULT_CHUNK_TOKENS
+from placer.model.trace import DEFAULT_CHUNK_TOKENS
 
 
 def build_profile(data, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, coact: bool = True):
     """A Profile from a Trace (with a progress bar on a terminal); a Profile passes through."""
-    from placer.profile import Profile
+    from placer.model.profile import Profile
     from placer.progress import progress
 
     if isinstance(data, Profile):

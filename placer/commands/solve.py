@@ -18,11 +18,11 @@ import click
 
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
-from placer.profile import Profile
+from placer.model.profile import Profile
 from placer.progress import progress
 from placer.solvers.base import Constraints, SolveResult, available_solvers, get_solver
-from placer.topology import Topology
-from placer.traces.trace import Trace
+from placer.model.topology import Topology
+from placer.model.trace import Trace
 
 # ``auto`` tries the MILP when L x E x G (its binary variables) is at most this (and the exact
 # layer-chain dp whenever it applies); larger instances go to the heuristic (docs/benchmarks.md).

@@ -38,7 +38,7 @@ def command(trace, placement, baseline, mode, world_size, backend, hidden_size, 
     the cost model's prediction, and times the placement against the baseline. Spawns the ranks
     itself, or runs as one rank under torchrun (python -m placer.validate ...).
     """
-    from placer.placement import Placement
+    from placer.model.placement import Placement
     from placer.validate.api import load_trace, validate
 
     tr = load_trace(trace)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from placer.errors import PlacerError
-from placer.placement import Placement
-from placer.profile import Profile
-from placer.topology import Topology
+from placer.model.placement import Placement
+from placer.model.profile import Profile
+from placer.model.topology import Topology
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,11 @@ import time
 import numpy as np
 
 from placer.cost import load_cost
-from placer.placement import Placement
-from placer.profile import Profile
+from placer.model.placement import Placement
+from placer.model.profile import Profile
 from placer.solvers.base import Constraints, SolveResult, register
 from placer.solvers.replicate import DistinctBins, replicate
-from placer.topology import Topology
+from placer.model.topology import Topology
 
 
 def first_copy_gpus(kind: str, num_layers: int, num_experts: int, num_gpus: int, seed: int = 0) -> np.ndarray:

@@ -44,9 +44,9 @@ from __future__ import annotations
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.profile import Profile
+from placer.model.profile import Profile
 from placer.solvers.base import Constraints
-from placer.topology import Topology
+from placer.model.topology import Topology
 
 # Integer weights keep the flow exact; float counts (aggregate inputs) are scaled by this and
 # rounded UP, which can only raise the bound on kept weight, so the cost bound stays valid.

@@ -37,12 +37,12 @@ import time
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.placement import Placement
-from placer.profile import Profile
+from placer.model.placement import Placement
+from placer.model.profile import Profile
 from placer.solvers.base import Constraints, SolveResult, register
 from placer.solvers.baselines import load_summary
 from placer.solvers.replicate import DistinctBins, replicate
-from placer.topology import Topology
+from placer.model.topology import Topology
 
 
 def balanced_packing(weight: np.ndarray, num_packs: int, labels: np.ndarray | None = None

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.placement import Placement
-from placer.traces.trace import Trace
+from placer.model.placement import Placement
+from placer.model.trace import Trace
 from placer.validate.model import FFN_TYPES
 from placer.validate.worker import FAIL_ENV, ReplayConfig
 

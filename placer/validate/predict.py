@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from placer.cost import coherent_cost, ep_cost
-from placer.placement import Placement
-from placer.topology import Topology
-from placer.traces.trace import Trace
+from placer.model.placement import Placement
+from placer.model.topology import Topology
+from placer.model.trace import Trace
 
 DTYPE_BYTES = 4  # the replay moves fp32 activations
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.placement import Placement
-from placer.topology import Topology
+from placer.model.placement import Placement
+from placer.model.topology import Topology
 
 
 def gate_weights(gate: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:

@@ -56,12 +56,12 @@ class ReplayConfig:
 
 
 def _placement(phy2log: np.ndarray, cfg: ReplayConfig):
-    from placer.placement import Placement
+    from placer.model.placement import Placement
     return Placement(phy2log, cfg.num_experts, cfg.world_size)
 
 
 def _trace(cfg: ReplayConfig):
-    from placer.traces.trace import Trace
+    from placer.model.trace import Trace
     return Trace(expert_ids=cfg.expert_ids, num_experts=cfg.num_experts, gate_weights=cfg.gate,
                  seq_offsets=cfg.offsets)
 

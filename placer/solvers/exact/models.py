@@ -53,14 +53,14 @@ from typing import Any, Callable
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.placement import Placement
-from placer.profile import Profile
+from placer.model.placement import Placement
+from placer.model.profile import Profile
 from placer.solvers.base import Constraints, SolveResult, register
 from placer.solvers.bounds import hop_levels, keep_upper_bound, lower_bound
-from placer.solvers.exact.local import (balanced_gpu_of, best_descent, coherent_objective,
+from placer.solvers.local_search import (balanced_gpu_of, best_descent, coherent_objective,
                                         contiguous_gpu_of, pair_cut_objective, swap_descent)
 from placer.solvers.exact.milp import LinearModel, backend_name, solve_model
-from placer.topology import Topology
+from placer.model.topology import Topology
 
 
 # ------------------------------------------------------------------ checks

@@ -22,9 +22,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.profile import Profile
+from placer.model.profile import Profile
 from placer.traces.importers.common import ImportOptions
-from placer.traces.trace import Trace
+from placer.model.trace import Trace
 
 
 @dataclass(frozen=True)

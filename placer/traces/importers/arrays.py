@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.profile import PROFILE_FORMAT
+from placer.model.profile import PROFILE_FORMAT
 from placer.traces.importers import Importer, register
 from placer.traces.importers.common import ImportOptions, make_trace, npz_names
-from placer.traces.trace import TRACE_FORMAT, Trace, read_npz_members
+from placer.model.trace import TRACE_FORMAT, Trace, read_npz_members
 
 
 def native_kind(path: Path) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.traces.trace import Trace, id_dtype
+from placer.model.trace import Trace, id_dtype
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.profile import Profile
+from placer.model.profile import Profile
 from placer.traces.importers import Importer, register
 from placer.traces.importers.arrays import native_kind
 from placer.traces.importers.common import ImportOptions, npz_names
-from placer.traces.trace import read_npz_members
+from placer.model.trace import read_npz_members
 
 
 def _int_counts(path: Path, arrays: dict[str, np.ndarray], key: str, ndim: int) -> np.ndarray:

@@ -33,7 +33,7 @@ from placer.errors import PlacerError
 from placer.traces.importers import Importer, register
 from placer.traces.importers.common import (ImportOptions, first_jsonl_record, int_array, iter_jsonl,
                                             make_trace, offsets_from_labels)
-from placer.traces.trace import Trace
+from placer.model.trace import Trace
 
 _JSONL_EXT = (".jsonl", ".ndjson")
 

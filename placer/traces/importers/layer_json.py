@@ -15,7 +15,7 @@ import numpy as np
 from placer.errors import PlacerError
 from placer.traces.importers import Importer, register
 from placer.traces.importers.common import ImportOptions, int_array, make_trace, read_json
-from placer.traces.trace import Trace
+from placer.model.trace import Trace
 
 _HEAD = re.compile(rb'^\s*\{\s*"\s*\d+\s*"\s*:')
 

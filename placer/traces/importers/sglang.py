@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from placer.errors import PlacerError, missing_package
-from placer.profile import Profile
+from placer.model.profile import Profile
 from placer.traces.importers import Importer, register
 from placer.traces.importers.common import ImportOptions, make_trace, offsets_from_lengths
-from placer.traces.trace import Trace
+from placer.model.trace import Trace
 
 
 def _sniff(path: Path) -> bool:

@@ -16,7 +16,7 @@ across nodes). ``docs/cost-models.md`` gives the full definitions; in short:
   replicas. Imbalance = max / mean over GPUs.
 
 Tokens a capacity-limited router dropped (``Trace.dropped``) are neither dispatched nor counted,
-as in :class:`~placer.profile.Profile`.
+as in :class:`~placer.model.profile.Profile`.
 
 Everything is vectorised over tokens (no Python loop over tokens) and reads a Trace chunk by
 chunk (``Trace.iter_chunks``; the load counts through :meth:`Profile.from_trace`), so memory is
@@ -34,10 +34,10 @@ import numpy as np
 
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
-from placer.placement import Placement
-from placer.profile import Profile
-from placer.topology import Topology
-from placer.traces.trace import DEFAULT_CHUNK_TOKENS, Trace
+from placer.model.placement import Placement
+from placer.model.profile import Profile
+from placer.model.topology import Topology
+from placer.model.trace import DEFAULT_CHUNK_TOKENS, Trace
 
 COST_MODELS = ("coherent", "ep", "load")
 # Above this many replica combinations per token the exact cover search runs per token in Python

@@ -1,6 +1,6 @@
 """Export a Placement for serving engines, and read engine placement files back.
 
-Every exporter is a pure function of a :class:`~placer.placement.Placement` (plus the model's
+Every exporter is a pure function of a :class:`~placer.model.placement.Placement` (plus the model's
 layer numbering) that returns plain Python/numpy data; the ``export`` command writes it
 atomically. Shapes: ``L`` MoE layers of the placement, ``H`` decoder (hidden) layers of the
 model, ``E`` logical experts, ``G`` GPUs (EP ranks), ``S`` slots per GPU, ``P = G * S = E + R``
@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.placement import PLACEMENT_FORMAT, Placement
+from placer.model.placement import PLACEMENT_FORMAT, Placement
 
 FORMATS = ("sglang", "sglang-counts", "eplb", "vllm-ascend", "csv")
 SGLANG_KEY = "physical_to_logical_map"
@@ -374,7 +374,7 @@ def read_placement_any(path: str | Path, num_experts: int | None = None, num_gpu
 
 
 def _from_eplb_npz(path: Path, num_gpus: int | None, gpus_per_node: int | None) -> Placement:
-    from placer.traces.trace import read_npz_members
+    from placer.model.trace import read_npz_members
 
     arrays, _ = read_npz_members(path, mmap=False)
     if "phy2log" not in arrays:

@@ -50,7 +50,7 @@ import numpy as np
 
 from placer.errors import PlacerError, missing_package
 from placer.fileio import atomic_path
-from placer.traces.trace import TRACE_FORMAT, Trace, id_dtype
+from placer.model.trace import TRACE_FORMAT, Trace, id_dtype
 
 ROUTER_SUFFIXES = ("TopKRouter", "TopkRouter")
 SWITCH_ROUTER = "SwitchTransformersTop1Router"

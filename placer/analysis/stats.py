@@ -1,6 +1,6 @@
 """Statistics of a routing profile that say how much a placement can win (``moe-place inspect``).
 
-All functions take counts from a :class:`~placer.profile.Profile` (L = MoE layers, E = experts):
+All functions take counts from a :class:`~placer.model.profile.Profile` (L = MoE layers, E = experts):
 
 - **load skew** of layer l: ``max_e load[l, e] / mean_e load[l, e]`` (1 = perfectly even).
 - **NMI** of a layer transition: the normalised mutual information of consecutive top-1 choices
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from placer.profile import Profile
+from placer.model.profile import Profile
 
 
 def load_skew(load: np.ndarray) -> np.ndarray:
@@ -106,8 +106,8 @@ def contiguous_kept_share(profile: Profile, num_gpus: int) -> float | None:
     if profile.trans is None or profile.trans.shape[0] == 0 or profile.num_experts % num_gpus:
         return None
     from placer.cost import coherent_cost
-    from placer.placement import Placement
-    from placer.topology import Topology
+    from placer.model.placement import Placement
+    from placer.model.topology import Topology
 
     S = profile.num_experts // num_gpus
     gpu_of = np.broadcast_to(np.arange(profile.num_experts) // S, (profile.num_layers, profile.num_experts))

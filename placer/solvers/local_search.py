@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from placer.profile import Profile
-from placer.topology import Topology
+from placer.model.profile import Profile
+from placer.model.topology import Topology
 
 
 def coherent_objective(W: np.ndarray, gpu_of: np.ndarray, hop: np.ndarray) -> float:

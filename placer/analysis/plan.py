@@ -27,10 +27,10 @@ from typing import Any, Callable, Sequence
 
 
 from placer.errors import PlacerError
-from placer.profile import Profile
+from placer.model.profile import Profile
 from placer.solvers.base import Constraints, get_solver
-from placer.topology import NIC_BYTES_PER_S, NVLINK_BYTES_PER_S, Topology
-from placer.traces.trace import Trace
+from placer.model.topology import NIC_BYTES_PER_S, NVLINK_BYTES_PER_S, Topology
+from placer.model.trace import Trace
 
 GIB = 2 ** 30
 DEFAULT_TOKENS_PER_STEP = 8192

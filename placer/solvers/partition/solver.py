@@ -57,13 +57,13 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from placer.errors import PlacerError
-from placer.placement import Placement
-from placer.profile import Profile
+from placer.model.placement import Placement
+from placer.model.profile import Profile
 from placer.progress import progress
 from placer.solvers.base import Constraints, SolveResult, register
 from placer.solvers.eplb import balanced_packing
 from placer.solvers.replicate import replica_counts_batched
-from placer.topology import Topology
+from placer.model.topology import Topology
 
 DEFAULT_STARTS = 4
 DEFAULT_KICKS = 200
@@ -722,7 +722,7 @@ def _graph_edges(prob: Problem, degree: int | None = None) -> tuple[np.ndarray, 
 
 def _metis(vertices: np.ndarray, edges: tuple, L: int, P: int, nparts: int, seed: int) -> np.ndarray:
     """Parts ``[len(vertices)]`` of the subgraph induced by ``vertices`` (one constraint per layer)."""
-    from placer.solvers.metis import csr_from_edges, part_graph_kway
+    from placer.solvers.partition.metis import csr_from_edges, part_graph_kway
     u, v, w = edges
     n_all = L * P
     local = np.full(n_all, -1, np.int64)
