@@ -32,6 +32,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from placer.cost import objectives
+from placer.cost.objectives import nearest_pairs
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
 from placer.model.placement import Placement
@@ -205,35 +207,10 @@ def _check_bytes(hidden_size: int, dtype_bytes: int) -> int:
 
 def replica_gpus(placement: Placement) -> np.ndarray:
     """``[L, E, R]`` GPU of each replica of each expert (ascending physical slot), -1 padded."""
-    l2p = placement.log2phy
-    return np.where(l2p >= 0, l2p // placement.slots_per_gpu, -1)
+    return objectives.replica_gpus(placement.phy2log, placement.num_experts, placement.slots_per_gpu)
 
 
 # ------------------------------------------------------------------------ coherent
-def nearest_pairs(rg_a: np.ndarray, rg_b: np.ndarray, hop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every expert pair (i at layer l, j at layer l+1), the nearest replica pair.
-
-    ``rg_a`` ``[E, Ra]`` and ``rg_b`` ``[E, Rb]`` are replica GPUs (-1 padded) of the two layers.
-    Returns ``(hop_min, gpu_a, gpu_b)``, each ``[E, E]``: the minimum hop over replica pairs and
-    the GPUs achieving it (ties: the lowest physical slots, i.e. the first pair found).
-    """
-    E = rg_a.shape[0]
-    best = np.full((E, rg_b.shape[0]), np.inf)
-    ga = np.zeros(best.shape, np.int64)
-    gb = np.zeros(best.shape, np.int64)
-    for r1 in range(rg_a.shape[1]):
-        a = rg_a[:, r1]
-        for r2 in range(rg_b.shape[1]):
-            b = rg_b[:, r2]
-            h = hop[np.maximum(a, 0)[:, None], np.maximum(b, 0)[None, :]]
-            h = np.where((a >= 0)[:, None] & (b >= 0)[None, :], h, np.inf)
-            better = h < best
-            best = np.where(better, h, best)
-            ga = np.where(better, a[:, None], ga)
-            gb = np.where(better, b[None, :], gb)
-    return best, ga, gb
-
-
 def coherent_cost(data: Trace | Profile, placement: Placement, topology: Topology,
                   chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
                   progress: Callable[[int], None] | None = None,
