@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from placer.errors import PlacerError
 from placer.model.placement import Placement
 from placer.model.profile import Profile
-from placer.solvers.base import Constraints, get_solver
+from placer.solvers.base import Constraints, solve
 from placer.solvers.baselines import baseline_placement
-from placer.solvers.eplb import balanced_packing, rebalance_experts
+from placer.solvers.eplb import rebalance_experts
+from placer.solvers.packing import balanced_packing
 from placer.model.topology import Topology
 
 def slot_loads(load, phy2log, G):
@@ -63,7 +64,7 @@ def test_readme_vector(distinct):
 
 def test_registered_solver_reproduces_readme_vector():
     prof = Profile(load=np.array(README_WEIGHT), num_tokens=0, top_k=1)
-    res = get_solver("eplb")(prof, Topology.uniform(8, 4), Constraints(replicas=4, options={"num_groups": 4}))
+    res = solve("eplb", prof, Topology.uniform(8, 4), Constraints(replicas=4), {"num_groups": 4})
     assert res.placement.phy2log.tolist() == README_PHY2LOG
     assert res.details["policy"] == "hierarchical"
     assert res.placement.gpus_per_node == 4
@@ -133,10 +134,13 @@ def test_eplb_outputs_are_valid(inst):
 def test_registered_solver_is_valid_and_reports_load(inst):
     load, E, G, nodes, R, groups = inst
     prof = Profile(load=load, num_tokens=0, top_k=1)
-    res = get_solver("eplb")(prof, Topology.uniform(G, G // nodes), Constraints(replicas=R, options={"num_groups": groups}))
+    res = solve("eplb", prof, Topology.uniform(G, G // nodes), Constraints(replicas=R), {"num_groups": groups})
     pl = res.placement.validate()
     assert pl.num_slots == E + R
-    assert res.objective == pytest.approx(slot_loads(load, pl.phy2log, G).max(axis=1).sum())
+    loads = slot_loads(load, pl.phy2log, G)
+    mean = loads.mean(axis=1)
+    ratio = np.where(mean > 0, loads.max(axis=1) / np.where(mean > 0, mean, 1), 1.0)
+    assert res.details["max_imbalance"] == pytest.approx(ratio.max())
 
 
 def brute_force_best_max(weights, packs):
@@ -219,7 +223,7 @@ def test_eplb_never_worse_than_any_baseline_at_two_experts_per_gpu(G, per, seed_
 def test_bad_group_count_is_a_user_error():
     prof = Profile(load=np.ones((1, 12)), num_tokens=0, top_k=1)
     with pytest.raises(PlacerError, match="num_groups 5 does not divide"):
-        get_solver("eplb")(prof, Topology.uniform(4), Constraints(options={"num_groups": 5}))
+        solve("eplb", prof, Topology.uniform(4), Constraints(), {"num_groups": 5})
 
 
 def test_deterministic():
@@ -233,14 +237,15 @@ def test_deterministic():
 def test_policy_choice():
     prof = Profile(load=np.arange(1, 13)[None, :], num_tokens=0, top_k=1)
     topo = Topology.uniform(4, 2)  # 2 nodes of 2 GPUs
-    solve = get_solver("eplb")
-    assert solve(prof, topo, Constraints(options={"num_groups": 4})).details["policy"] == "hierarchical"
-    assert solve(prof, topo, Constraints(options={"num_groups": 3})).details["policy"] == "global"
+    def eplb(constraints, groups):
+        return solve("eplb", prof, topo, constraints, {"num_groups": groups})
+    assert eplb(Constraints(), 4).details["policy"] == "hierarchical"
+    assert eplb(Constraints(), 3).details["policy"] == "global"
     # 12 experts + 20 replicas on 2 nodes: a node's 16 slots would need more than 2 copies of
     # some of its 6 experts on 2 GPUs, so the fix falls back to global (4 GPUs allow 4 copies).
-    assert solve(prof, topo, Constraints(replicas=12, options={"num_groups": 4})).details["policy"] == "hierarchical"
-    res = solve(prof, topo, Constraints(replicas=20, options={"num_groups": 4}))
+    assert eplb(Constraints(replicas=12), 4).details["policy"] == "hierarchical"
+    res = eplb(Constraints(replicas=20), 4)
     assert res.details["policy"] == "global"
     res.placement.validate()
-    with pytest.raises(PlacerError, match="whole number"):
-        solve(prof, topo, Constraints(options={"num_groups": "four"}))
+    with pytest.raises(PlacerError, match="num_groups must be int"):
+        eplb(Constraints(), "four")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from exact_refs import (all_gpu_of, layer_assignments, pairs_cost, profile_of, random_trace, token_coherent_cost,
                         token_pair_cut, token_pairs)
 from placer.errors import PlacerError
-from placer.solvers.base import Constraints, get_solver
+from placer.solvers.base import Constraints, solve
 from placer.solvers.local_search import best_descent
 from placer.solvers.exact.milp import LinearModel, solve_model
 from placer.model.topology import Topology
@@ -68,9 +68,8 @@ def test_exact_equals_brute_force(backend, topo_name, solver):
         rng = np.random.default_rng(100 + seed)
         L = 3 if topo.num_gpus == 2 else 2  # 24^L placements on 4 GPUs
         trace = random_trace(rng, L, 4, 2, T=40, affinity=0.5)
-        res = get_solver(solver)(profile_of(trace), topo, Constraints(backend=backend, time_limit=30,
-                                                                       options={"warm_start": seed == 0,
-                                                                                "formulation": "compact"}))
+        res = solve(solver, profile_of(trace), topo, Constraints(backend=backend, time_limit=30),
+                    {"warm_start": seed == 0, "formulation": "compact"})
         best = brute(trace, topo)
         assert res.status == "optimal"
         assert value_of(trace, topo, res.placement) == pytest.approx(best)
@@ -82,7 +81,7 @@ def test_exact_equals_brute_force(backend, topo_name, solver):
 def test_naive_formulation_equals_brute_force(backend):
     topo = Topology.uniform(4, 2, inter_node_cost=2.0)
     trace = random_trace(np.random.default_rng(7), 2, 4, 2, T=40)
-    res = get_solver("exflow")(profile_of(trace), topo, Constraints(backend=backend, options={"formulation": "naive"}))
+    res = solve("exflow", profile_of(trace), topo, Constraints(backend=backend), {"formulation": "naive"})
     assert res.status == "optimal"
     assert value_of(trace, topo, res.placement) == pytest.approx(brute(trace, topo))
 
@@ -94,8 +93,7 @@ def test_joint_ep_equals_brute_force(seed, backend, K, shape):
     E, G, gpn = shape
     topo = Topology.uniform(G, gpn, inter_node_cost=2.0)
     trace = random_trace(np.random.default_rng(seed), 2, E, K, T=30, affinity=0.2)
-    res = get_solver("joint")(profile_of(trace), topo, Constraints(cost="ep", backend=backend,
-                                                                     options={"formulation": "compact"}))
+    res = solve("joint", profile_of(trace), topo, Constraints(cost="ep", backend=backend), {"formulation": "compact"})
     best = brute(trace, topo, cost="ep")
     assert res.status == "optimal"
     assert value_of(trace, topo, res.placement, cost="ep") == pytest.approx(best)
@@ -115,12 +113,12 @@ def test_joint_with_load_weight_and_imbalance_equals_brute_force(backend):
     for opts, imb in (({"load_weight": 0.5, "formulation": "compact"}, None), ({"formulation": "compact"}, 1.2),
                       ({"formulation": "compact"}, 1.6)):
         best = brute(trace, topo, load_weight=opts.get("load_weight", 0.0), max_imbalance=imb)
-        cons = Constraints(backend=backend, max_imbalance=imb, options=opts)
+        cons = Constraints(backend=backend, max_imbalance=imb)
         if not np.isfinite(best):  # no placement meets the limit: the solver must say so
             with pytest.raises(PlacerError, match="max-imbalance"):
-                get_solver("joint")(prof, topo, cons)
+                solve("joint", prof, topo, cons, opts)
             continue
-        res = get_solver("joint")(prof, topo, cons)
+        res = solve("joint", prof, topo, cons, opts)
         assert res.status == "optimal"
         assert value_of(trace, topo, res.placement, load_weight=opts.get("load_weight", 0.0)) == pytest.approx(best)
         if imb is not None:
@@ -134,14 +132,14 @@ def test_infeasible_imbalance_names_the_floor():
     ids[0, :30, 0] = 2  # expert 2 takes 30 of 40 tokens in layer 0: floor = 30 * 2 / 40 = 1.5
     trace.expert_ids = ids
     with pytest.raises(PlacerError, match=r"1\.5000"):
-        get_solver("joint")(profile_of(trace), Topology.uniform(2), Constraints(max_imbalance=1.2))
+        solve("joint", profile_of(trace), Topology.uniform(2), Constraints(max_imbalance=1.2))
 
 
 def test_moetuner_stages_against_brute_force():
     trace = random_trace(np.random.default_rng(5), 3, 6, 2, T=50)
     prof = profile_of(trace)
     topo = Topology.uniform(2)
-    res = get_solver("moetuner")(prof, topo, Constraints(backend="cpsat"))
+    res = solve("moetuner", prof, topo, Constraints(backend="cpsat"))
     g = res.placement.gpu_of
     loads = token_loads(trace, g, 2)
     # stage 1 is exact: every layer's max GPU load is the smallest any balanced split reaches
@@ -164,7 +162,7 @@ def test_layer_descent_is_optimal_on_a_chain_with_planted_blocks():
     prof = profile_of(Trace(expert_ids=ids.astype(np.uint8), num_experts=E))
     g, val = best_descent(prof, Topology.uniform(2), seed=0)
     assert val == pytest.approx(0.0)
-    res = get_solver("exflow")(prof, Topology.uniform(2), Constraints())
+    res = solve("exflow", prof, Topology.uniform(2), Constraints())
     assert res.objective == pytest.approx(0.0) and res.status == "optimal"
 
 
@@ -173,19 +171,20 @@ def test_same_seed_same_placement(backend):
     trace = random_trace(np.random.default_rng(9), 2, 8, 2, T=80, affinity=0.4)
     prof = profile_of(trace)
     topo = Topology.uniform(4)
-    runs = [get_solver("exflow")(prof, topo, Constraints(backend=backend, seed=3, time_limit=20,
-                                                         options={"formulation": "compact"})) for _ in range(2)]
+    runs = [solve("exflow", prof, topo, Constraints(backend=backend, seed=3, time_limit=20), {"formulation": "compact"}) for _ in range(2)]
     assert np.array_equal(runs[0].placement.phy2log, runs[1].placement.phy2log)
 
 
 def test_relabelling_gpus_changes_no_objective():
-    from placer.solvers.exact.models import canonical_relabel, objective_value
+    from placer.cost.objectives import Objective
+    from placer.solvers.exact.models import canonical_relabel
     trace = random_trace(np.random.default_rng(4), 3, 8, 2, T=50)
     prof = profile_of(trace)
     topo = Topology.uniform(4, 2, inter_node_cost=5.0)
     g = np.stack([np.random.default_rng(l).permutation(np.arange(8) // 2) for l in range(3)])
     r = canonical_relabel(g, 4, 2)
-    assert objective_value(prof, topo, "coherent", r) == pytest.approx(objective_value(prof, topo, "coherent", g))
+    coherent = Objective("coherent")
+    assert coherent.value(prof, topo.hop, r) == pytest.approx(coherent.value(prof, topo.hop, g))
     assert r[0, 0] == 0
 
 
@@ -214,10 +213,10 @@ def test_replicas_and_general_topologies_are_refused():
     trace = random_trace(np.random.default_rng(0), 2, 4, 1, T=10)
     prof = profile_of(trace)
     with pytest.raises(PlacerError, match="replicas"):
-        get_solver("exflow")(prof, Topology.uniform(2), Constraints(replicas=2))
+        solve("exflow", prof, Topology.uniform(2), Constraints(replicas=2))
     bw = np.array([[0, 4, 2, 1], [4, 0, 1, 2], [2, 1, 0, 4], [1, 2, 4, 0]], float) * 1e9
     with pytest.raises(PlacerError, match="partition"):  # the MILP needs two hop levels (the dp does not)
-        get_solver("exflow")(prof, Topology.from_bandwidth_matrix(bw), Constraints(options={"formulation": "compact"}))
+        solve("exflow", prof, Topology.from_bandwidth_matrix(bw), Constraints(), {"formulation": "compact"})
 
 
 GENERAL_BW = np.array([[0, 4, 2, 1], [4, 0, 1, 2], [2, 1, 0, 4], [1, 2, 4, 0]], float) * 1e9
@@ -237,12 +236,12 @@ def test_chain_dp_equals_brute_force(seed, K, topo_kind, cost, imb, load_weight)
     E = 4 if topo.num_gpus == 4 else 6
     trace = random_trace(np.random.default_rng(seed), 2, E, K, T=30, affinity=0.5)
     best = brute(trace, topo, cost=cost, load_weight=load_weight, max_imbalance=imb)
-    cons = Constraints(cost=cost, max_imbalance=imb, options={"load_weight": load_weight})
+    cons = Constraints(cost=cost, max_imbalance=imb)
     if not np.isfinite(best):
         with pytest.raises(PlacerError, match="max-imbalance"):
-            get_solver("joint")(profile_of(trace), topo, cons)
+            solve("joint", profile_of(trace), topo, cons, {"load_weight": load_weight})
         return
-    res = get_solver("joint")(profile_of(trace), topo, cons)
+    res = solve("joint", profile_of(trace), topo, cons, {"load_weight": load_weight})
     assert res.status == "optimal"
     assert value_of(trace, topo, res.placement, cost=cost, load_weight=load_weight) == pytest.approx(best)
     assert res.objective == pytest.approx(best)
@@ -252,7 +251,7 @@ def test_one_expert_per_gpu_chain_of_matchings_is_optimal():
     # S = 1 on one node: 4 experts on 4 GPUs, 3 layers, against all 24^3 placements
     trace = random_trace(np.random.default_rng(8), 3, 4, 2, T=40, affinity=0.5)
     topo = Topology.uniform(4)
-    res = get_solver("exflow")(profile_of(trace), topo, Constraints())
+    res = solve("exflow", profile_of(trace), topo, Constraints())
     assert "assignments" in res.details["formulation"]
     assert value_of(trace, topo, res.placement) == pytest.approx(brute(trace, topo))
 
@@ -261,22 +260,25 @@ def test_one_expert_per_gpu_chain_of_matchings_is_optimal():
 @given(seed=st.integers(0, 10**6), K=st.integers(2, 3))
 def test_swap_descent_reaches_the_ep_optimum_when_one_swap_reaches_everything(seed, K):
     # 4 experts on 2 GPUs: one swap reaches every other split, and ep layers are independent
-    from placer.solvers.local_search import contiguous_gpu_of, swap_descent
+    from placer.solvers.baselines import first_copy_gpus
+    from placer.solvers.local_search import swap_descent
     trace = random_trace(np.random.default_rng(seed), 2, 4, K, T=30, affinity=0.2)
     prof = profile_of(trace)
     topo = Topology.uniform(2)
-    g = swap_descent(contiguous_gpu_of(2, 4, 2), topo.hop, None, prof.coact)
+    g = swap_descent(first_copy_gpus("contiguous", 2, 4, 2), topo.hop, None, prof.coact)
     assert token_pair_cut(trace, g, topo.hop) == pytest.approx(brute(trace, topo, cost="ep"))
 
 
 def test_swap_descent_keeps_load_limits_and_never_worsens():
-    from placer.solvers.local_search import balanced_gpu_of, coherent_objective, swap_descent
+    from placer.cost.objectives import coherent as coherent_objective
+    from placer.solvers.local_search import swap_descent
+    from placer.solvers.packing import balanced_packing
     for seed in range(5):
         trace = random_trace(np.random.default_rng(seed), 3, 8, 2, T=80, affinity=0.5)
         prof = profile_of(trace)
         topo = Topology.uniform(4, 2, inter_node_cost=3.0)
         load = prof.load.astype(float)
-        start = balanced_gpu_of(load, 4)
+        start = balanced_packing(load, 4)[0]
         cap = np.maximum(np.stack([np.bincount(start[l], weights=load[l], minlength=4) for l in range(3)]).max(1),
                          1.2 * load.sum(1) / 4)
         W = prof.transition_weights()

@@ -304,14 +304,14 @@ def _evaluate_json(trace, placement, topo) -> str:
 @pytest.mark.parametrize("solver,replicas", [("contiguous", 0), ("eplb", 0), ("eplb", 8)])
 def test_round_trip_solve_export_import_evaluate_identical(tmp_path, solver, replicas):
     from placer.model.profile import Profile
-    from placer.solvers.base import Constraints, get_solver
+    from placer.solvers.base import Constraints, solve
     from placer.model.topology import Topology
     from tests.test_plan import synthetic_trace
 
     trace = synthetic_trace(L=4, E=16, K=2, T=600, S=6, seed=3)
     trace.moe_layers, trace.num_hidden_layers = [1, 2, 4, 5], 7  # dense layers 0, 3, 6
     topo = Topology.uniform(8, 4)
-    placement = get_solver(solver)(Profile.from_trace(trace), topo, Constraints(replicas=replicas)).placement
+    placement = solve(solver, Profile.from_trace(trace), topo, Constraints(replicas=replicas)).placement
     placement.report = {"trace": {"moe_layers": trace.moe_layers, "num_hidden_layers": 7}}
     f = tmp_path / "expert_location.json"
     f.write_text(json.dumps(ex.to_sglang(placement)))
@@ -336,7 +336,7 @@ def test_cli_round_trip_solve_export_import_evaluate(cli, tmp_path):
     import importlib.util
 
     from placer.model.profile import Profile
-    from placer.solvers.base import Constraints, get_solver
+    from placer.solvers.base import Constraints, solve
     from placer.model.topology import Topology
     from tests.test_plan import synthetic_trace
 
@@ -349,7 +349,7 @@ def test_cli_round_trip_solve_export_import_evaluate(cli, tmp_path):
         proc = cli("solve", tpath, "--gpus", 4, "--solver", "eplb", "--replicas", 4, "--time-limit", 5, "-o", placement)
         assert proc.returncode == 0, proc.stderr
     else:  # the solve command is another branch's; the same solver through its API
-        get_solver("eplb")(Profile.from_trace(trace), Topology.uniform(4), Constraints(replicas=4)).placement.save(placement)
+        solve("eplb", Profile.from_trace(trace), Topology.uniform(4), Constraints(replicas=4)).placement.save(placement)
     loc = tmp_path / "expert_location.json"
     proc = cli("export", placement, "--format", "sglang", "--moe-layers", "1-4", "--num-hidden-layers", 5, "-o", loc)
     assert proc.returncode == 0, proc.stderr

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from placer.errors import PlacerError
-from placer.solvers.replicate import DistinctBins, replica_counts, replica_counts_batched, replicate
+from placer.solvers.packing import DistinctBins
+from placer.solvers.replicate import replica_counts, replica_counts_batched, replicate
 
 
 def best_max_per_replica(load, num_slots, cap):

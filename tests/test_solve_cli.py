@@ -61,7 +61,7 @@ def test_holdout_scores_on_unseen_sequences(cli, tiny, tmp_path):
     assert "held_out" in rep["metrics"]["contiguous"]
 
 
-@pytest.mark.parametrize("extra", [[], ["--formulation", "compact", "--backend", "cpsat"],
+@pytest.mark.parametrize("extra", [[], ["--param", "formulation=compact", "--backend", "cpsat"],
                                    ["--solver", "moetuner", "--backend", "cbc"],
                                    ["--solver", "partition", "--replicas", "4"]])
 def test_same_seed_gives_identical_bytes(cli, tmp_path, extra):
@@ -117,7 +117,7 @@ def test_bad_inputs(cli, tiny, tmp_path):
     # replicas that cannot fit (one per GPU at most)
     assert_user_error(bad(cli, tmp_path, path, "--gpus", "2", "--replicas", "6"), "cannot fit")
     # missing backend names its pip package
-    assert_user_error(bad(cli, tmp_path, path, "--gpus", "2", "--solver", "exflow", "--formulation", "compact",
+    assert_user_error(bad(cli, tmp_path, path, "--gpus", "2", "--solver", "exflow", "--param", "formulation=compact",
                           "--backend", "GUROBI"), "pip install gurobipy")
     assert_user_error(bad(cli, tmp_path, path, "--gpus", "2", "--solver", "nope"), "unknown solver")
     assert_user_error(bad(cli, tmp_path, tmp_path / "missing.npz", "--gpus", "2"), "no such file")
@@ -140,13 +140,13 @@ def test_infeasible_max_imbalance_reports_the_floor(cli, tmp_path):
 
 def test_time_limit_without_solution_falls_back(monkeypatch):
     # the backend finds nothing in time: the exact solver keeps the heuristic warm start and says so
-    from placer.solvers.base import Constraints, get_solver
+    from placer.solvers.base import Constraints, solve
     from placer.solvers.exact import models
     from placer.solvers.exact.milp import ModelResult
     monkeypatch.setattr(models, "solve_model", lambda *a, **k: ModelResult("no_solution", None, None, None, 0.1, "cpsat"))
     trace = random_trace(np.random.default_rng(3), 3, 8, 2, T=60, affinity=0.3)
-    res = get_solver("exflow")(profile_of(trace), Topology.uniform(4), Constraints(options={"formulation": "compact"}))
-    assert any("fell back" in n for n in res.details.get("notes", [])) or res.status == "optimal"
+    res = solve("exflow", profile_of(trace), Topology.uniform(4), Constraints(), {"formulation": "compact"})
+    assert any("fell back" in n for n in res.notes) or res.status == "optimal"
     assert res.bound <= res.objective
 
 

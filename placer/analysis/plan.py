@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 from placer.errors import PlacerError
 from placer.model.profile import Profile
-from placer.solvers.base import Constraints, get_solver
+from placer.solvers.base import Constraints, get_solver, solve
 from placer.model.topology import NIC_BYTES_PER_S, NVLINK_BYTES_PER_S, Topology
 from placer.model.trace import Trace
 
@@ -115,7 +115,8 @@ def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Se
 
     from placer import cost
 
-    fns = {name: get_solver(name) for name in solvers}  # unknown names fail before any work
+    for name in solvers:
+        get_solver(name)  # unknown names fail before any work
     if options.test_fraction > 0:
         train, test = trace.split(options.test_fraction)
     else:
@@ -144,11 +145,11 @@ def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Se
             mem = S * L * options.expert_bytes / GIB if options.expert_bytes else None
             base.update(expert_mem_gib=mem,
                         fits=None if mem is None or options.gpu_memory is None else bool(mem * GIB <= options.gpu_memory))
-            for name, fn in fns.items():
+            for name in solvers:
                 row = {**base, "solver": name}
                 t0 = time.perf_counter()
                 try:
-                    result = fn(profile, topo, constraints)
+                    result = solve(name, profile, topo, constraints)
                     row["solve_s"] = time.perf_counter() - t0
                     row.update(_score(cost, test, result.placement, topo, options))
                     row["status"] = result.status

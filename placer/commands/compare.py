@@ -45,7 +45,7 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: int,
             topology_file: str | None, split: str, hidden_size: int | None, dtype_bytes: int, as_json: bool,
             **kw) -> None:
     """Compare placement files and solver names (ITEMS) on the routing of TRACE."""
-    from placer.solvers.base import Constraints, available_solvers, get_solver
+    from placer.solvers.base import Constraints, available_solvers, solve
     from placer.traces.importers import load_input
 
     full = load_input([trace], **load_kwargs(kw))
@@ -79,9 +79,8 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: int,
             else:
                 with progress("profiling", total=fitted.num_tokens, unit="tokens") as advance:
                     profile = Profile.from_trace(fitted, coact=False, progress=advance)
-        res = get_solver(item)(profile, topo, Constraints(replicas=replicas, seed=seed, time_limit=time_limit))
-        # the solver's wall time is left out: same inputs and seed must give identical output
-        summary = {k: v for k, v in res.summary().items() if k != "time_s"}
+        res = solve(item, profile, topo, Constraints(replicas=replicas, seed=seed, time_limit=time_limit))
+        summary = res.summary()   # no wall-clock times: same inputs and seed give identical output
         entries.append({"name": item, "source": f"solver {item} (fitted on {fit})",
                         "placement": res.placement, "solver": summary})
 

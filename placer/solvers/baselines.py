@@ -13,26 +13,29 @@ to the hottest experts by load per replica, EPLB's rule
 (:func:`placer.solvers.replicate.replicate`, at most one copy per GPU), in the order they were
 handed out; each copy goes to the GPU with the most free slots among those that do not hold
 that expert yet (ties: lowest GPU id). If every GPU with room already holds the expert, one swap
-makes room (:class:`placer.solvers.replicate.DistinctBins`). Within a GPU, slots hold experts
+makes room (:class:`placer.solvers.packing.DistinctBins`). Within a GPU, slots hold experts
 in ascending id order.
 
-Baselines ignore communication: their reported objective is the load model's bottleneck
-(sum over layers of the busiest GPU's token picks). They have no balance knob: ``--max-imbalance`` is
-checked and reported (``max_imbalance_met``), not enforced.
+Baselines ignore communication, but they are scored like any solver: their objective is the
+requested cost model's (``coherent`` or ``ep-pairwise``, :mod:`placer.cost.objectives`), None when
+the profile lacks the counts it needs (a loads-only input). They have no balance knob:
+``--max-imbalance`` is checked and reported (``max_imbalance_met``), not enforced.
 """
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import numpy as np
 
 from placer.cost import load_cost
+from placer.cost.objectives import Objective
 from placer.model.placement import Placement
 from placer.model.profile import Profile
-from placer.solvers.base import Constraints, SolveResult, register
-from placer.solvers.replicate import DistinctBins, replicate
 from placer.model.topology import Topology
+from placer.solvers.base import Constraints, NoParams, SolveResult, Status, register
+from placer.solvers.packing import DistinctBins
+from placer.solvers.replicate import replicate
 
 
 def first_copy_gpus(kind: str, num_layers: int, num_experts: int, num_gpus: int, seed: int = 0) -> np.ndarray:
@@ -89,46 +92,50 @@ def baseline_placement(kind: str, load: np.ndarray, num_gpus: int, gpus_per_node
 
 
 def load_summary(profile: Profile, placement: Placement, max_imbalance: float | None = None) -> dict:
-    """What baselines and EPLB report, in the ``load`` cost model: ``objective`` is the sum over
-    layers of the busiest GPU's token picks; imbalances are max / mean over GPUs.
-
-    These solvers have no balance knob, so ``--max-imbalance`` is checked, not enforced:
-    ``max_imbalance_met`` says whether the worst layer stays within it on the profile.
-    """
+    """Per-layer max/mean GPU load of ``placement`` on ``profile`` (the load model), mean and
+    worst over layers; with ``max_imbalance``, whether the worst layer stays within it
+    (``max_imbalance_met``: fixed rules check the cap, they do not enforce it)."""
     cost = load_cost(profile, placement)
-    out = {"objective": float(cost.gpu_load.max(axis=1).sum()),
-           "mean_imbalance": cost.mean_imbalance, "max_imbalance": cost.max_imbalance}
+    out: dict[str, Any] = {"mean_imbalance": cost.mean_imbalance, "max_imbalance": cost.max_imbalance}
     if max_imbalance is not None:
         out["max_imbalance_met"] = bool(cost.max_imbalance <= max_imbalance + 1e-12)
     return out
 
 
+def objective_of(profile: Profile, topology: Topology, cost: str, placement: Placement) -> float | None:
+    """The ``cost`` objective of a fixed placement, or None when ``profile`` lacks its counts."""
+    if (cost == "coherent" and profile.trans is None and profile.num_layers > 1) or (cost == "ep" and profile.coact is None):
+        return None
+    return Objective(cost).of_placement(profile, topology, placement)
+
+
+def fixed_result(solver: str, status: Status, placement: Placement, profile: Profile, topology: Topology,
+                 constraints: Constraints, details: dict | None = None) -> SolveResult:
+    """The result of a rule that fixes a placement without searching (baselines, EPLB)."""
+    return SolveResult(placement, solver, status, Objective(constraints.cost).name,
+                       objective=objective_of(profile, topology, constraints.cost, placement),
+                       details={**(details or {}), **load_summary(profile, placement, constraints.max_imbalance)})
+
+
 def _solve(kind: str, profile: Profile, topology: Topology, constraints: Constraints) -> SolveResult:
-    t0 = time.perf_counter()
     placement = baseline_placement(kind, profile.load, topology.num_gpus, topology.gpus_per_node,
-                                   constraints.replicas, constraints.seed).validate(f"{kind} placement")
-    summary = load_summary(profile, placement, constraints.max_imbalance)
-    placement.report = {"solver": kind, **summary}
-    if kind == "random":
-        placement.report["seed"] = constraints.seed
-    return SolveResult(placement, kind, "baseline", "load", objective=summary["objective"],
-                       time_s=time.perf_counter() - t0,
-                       details={k: v for k, v in summary.items() if k != "objective"})
+                                   constraints.replicas, constraints.seed)
+    return fixed_result(kind, Status.BASELINE, placement, profile, topology, constraints)
 
 
-@register("contiguous", "Baseline: expert e on GPU e // (E/G), the Megatron/DeepSpeed default")
-def solve_contiguous(profile: Profile, topology: Topology, constraints: Constraints) -> SolveResult:
+@register("contiguous", "Baseline: expert e on GPU e // (E/G), the Megatron/DeepSpeed default", replicas=True)
+def solve_contiguous(profile: Profile, topology: Topology, constraints: Constraints, params: NoParams) -> SolveResult:
     """Baseline: expert e on GPU e // (E/G) (replicas: see module docstring)."""
     return _solve("contiguous", profile, topology, constraints)
 
 
-@register("round_robin", "Baseline: expert e on GPU e % G")
-def solve_round_robin(profile: Profile, topology: Topology, constraints: Constraints) -> SolveResult:
+@register("round_robin", "Baseline: expert e on GPU e % G", replicas=True)
+def solve_round_robin(profile: Profile, topology: Topology, constraints: Constraints, params: NoParams) -> SolveResult:
     """Baseline: expert e on GPU e % G (replicas: see module docstring)."""
     return _solve("round_robin", profile, topology, constraints)
 
 
-@register("random", "Baseline: seeded random balanced permutation per layer")
-def solve_random(profile: Profile, topology: Topology, constraints: Constraints) -> SolveResult:
+@register("random", "Baseline: seeded random balanced permutation per layer", replicas=True)
+def solve_random(profile: Profile, topology: Topology, constraints: Constraints, params: NoParams) -> SolveResult:
     """Baseline: per-layer seeded random balanced permutation (replicas: see module docstring)."""
     return _solve("random", profile, topology, constraints)

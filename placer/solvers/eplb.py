@@ -23,7 +23,7 @@ copies can land on one GPU (a wasted slot: the GPU serves that expert no faster)
 give one expert more copies than the node has GPUs. Here step 2 caps an expert's copies at the
 GPUs it may sit on, and step 3 passes each item's expert as a label: a pack that already holds
 the expert is skipped, and if only such packs have room, one swap with a full pack makes room
-(:class:`placer.solvers.replicate.DistinctBins`). Where the original never double-places, these
+(:class:`placer.solvers.packing.DistinctBins`). Where the original never double-places, these
 rules choose exactly what it chooses, so its README example is reproduced unchanged.
 
 Loads are float64 here (the original divides in float32), so exact near-ties could break
@@ -32,54 +32,18 @@ differently; exact ties break as described above.
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from placer.errors import PlacerError
 from placer.model.placement import Placement
 from placer.model.profile import Profile
-from placer.solvers.base import Constraints, SolveResult, register
-from placer.solvers.baselines import load_summary
-from placer.solvers.replicate import DistinctBins, replicate
+from placer.solvers.base import Constraints, SolveResult, Status, param, register
+from placer.solvers.baselines import fixed_result
+from placer.solvers.packing import balanced_packing
+from placer.solvers.replicate import replicate
 from placer.model.topology import Topology
-
-
-def balanced_packing(weight: np.ndarray, num_packs: int, labels: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Pack n weighted items into ``num_packs`` packs of n / num_packs items each, balancing weight.
-
-    Args:
-        weight: ``[X, n]`` item weights (token picks) per row; n divisible by ``num_packs``.
-        num_packs: m packs per row.
-        labels: ``[X, n]`` optional logical expert of each item; items with one label then go
-            to different packs (needs at most m items per label in a row).
-
-    Returns:
-        ``pack_index [X, n]`` (pack of each item) and ``rank_in_pack [X, n]`` (its position in
-        the pack, 0 .. n/m - 1).
-    """
-    w = np.asarray(weight, dtype=np.float64)
-    X, n = w.shape
-    if num_packs < 1 or n % num_packs:
-        raise ValueError(f"{n} items cannot be split evenly into {num_packs} packs")
-    per_pack = n // num_packs
-    pack_index = np.empty((X, n), np.int64)
-    rank_in_pack = np.empty((X, n), np.int64)
-    if per_pack == 1:
-        pack_index[:] = np.arange(n)
-        rank_in_pack[:] = 0
-        return pack_index, rank_in_pack
-    for x in range(X):
-        lab = np.arange(n) if labels is None else labels[x]
-        bins = DistinctBins(num_packs, per_pack, lab, w[x])
-        lightest = lambda cand: min(cand, key=bins.load.__getitem__)  # noqa: E731  first on ties
-        for item in np.argsort(-w[x], kind="stable"):
-            bins.put(int(item), lightest)
-        for b, its in enumerate(bins.items):
-            pack_index[x, its] = b
-            rank_in_pack[x, its] = np.arange(len(its))
-    return pack_index, rank_in_pack
 
 
 def _inverse(perm: np.ndarray) -> np.ndarray:
@@ -181,29 +145,29 @@ def is_hierarchical(num_experts: int, num_physical: int, num_groups: int, num_no
             and per_node_slots <= (num_experts // num_nodes) * (num_gpus // num_nodes))
 
 
-@register("eplb", "DeepSeek EPLB: replicate hot experts, pack groups to nodes and copies to GPUs (load balance only)")
-def solve_eplb(profile: Profile, topology: Topology, constraints: Constraints) -> SolveResult:
-    """DeepSeek's EPLB on ``profile.load``; options: ``num_groups`` (default E, one group per expert).
+@dataclass(frozen=True)
+class EplbParams:
+    num_groups: int | None = param(None, "expert groups packed to nodes (EPLB's num_groups); default E, "
+                                         "one group per expert", min=1)
+
+
+@register("eplb", "DeepSeek EPLB: replicate hot experts, pack groups to nodes and copies to GPUs (load balance only)",
+          EplbParams, replicas=True)
+def solve_eplb(profile: Profile, topology: Topology, constraints: Constraints, params: EplbParams) -> SolveResult:
+    """DeepSeek's EPLB on ``profile.load``.
 
     Hierarchical over ``topology``'s nodes when they divide the groups (and each node can hold
     its experts' copies on distinct GPUs), global otherwise. Communication is not considered.
     """
-    t0 = time.perf_counter()
     E, G = profile.num_experts, topology.num_gpus
     S = constraints.slots_per_gpu(E, G)
     P = S * G
-    try:
-        groups = int(constraints.options.get("num_groups") or E)
-    except (TypeError, ValueError):
-        raise PlacerError(f"num_groups must be a whole number, got {constraints.options.get('num_groups')!r}") from None
-    if groups < 1 or E % groups:
+    groups = params.num_groups or E
+    if E % groups:
         raise PlacerError(f"num_groups {groups} does not divide the {E} experts; give a divisor of {E}")
     nodes = topology.num_nodes
     phy2log, _, _ = rebalance_experts(profile.load, P, groups, nodes, G)
-    placement = Placement(phy2log, E, G, topology.gpus_per_node).validate("eplb placement")
-    summary = load_summary(profile, placement, constraints.max_imbalance)
+    placement = Placement(phy2log, E, G, topology.gpus_per_node)
     policy = "hierarchical" if is_hierarchical(E, P, groups, nodes, G) else "global"
-    details = {"policy": policy, "num_groups": groups, **{k: v for k, v in summary.items() if k != "objective"}}
-    placement.report = {"solver": "eplb", "objective": summary["objective"], **details}
-    return SolveResult(placement, "eplb", "heuristic", "load", objective=summary["objective"],
-                       time_s=time.perf_counter() - t0, details=details)
+    return fixed_result("eplb", Status.HEURISTIC, placement, profile, topology, constraints,
+                        {"policy": policy, "num_groups": groups})

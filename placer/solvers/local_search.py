@@ -1,4 +1,4 @@
-"""Objectives on ``gpu_of`` tables and a cheap exact-per-layer local search (warm starts).
+"""A cheap exact-per-layer local search on ``gpu_of`` tables (``layer_descent`` and warm starts).
 
 Shapes: ``gpu_of`` ``[L, E]`` int (replica-free placement), ``W`` ``[L-1, E, E]`` transition
 weights, ``C`` ``[L, E, E]`` co-activation counts, ``hop`` ``[G, G]``.
@@ -8,9 +8,8 @@ with the (fixed) neighbouring layers. So with layers l-1 and l+1 fixed, the best
 linear assignment: expert e on GPU g costs ``A[e, g] = sum_j W[l-1, j, e] hop(g(l-1, j), g) +
 sum_j W[l, e, j] hop(g, g(l+1, j))``, and each GPU offers S slots. scipy's
 ``linear_sum_assignment`` solves it exactly; sweeping the layers forwards and backwards until no
-layer improves is a block-coordinate descent that never gets worse. It is the warm start of the
-exact models and the ``layer_descent`` solver (the fallback of ``solve --solver auto`` when the
-``partition`` heuristic is not installed).
+layer improves is a block-coordinate descent that never gets worse. It is the ``layer_descent``
+solver (:mod:`placer.solvers.layer_descent`) and the warm start of the exact models.
 """
 
 from __future__ import annotations
@@ -19,58 +18,11 @@ import time
 
 import numpy as np
 
+from placer.cost.objectives import coherent
 from placer.model.profile import Profile
 from placer.model.topology import Topology
-
-
-def coherent_objective(W: np.ndarray, gpu_of: np.ndarray, hop: np.ndarray) -> float:
-    """``sum_l sum_ij W[l,i,j] hop(gpu_of[l,i], gpu_of[l+1,j])`` (units of ``W``)."""
-    total = 0.0
-    for l in range(W.shape[0]):
-        total += float((W[l] * hop[np.ix_(gpu_of[l], gpu_of[l + 1])]).sum())
-    return total
-
-
-def pair_cut_objective(C: np.ndarray, gpu_of: np.ndarray, hop: np.ndarray) -> float:
-    """``sum_l sum_{i<j} C[l,i,j] hop(gpu_of[l,i], gpu_of[l,j])`` (diagonal ignored)."""
-    total = 0.0
-    for l in range(C.shape[0]):
-        M = np.array(C[l], dtype=np.float64)
-        np.fill_diagonal(M, 0.0)
-        total += float((M * hop[np.ix_(gpu_of[l], gpu_of[l])]).sum()) / 2.0
-    return total
-
-
-def contiguous_gpu_of(L: int, E: int, G: int) -> np.ndarray:
-    """Expert e on GPU e // (E / G) in every layer (the Megatron / DeepSpeed default)."""
-    return np.tile(np.arange(E) // (E // G), (L, 1))
-
-
-def balanced_gpu_of(load: np.ndarray, G: int) -> np.ndarray:
-    """Per layer, hottest expert first onto the least-loaded GPU with a free slot (LPT)."""
-    L, E = load.shape
-    S = E // G
-    out = np.empty((L, E), np.int64)
-    for l in range(L):
-        used = np.zeros(G, np.int64)
-        gl = np.zeros(G, np.float64)
-        for e in np.argsort(-load[l], kind="stable"):
-            free = np.flatnonzero(used < S)
-            g = free[np.argmin(gl[free])]
-            out[l, e] = g
-            used[g] += 1
-            gl[g] += load[l, e]
-    return out
-
-
-def max_imbalance_of(load: np.ndarray, gpu_of: np.ndarray, G: int) -> np.ndarray:
-    """``[L]`` max / mean GPU load per layer (load counts from ``load [L, E]``)."""
-    L = load.shape[0]
-    gl = np.zeros((L, G))
-    for l in range(L):
-        gl[l] = np.bincount(gpu_of[l], weights=load[l], minlength=G)
-    mean = gl.mean(axis=1)
-    return np.where(mean > 0, gl.max(axis=1) / np.where(mean > 0, mean, 1), 1.0)
+from placer.solvers.baselines import first_copy_gpus
+from placer.solvers.packing import balanced_packing
 
 
 def layer_descent(W: np.ndarray, hop: np.ndarray, start: np.ndarray, load: np.ndarray | None = None,
@@ -119,19 +71,21 @@ def descent_start_points(profile: Profile, G: int, seed: int) -> list[np.ndarray
     """Deterministic starts: contiguous, load-balanced (LPT) and two seeded random ones."""
     L, E = profile.num_layers, profile.num_experts
     rng = np.random.default_rng(seed)
-    starts = [contiguous_gpu_of(L, E, G), balanced_gpu_of(profile.load.astype(np.float64), G)]
+    contiguous = first_copy_gpus("contiguous", L, E, G)
+    starts = [contiguous, balanced_packing(profile.load.astype(np.float64), G)[0]]
     for _ in range(2):
-        starts.append(np.stack([rng.permutation(contiguous_gpu_of(1, E, G)[0]) for _ in range(L)]))
+        starts.append(np.stack([rng.permutation(contiguous[0]) for _ in range(L)]))
     return starts
 
 
-def best_descent(profile: Profile, topology: Topology, seed: int = 0, time_limit: float = 10.0,
+def best_descent(profile: Profile, topology: Topology, seed: int = 0,
                  max_gpu_load: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Layer descent from each start point; the best ``(gpu_of, coherent objective)``."""
+    """Layer descent from each start point; the best ``(gpu_of, coherent objective)``.
+
+    No wall-clock cut (the result would depend on machine load): the sweep cap bounds the work.
+    """
     W = profile.transition_weights()
     G = topology.num_gpus
-    # no wall-clock cut (the result would depend on machine load): the sweep cap bounds the work
-    del time_limit
     load = profile.load.astype(np.float64)
     best, best_val = None, np.inf
     for start in descent_start_points(profile, G, seed):
@@ -140,7 +94,7 @@ def best_descent(profile: Profile, topology: Topology, seed: int = 0, time_limit
             if np.any(gl.max(axis=1) > max_gpu_load + 1e-9):
                 continue
         g = layer_descent(W, topology.hop, start, load, max_gpu_load)
-        val = coherent_objective(W, g, topology.hop)
+        val = coherent(W, g, topology.hop)
         if val < best_val - 1e-12:
             best, best_val = g, val
     return best, best_val

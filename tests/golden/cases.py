@@ -9,6 +9,8 @@ outputs into ``tests/data/golden/``; ``tests/test_golden.py`` re-runs the cases 
 Placeholders: ``{sample}`` the shipped ``traces/sample.npz``; ``{esft}``, ``{esft_summary}``,
 ``{mixtral}`` real traces from ``../shared/traces``; ``{out}`` the output file;
 ``{golden:NAME}`` the recorded output of another case (an input to this one).
+
+Two command lines changed with the options after recording (``tests/golden/intended.py``).
 """
 
 from __future__ import annotations
@@ -56,13 +58,13 @@ CASES: list[Case] = [
     _solve("solve_sample_partition_g8_n4_cap", "{sample}", "--gpus", "8", "--gpus-per-node", "4",
            "--max-imbalance", "1.5", "--solver", "partition"),
     _solve("solve_sample_layer_descent_g4", "{sample}", "--gpus", "4", "--solver", "layer_descent"),
-    _solve("solve_sample_exflow_g32", "{sample}", "--gpus", "32", "--solver", "exflow"),
+    _solve("solve_sample_exflow_g32", "{sample}", "--gpus", "32", "--gpus-per-node", "32", "--solver", "exflow"),
     _solve("solve_sample_auto_g4_r4", "{sample}", "--gpus", "4", "--replicas", "4"),
     # --- Mixtral-8x7B MT-Bench coding (32 x 8, top-2): small enough for the exact programmes
     _solve("solve_mixtral_exflow_g4", "{mixtral}", "--gpus", "4", "--solver", "exflow"),
     _solve("solve_mixtral_exflow_g2_cap", "{mixtral}", "--gpus", "2", "--solver", "exflow", "--max-imbalance", "1.2"),
     _solve("solve_mixtral_joint_g4_ep", "{mixtral}", "--gpus", "4", "--solver", "joint", "--cost", "ep"),
-    _solve("solve_mixtral_joint_g2_lw", "{mixtral}", "--gpus", "2", "--solver", "joint", "--load-weight", "0.5"),
+    _solve("solve_mixtral_joint_g2_lw", "{mixtral}", "--gpus", "2", "--solver", "joint", "--param", "load_weight=0.5"),
     _solve("solve_mixtral_moetuner_g4", "{mixtral}", "--gpus", "4", "--solver", "moetuner"),
     _solve("solve_mixtral_layer_descent_g4", "{mixtral}", "--gpus", "4", "--solver", "layer_descent"),
     _solve("solve_mixtral_partition_g4", "{mixtral}", "--gpus", "4", "--solver", "partition"),
@@ -77,7 +79,7 @@ CASES: list[Case] = [
     _solve("solve_esft_partition_g8_ep_holdout", "{esft}", "--gpus", "8", "--cost", "ep", "--holdout", "0.5",
            "--solver", "partition"),
     _solve("solve_esft_auto_g8", "{esft}", "--gpus", "8"),
-    _solve("solve_esft_exflow_g64", "{esft}", "--gpus", "64", "--solver", "exflow"),
+    _solve("solve_esft_exflow_g64", "{esft}", "--gpus", "64", "--gpus-per-node", "64", "--solver", "exflow"),
     _solve("solve_esft_eplb_g16_n8_r16", "{esft}", "--gpus", "16", "--gpus-per-node", "8", "--replicas", "16",
            "--solver", "eplb"),
     _solve("solve_esft_contiguous_g8", "{esft}", "--gpus", "8", "--solver", "contiguous"),

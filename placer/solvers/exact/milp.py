@@ -36,7 +36,6 @@ import numpy as np
 
 from placer.errors import PlacerError, missing_package
 
-BACKENDS = ("cpsat", "highs", "cbc")
 # PuLP solver names a user may have, and the pip package that provides each
 _PULP_PACKAGES = {"GUROBI": "gurobipy", "GUROBI_CMD": "gurobipy", "CPLEX_PY": "cplex", "CPLEX_CMD": "cplex",
                   "HiGHS": "highspy", "XPRESS_PY": "xpress", "XPRESS": "xpress", "SCIP_PY": "pyscipopt",
@@ -68,10 +67,6 @@ class LinearModel:
         self.ub.extend([float(ub)] * n)
         self.integer.extend([bool(integer)] * n)
         return np.arange(start, start + n).reshape(shape)
-
-    def set_ub(self, idx: np.ndarray, ub: np.ndarray) -> None:
-        for i, u in zip(np.ravel(idx), np.ravel(ub)):
-            self.ub[int(i)] = float(u)
 
     def add_row(self, idx, coef, lo: float = -math.inf, hi: float = math.inf) -> None:
         idx = np.asarray(idx, dtype=np.int64).ravel()
@@ -396,7 +391,3 @@ def _solve_pulp(model: LinearModel, name: str, time_limit: float, seed: int, thr
         bound = float(mb.group(1)) + model.offset if name == "cbc" else None
     return ModelResult("feasible", vals, obj, bound, dt, name, notes)
 
-
-def describe_backends() -> dict[str, Any]:
-    return {"cpsat": "OR-Tools CP-SAT (pip install ortools)", "highs": "HiGHS (pip install highspy)",
-            "cbc": "CBC bundled with PuLP (pip install pulp)"}

@@ -1,3 +1,3 @@
 """The scalable heuristic (see :mod:`placer.solvers.partition.solver`)."""
 
-from placer.solvers.partition.solver import build_problem, objective, solve  # noqa: F401
+from placer.solvers.partition.solver import PartitionParams, build_problem, objective, solve  # noqa: F401

@@ -35,11 +35,11 @@ one GPU, and the per-layer load cap when one applies):
    drops. Deterministic for a given ``seed``; a time-limit stop (``details["hit_time_limit"]``)
    can depend on machine speed.
 
-``constraints.options``: ``starts`` (default 4: METIS, then random; with replicas the
-replica-free solution with copies packed onto free slots first, then METIS, then random), ``kicks`` (ILS
-perturbations, default 200), ``bound`` (False: skip the lower bound), ``metis`` (False: random
-starts only), ``metis_degree`` (edges kept per vertex for METIS), ``replica_imbalance`` (default
-cap with replicas, 1.10).
+Parameters (:class:`PartitionParams`): ``starts`` (default 4: METIS, then random; with replicas
+the replica-free solution with copies packed onto free slots first, then METIS, then random),
+``kicks`` (ILS perturbations, default 200), ``bound`` (False: skip the lower bound), ``metis``
+(False: random starts only), ``metis_degree`` (edges kept per vertex for METIS),
+``replica_imbalance`` (default cap with replicas, 1.10).
 
 Load cap: ``--max-imbalance`` bounds each layer's max/mean GPU load (a replica carries
 ``load / count``). With replicas and no ``--max-imbalance`` the cap defaults to
@@ -60,8 +60,9 @@ from placer.errors import PlacerError
 from placer.model.placement import Placement
 from placer.model.profile import Profile
 from placer.progress import progress
-from placer.solvers.base import Constraints, SolveResult, register
-from placer.solvers.eplb import balanced_packing
+from placer.cost.objectives import Objective
+from placer.solvers.base import Constraints, SolveResult, Status, param, register
+from placer.solvers.packing import balanced_packing
 from placer.solvers.replicate import replica_counts_batched
 from placer.model.topology import Topology
 
@@ -112,8 +113,12 @@ class Problem:
 
 
 # ----------------------------------------------------------------------------- problem
-def build_problem(profile: Profile, topology: Topology, constraints: Constraints) -> Problem:
-    """Check the inputs against the constraints and lay out the instance arrays."""
+def build_problem(profile: Profile, topology: Topology, constraints: Constraints,
+                  replica_imbalance: float = DEFAULT_REPLICA_IMBALANCE) -> Problem:
+    """Check the inputs against the constraints and lay out the instance arrays.
+
+    ``replica_imbalance``: the load cap with replicas when ``constraints.max_imbalance`` is None.
+    """
     L, E, G = profile.num_layers, profile.num_experts, topology.num_gpus
     S = constraints.slots_per_gpu(E, G)
     hop = np.asarray(topology.hop, np.float64)
@@ -141,7 +146,7 @@ def build_problem(profile: Profile, topology: Topology, constraints: Constraints
     if target is not None and target < 1.0:
         raise PlacerError(f"--max-imbalance must be >= 1.0 (max/mean load), got {target}")
     if target is None and constraints.replicas > 0 and G > 1:
-        target = float((constraints.options or {}).get("replica_imbalance", DEFAULT_REPLICA_IMBALANCE))
+        target = float(replica_imbalance)
         packed = np.array([_imbalance(prob, l, _packing(prob, l)) for l in range(L)])
         prob.cap = np.maximum(target, packed * (1 + 1e-9)) * mean
     elif target is not None and G > 1:
@@ -761,14 +766,15 @@ def metis_start(prob: Problem, seed: int, degree: int | None = None) -> np.ndarr
 
 
 def replica_free_start(prob: Problem, profile: Profile, topology: Topology, constraints: Constraints,
-                       deadline: float) -> np.ndarray | None:
+                       deadline: float, replica_imbalance: float = DEFAULT_REPLICA_IMBALANCE) -> np.ndarray | None:
     """``[L, P]`` start for a replicated problem: solve without replicas first (one random start,
     refined), keep every expert's first copy where that put it, and pack the redundant copies
     onto the free slots (heaviest copy first, lightest GPU without that expert). None when G
     does not divide E (the first copies would not fill whole GPUs)."""
     if not prob.replicated or prob.E % prob.G:
         return None
-    base = build_problem(profile, topology, dataclasses.replace(constraints, replicas=0, max_imbalance=None))
+    base = build_problem(profile, topology, dataclasses.replace(constraints, replicas=0, max_imbalance=None),
+                         replica_imbalance)
     gpu0 = random_start(base, constraints.seed, 0)
     refine(base, gpu0, deadline)
     out = np.empty((prob.L, prob.P), np.int64)
@@ -791,12 +797,12 @@ def replica_free_start(prob: Problem, profile: Profile, topology: Topology, cons
     return out
 
 
-def _metis_degree(prob: Problem, opts: dict) -> int | None:
+def _metis_degree(prob: Problem, degree: int | None) -> int | None:
     """Edges kept per vertex for METIS: all on small graphs; the 8 heaviest from 10^6 edges on
     (DeepSeek-V3 shape, planted data, loaded 2-core machine: all edges 22 s and a start 9% above
     the planted score; 8 per vertex 7-13 s and 0.1% above)."""
-    if "metis_degree" in opts:
-        return opts["metis_degree"] or None
+    if degree is not None:
+        return degree or None
     n_edges = (prob.L - 1) * prob.P * prob.P if prob.W is not None else prob.L * prob.P * prob.P // 2
     return 8 if n_edges >= 1_000_000 else None
 
@@ -811,10 +817,10 @@ def random_start(prob: Problem, seed: int, k: int) -> np.ndarray:
     return gpu
 
 
-def to_placement(prob: Problem, gpu: np.ndarray, report: dict | None = None) -> Placement:
+def to_placement(prob: Problem, gpu: np.ndarray) -> Placement:
     """Slots of each GPU hold its instances in ascending expert id (deterministic phy2log)."""
     phy = np.stack([prob.inst_expert[l][np.lexsort((prob.inst_expert[l], gpu[l]))] for l in range(prob.L)])
-    return Placement(phy, prob.E, prob.G, prob.gpus_per_node, report or {})
+    return Placement(phy, prob.E, prob.G, prob.gpus_per_node)
 
 
 def max_imbalance(prob: Problem, gpu: np.ndarray) -> float:
@@ -823,11 +829,25 @@ def max_imbalance(prob: Problem, gpu: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- solver
-@register("partition", "multi-constraint METIS + constraint-keeping swap refinement, best of several starts")
-def solve(profile: Profile, topology: Topology, constraints: Constraints) -> SolveResult:
+@dataclass(frozen=True)
+class PartitionParams:
+    starts: int = param(DEFAULT_STARTS, "starts refined (METIS first, then random; with replicas the replica-free "
+                                        "solution first)", min=1)
+    kicks: int = param(DEFAULT_KICKS, "iterated-local-search perturbations after the starts", min=0)
+    metis: bool = param(True, "use METIS for a start (False: random starts only)")
+    metis_degree: int | None = param(None, "edges kept per vertex for METIS (none: automatic, 8 from 10^6 edges "
+                                           "on; 0: all)", min=0)
+    bound: bool = param(True, "compute the lower bound (inside the time limit)")
+    replica_imbalance: float = param(DEFAULT_REPLICA_IMBALANCE, "load cap (max/mean) with replicas when "
+                                                                "--max-imbalance is not given", min=1.0)
+
+
+@register("partition", "multi-constraint METIS + constraint-keeping swap refinement, best of several starts",
+          PartitionParams, replicas=True)
+def solve(profile: Profile, topology: Topology, constraints: Constraints, params: PartitionParams) -> SolveResult:
     """Scalable heuristic: hierarchical METIS and random starts, layer re-assignment and swaps."""
     with _single_thread_blas():
-        return _solve(profile, topology, constraints)
+        return _solve(profile, topology, constraints, params)
 
 
 def _single_thread_blas():
@@ -841,50 +861,40 @@ def _single_thread_blas():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _solve(profile: Profile, topology: Topology, constraints: Constraints) -> SolveResult:
+def _solve(profile: Profile, topology: Topology, constraints: Constraints, params: PartitionParams) -> SolveResult:
     t0 = time.perf_counter()
-    prob = build_problem(profile, topology, constraints)
+    prob = build_problem(profile, topology, constraints, params.replica_imbalance)
     _check_cap_feasible(prob)
     deadline = t0 + float(constraints.time_limit)
-    opts = constraints.options or {}
     # the bound first: its time comes out of the same limit, so the total stays within it
     tb = time.perf_counter()
-    bound, bound_name = _bound(profile, topology, constraints) if opts.get("bound", True) else (None, None)
-    bound_time = time.perf_counter() - tb
-    n_starts = max(1, int(opts.get("starts", DEFAULT_STARTS)))
-    use_metis = bool(opts.get("metis", True)) and prob.G > 1
-    kicks = int(opts.get("kicks", DEFAULT_KICKS))
-    with progress("partition: starts", total=n_starts, unit="starts") as advance:
-        starts, best_gpu, best_obj = _run_starts(prob, profile, topology, constraints, opts, n_starts, use_metis,
-                                                      deadline, advance)
-    with progress("partition: local search", total=kicks, unit="kicks") as advance:
-        best_obj, accepted = perturb_and_refine(prob, best_gpu, best_obj, kicks, constraints.seed, deadline,
+    bound, bound_name = _bound(profile, topology, constraints) if params.bound else (None, None)
+    timings = {"bound_s": time.perf_counter() - tb}
+    use_metis = params.metis and prob.G > 1
+    with progress("partition: starts", total=params.starts, unit="starts") as advance:
+        starts, best_gpu, best_obj = _run_starts(prob, profile, topology, constraints, params, use_metis,
+                                                 deadline, advance)
+    timings["starts_s"] = [s.pop("time_s") for s in starts]
+    with progress("partition: local search", total=params.kicks, unit="kicks") as advance:
+        best_obj, accepted = perturb_and_refine(prob, best_gpu, best_obj, params.kicks, constraints.seed, deadline,
                                                 advance)
-    elapsed = time.perf_counter() - t0
-    model = "coherent" if constraints.cost == "coherent" else "ep-pairwise"
     ratios = prob.cap / np.where(prob.load.sum(1) > 0, prob.load.sum(1) / prob.G, np.inf)
     details = {"starts": starts, "best_start": int(np.argmin([s["objective"] for s in starts])),
                "hit_time_limit": time.perf_counter() >= deadline,
                "max_imbalance": max_imbalance(prob, best_gpu),
                "load_cap": float(ratios[np.isfinite(ratios)].max()) if np.isfinite(ratios).any() else None,
-               "objective_model": model, "kicks": kicks, "kicks_accepted": accepted}
-    if bound_name:
-        details["bound_name"] = bound_name
-        details["bound_time_s"] = bound_time
-    placement = to_placement(prob, best_gpu, {"solver": "partition", "objective": best_obj,
-                                              "cost_model": constraints.cost})
-    placement.validate("partition result")
-    return SolveResult(placement=placement, solver="partition", status="heuristic",
-                       cost_model=constraints.cost, objective=float(best_obj), bound=bound,
-                       time_s=elapsed, details=details)
+               "kicks": params.kicks, "kicks_accepted": accepted}
+    return SolveResult(to_placement(prob, best_gpu), "partition", Status.HEURISTIC, Objective(constraints.cost).name,
+                       objective=float(best_obj), bound=bound, bound_method=bound_name, details=details,
+                       timings=timings)
 
 
-def _run_starts(prob: Problem, profile: Profile, topology: Topology, constraints: Constraints, opts: dict,
-                n_starts: int, use_metis: bool, deadline: float, advance) -> tuple[list[dict], np.ndarray, float]:
+def _run_starts(prob: Problem, profile: Profile, topology: Topology, constraints: Constraints,
+                params: PartitionParams, use_metis: bool, deadline: float, advance) -> tuple[list[dict], np.ndarray, float]:
     """Each start made feasible and refined; returns (per-start records, best ``gpu``, its objective)."""
     starts: list[dict] = []
     best_gpu, best_obj = None, np.inf
-    for k in range(n_starts):
+    for k in range(params.starts):
         # a start cannot be interrupted before its refinement: skip one that would not fit,
         # judging by the previous start's time
         if k > 0 and time.perf_counter() + starts[-1]["time_s"] > deadline:
@@ -895,11 +905,11 @@ def _run_starts(prob: Problem, profile: Profile, topology: Topology, constraints
         # instance graph second
         metis_k = 1 if prob.replicated else 0
         if k == 0 and prob.replicated:
-            gpu = replica_free_start(prob, profile, topology, constraints, deadline)
+            gpu = replica_free_start(prob, profile, topology, constraints, deadline, params.replica_imbalance)
             kind = "replica-free" if gpu is not None else kind
         if k == metis_k and use_metis:
             try:
-                kind, gpu = "metis", metis_start(prob, constraints.seed, _metis_degree(prob, opts))
+                kind, gpu = "metis", metis_start(prob, constraints.seed, _metis_degree(prob, params.metis_degree))
             except PlacerError as exc:        # METIS library unusable: the random starts still work
                 kind = f"random (METIS unavailable: {exc})"
         if gpu is None:
@@ -917,11 +927,8 @@ def _run_starts(prob: Problem, profile: Profile, topology: Topology, constraints
 
 
 def _bound(profile: Profile, topology: Topology, constraints: Constraints) -> tuple[float | None, str | None]:
-    """The lower bound of ``placer.solvers.bounds`` (same units as the objective) when that module
-    is present; ``(None, None)`` until it is."""
-    try:
-        from placer.solvers.bounds import lower_bound
-    except ImportError:
-        return None, None
+    """The lower bound of :mod:`placer.solvers.bounds` (same units as the objective)."""
+    from placer.solvers.bounds import lower_bound
+
     value, name = lower_bound(profile, topology, constraints)
     return (None if value is None else float(value)), name

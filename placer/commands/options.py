@@ -1,0 +1,262 @@
+"""Options every command shares, with one name, one type and one default each.
+
+Click parameter types check values at parse time (a bad value is a one-line usage error, exit 2):
+:data:`POSITIVE_INT`, :data:`SECONDS` (finite, > 0), :data:`FRACTION` ([0, 1)), :data:`IMBALANCE`
+(>= 1), :class:`Replicas` (a count or ``Nx``, N per GPU), :class:`IntList` (``4,8,16``),
+:class:`Size` (``80GiB``), :class:`Bandwidth` (``intra=900GB/s,inter=50GB/s``) and
+:class:`KeyValue` (``name=value`` for ``--param``). Option groups are decorators
+(:func:`topology_options`, :func:`constraint_options`, ...), composed the way click composes
+commands, so the same option reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from placer.errors import PlacerError
+from placer.model.topology import NIC_BYTES_PER_S, NVLINK_BYTES_PER_S, Topology
+
+DEFAULT_GPUS_PER_NODE = 8          # a node of today's GPU servers (DGX/HGX: 8 GPUs on NVLink)
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
+          "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
+
+
+class _Number(click.ParamType):
+    """A finite float or int within ``[lo, hi)`` (``lo_open``: excluding ``lo``)."""
+
+    def __init__(self, kind: type, lo: float | None, hi: float | None = None, lo_open: bool = False, what: str = ""):
+        self.kind, self.lo, self.hi, self.lo_open = kind, lo, hi, lo_open
+        self.name = what or kind.__name__
+        self.what = what
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, self.kind) and not isinstance(value, bool):
+            v = value
+        else:
+            try:
+                v = self.kind(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not {'an integer' if self.kind is int else 'a number'}", param, ctx)
+        if isinstance(v, float) and not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if (self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo))) or \
+                (self.hi is not None and v >= self.hi):
+            self.fail(f"{value!r} is not a {self.what}", param, ctx)
+        return v
+
+
+POSITIVE_INT = _Number(int, 1, what="integer >= 1")
+NON_NEGATIVE_INT = _Number(int, 0, what="integer >= 0")
+SECONDS = _Number(float, 0.0, lo_open=True, what="seconds > 0")
+FRACTION = _Number(float, 0.0, 1.0, what="share between 0 and 1 (0 included, 1 not)")
+IMBALANCE = _Number(float, 1.0, what="max/mean >= 1")
+NON_NEGATIVE = _Number(float, 0.0, what="number >= 0")
+
+
+class Replicas(click.ParamType):
+    """Redundant experts per layer: a count (``16``) or a multiple of the GPU count (``1x``, ``2x``)."""
+
+    name = "replicas"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        s = str(value).strip().lower()
+        try:
+            ok = (float(s[:-1]) >= 0) if s.endswith("x") else int(s) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            self.fail(f"{value!r}: write a count (16) or a per-GPU multiple (1x)", param, ctx)
+        return s
+
+
+def replicas_for(spec: str | int, num_gpus: int) -> int:
+    """Redundant experts per layer: ``"16"`` is 16, ``"1x"`` is one per GPU (G), ``"2x"`` two per GPU."""
+    s = str(spec).strip().lower()
+    try:
+        value = int(float(s[:-1]) * num_gpus) if s.endswith("x") else int(s)
+    except ValueError:
+        raise PlacerError(f"--replicas {spec!r}: write a count (16) or per-GPU multiple (1x)") from None
+    if value < 0:
+        raise PlacerError(f"--replicas {spec!r} must be non-negative")
+    return value
+
+
+class IntList(click.ParamType):
+    """A comma list of positive integers, e.g. ``4,8,16``."""
+
+    name = "list"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> list[int]:
+        if isinstance(value, list):
+            return value
+        try:
+            out = [int(x) for x in str(value).split(",") if x.strip()]
+        except ValueError:
+            self.fail(f"{value!r} must be a comma list of integers, e.g. 4,8,16", param, ctx)
+        if not out or min(out) < 1:
+            self.fail(f"{value!r} must list positive integers, e.g. 4,8,16", param, ctx)
+        return out
+
+
+class Size(click.ParamType):
+    """Bytes: ``80GiB``, ``900GB``, ``1.5e9`` (a ``/s`` suffix is allowed, for bandwidths)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def parse_size(text: Any) -> float:
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*(?:/s)?\s*", str(text).lower())
+    if not m or m.group(2) not in _UNITS:
+        raise ValueError(f"{text!r} is not a size; write e.g. 80GiB, 900GB/s or 1.5e9")
+    value = float(m.group(1)) * _UNITS[m.group(2)]
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{text!r} must be a positive size")
+    return value
+
+
+class Bandwidth(click.ParamType):
+    """``intra=900GB/s,inter=50GB/s`` -> ``(intra, inter)`` bytes/s; either may be left out."""
+
+    name = "bandwidth"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[float, float]:
+        if isinstance(value, tuple):
+            return value
+        out = {"intra": NVLINK_BYTES_PER_S, "inter": NIC_BYTES_PER_S}
+        for part in str(value).split(","):
+            if not part.strip():
+                continue
+            key, sep, v = part.partition("=")
+            if not sep or key.strip() not in out:
+                self.fail(f"{value!r}: write intra=900GB/s,inter=50GB/s", param, ctx)
+            try:
+                out[key.strip()] = parse_size(v)
+            except ValueError as exc:
+                self.fail(f"{key.strip()}: {exc}", param, ctx)
+        return out["intra"], out["inter"]
+
+
+class KeyValue(click.ParamType):
+    """``name=value`` (``--param starts=16``); returns the pair."""
+
+    name = "name=value"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, v = str(value).partition("=")
+        if not sep or not key.strip():
+            self.fail(f"{value!r}: write name=value, e.g. starts=16", param, ctx)
+        return key.strip(), v.strip()
+
+
+def _apply(fn: Callable, options: list[Callable]) -> Callable:
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+# ------------------------------------------------------------------------ groups
+def topology_options(fn: Callable) -> Callable:
+    """``--gpus-per-node``, ``--inter-node-cost``, ``--topology`` (see :func:`make_topology`)."""
+    return _apply(fn, [
+        click.option("--gpus-per-node", type=POSITIVE_INT, default=None,
+                     help=f"GPUs per node [default: {DEFAULT_GPUS_PER_NODE} when --gpus is a multiple of "
+                          f"{DEFAULT_GPUS_PER_NODE}, else all in one node; evaluate: the placement's own]."),
+        click.option("--inter-node-cost", type=NON_NEGATIVE, default=None,
+                     help="Hop cost of a cross-node transfer, same-node = 1 [default: NVLink/NIC bandwidth ratio, 18]."),
+        click.option("--topology", "topology_file", type=click.Path(dir_okay=False), default=None,
+                     help="G x G bandwidth matrix in bytes/s (.npy or text) instead of uniform nodes."),
+    ])
+
+
+def default_gpus_per_node(num_gpus: int) -> int:
+    """Nodes of 8 GPUs when G is a multiple of 8, else one node of all G."""
+    return DEFAULT_GPUS_PER_NODE if num_gpus % DEFAULT_GPUS_PER_NODE == 0 else num_gpus
+
+
+def make_topology(num_gpus: int, gpus_per_node: int | None, inter_node_cost: float | None,
+                  topology_file: str | None, intra_bandwidth: float = NVLINK_BYTES_PER_S,
+                  inter_bandwidth: float = NIC_BYTES_PER_S) -> Topology:
+    """The cluster the options describe: uniform nodes of ``gpus_per_node`` GPUs (default
+    :func:`default_gpus_per_node`), or the bandwidth matrix of ``topology_file``."""
+    gpn = gpus_per_node if gpus_per_node is not None else default_gpus_per_node(num_gpus)
+    if topology_file:
+        topo = Topology.from_file(topology_file, gpn)
+        if topo.num_gpus != num_gpus:
+            raise PlacerError(f"{topology_file}: the bandwidth matrix is for {topo.num_gpus} GPUs but the placement "
+                              f"uses {num_gpus}; give a {num_gpus} x {num_gpus} matrix")
+        return topo
+    return Topology.uniform(num_gpus, gpn, inter_node_cost, intra_bandwidth=intra_bandwidth,
+                            inter_bandwidth=inter_bandwidth)
+
+
+def constraint_options(fn: Callable) -> Callable:
+    """What every solver honours: ``--cost``, ``--replicas``, ``--max-imbalance``,
+    ``--time-limit``, ``--seed``, ``--backend``, ``--threads``."""
+    return _apply(fn, [
+        click.option("--cost", type=click.Choice(["coherent", "ep"]), default="coherent", show_default=True,
+                     help="Communication model to minimise (ep: within-layer co-activation cut)."),
+        click.option("--replicas", type=Replicas(), default="0", show_default=True,
+                     help="Redundant expert slots per layer: a count (16) or per GPU (1x)."),
+        click.option("--max-imbalance", type=IMBALANCE, default=None, help="Bound on per-layer max/mean GPU load."),
+        click.option("--time-limit", type=SECONDS, default=60.0, show_default=True,
+                     help="Seconds of search per solve."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of every randomised step."),
+        click.option("--backend", default=None,
+                     help="Exact backend: cpsat (default), highs, cbc, or a PuLP solver name."),
+        click.option("--threads", type=POSITIVE_INT, default=1, show_default=True,
+                     help="Backend threads (1 is deterministic)."),
+    ])
+
+
+def param_option(fn: Callable) -> Callable:
+    """``--param NAME=VALUE`` (repeatable): a solver's typed parameters (``--list-solvers``)."""
+    return click.option("--param", "params", type=KeyValue(), multiple=True, metavar="NAME=VALUE",
+                        help="Solver parameter, repeatable, e.g. --param starts=16 (see --list-solvers).")(fn)
+
+
+def params_dict(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """``--param`` pairs as a dict; a name given twice is an error."""
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        if key in out:
+            raise PlacerError(f"--param {key} is given twice; give each parameter once")
+        out[key] = value
+    return out
+
+
+def holdout_option(default: float | None, help: str) -> Callable:
+    """``--holdout F``: the share of sequences held out (the last F of them)."""
+    return click.option("--holdout", type=FRACTION, default=default, show_default=default is not None, help=help)
+
+
+def bytes_options(fn: Callable) -> Callable:
+    """``--hidden-size`` and ``--dtype-bytes``: bytes of a token's activation."""
+    return _apply(fn, [
+        click.option("--hidden-size", type=POSITIVE_INT, default=None,
+                     help="Model hidden size: gives bytes and the estimated all-to-all time."),
+        click.option("--dtype-bytes", type=POSITIVE_INT, default=2, show_default=True,
+                     help="Bytes per activation element (2 for bf16)."),
+    ])
+
+
+def json_option(fn: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")(fn)
+
+
+def output_option(help: str) -> Callable:
+    return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help=help)
