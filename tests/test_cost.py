@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import placer.cost.models as cost_mod
-from placer.cost import alltoall_time, coherent_cost, ep_cost, evaluate, load_cost
+from placer.cost import (COST_MODELS, CoverLimits, alltoall_time, coherent_cost, ep_cost, evaluate,
+                         first_occurrence, load_cost, passes_over_trace)
+from placer.cost.cover import _popcount_swar, popcount
 from placer.errors import PlacerError
 from placer.model.placement import Placement
 from placer.model.profile import Profile
@@ -213,15 +214,18 @@ def test_ep_every_cover_search_path_agrees_with_brute_force(inst):
     per-token fallbacks."""
     trace, pl, topo = inst
     traffic, spanned, served = ref_ep(trace, pl, topo, ref_home(trace, topo.num_gpus))
-    saved = cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS, cost_mod._LOCAL_MAX_CANDIDATES
-    try:
-        for setting in ((64, 4096, 64), (64, 0, 64), (0, 4096, 64), (0, 0, 64), (0, 4096, 0), (0, 0, 0)):
-            cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS, cost_mod._LOCAL_MAX_CANDIDATES = setting
-            res = ep_cost(trace, pl, topo)
-            np.testing.assert_array_equal(res.traffic, traffic.sum(axis=0))
-            assert res.mean_gpus_spanned == pytest.approx(spanned / served)
-    finally:
-        cost_mod._BITMASK_MAX_GPUS, cost_mod._MAX_VECTOR_COMBOS, cost_mod._LOCAL_MAX_CANDIDATES = saved
+    for bitmask, combos, local in ((64, 4096, 64), (64, 0, 64), (0, 4096, 64), (0, 0, 64), (0, 4096, 0), (0, 0, 0)):
+        limits = CoverLimits(max_vector_combos=combos, bitmask_max_gpus=bitmask, local_max_candidates=local)
+        res = ep_cost(trace, pl, topo, limits=limits)
+        np.testing.assert_array_equal(res.traffic, traffic.sum(axis=0))
+        assert res.mean_gpus_spanned == pytest.approx(spanned / served)
+
+
+def test_cover_limits_reject_what_a_uint64_mask_cannot_hold():
+    with pytest.raises(PlacerError, match="bitmask_max_gpus must be at most 64"):
+        CoverLimits(bitmask_max_gpus=65)
+    with pytest.raises(PlacerError, match="max_vector_combos must be >= 0"):
+        CoverLimits(max_vector_combos=-1)
 
 
 @SETTINGS
@@ -229,8 +233,8 @@ def test_ep_every_cover_search_path_agrees_with_brute_force(inst):
 def test_first_occurrence_both_ways(G, K, seed):
     g = np.random.default_rng(seed).integers(0, G, (50, K))
     ref = np.array([[g[n, k] not in g[n, :k] for k in range(K)] for n in range(50)])
-    np.testing.assert_array_equal(cost_mod.first_occurrence(g, G), ref)
-    np.testing.assert_array_equal(cost_mod.first_occurrence(g, None), ref)
+    np.testing.assert_array_equal(first_occurrence(g, G), ref)
+    np.testing.assert_array_equal(first_occurrence(g, None), ref)
 
 
 @SETTINGS
@@ -388,7 +392,7 @@ def test_progress_counts_every_token_of_every_pass(inst):
     trace, pl, topo = inst
     seen = []
     evaluate(trace, pl, topo, chunk_tokens=4, progress=seen.append)
-    assert sum(seen) == trace.num_tokens * cost_mod.passes_over_trace(trace, cost_mod.COST_MODELS)
+    assert sum(seen) == trace.num_tokens * passes_over_trace(trace, COST_MODELS)
     prof_seen = []
     evaluate(Profile.from_trace(trace), pl, topo, progress=prof_seen.append)
     assert prof_seen == []
@@ -398,5 +402,5 @@ def test_progress_counts_every_token_of_every_pass(inst):
 @given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=20))
 def test_popcount_fallback(values):
     x = np.array(values, np.uint64)
-    np.testing.assert_array_equal(cost_mod._popcount_swar(x), [bin(v).count("1") for v in values])
-    np.testing.assert_array_equal(cost_mod._popcount(x), [bin(v).count("1") for v in values])
+    np.testing.assert_array_equal(_popcount_swar(x), [bin(v).count("1") for v in values])
+    np.testing.assert_array_equal(popcount(x), [bin(v).count("1") for v in values])
