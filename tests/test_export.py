@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from placer import export as ex
+from placer.export import ReadOptions, WriteOptions, csv as csv_format, eplb, sglang, vllm_ascend
 from placer.errors import PlacerError
 from placer.model.placement import Placement
 from placer.model.trace import Trace
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import REPO, assert_user_error, run_cli
 
 DATA = Path(__file__).parent / "data" / "export"
 TINY = DATA / "tiny_placement.json"
@@ -49,7 +53,7 @@ def random_placement(rng: np.random.Generator, L: int, E: int, G: int, R: int) -
 
 # ------------------------------------------------------------------ exporters vs hand-written files
 def test_sglang_matches_hand_written_file():
-    obj = ex.to_sglang(Placement.load(TINY))
+    obj = sglang.to_sglang(Placement.load(TINY))
     assert obj == json.loads((DATA / "expected_sglang.json").read_text())
     assert list(obj) == ["physical_to_logical_map"]
 
@@ -59,11 +63,11 @@ def test_sglang_counts_matches_hand_written_file():
     moe, H = ex.resolve_layers(pl)
     from placer.model.profile import Profile
     load = Profile.from_trace(tiny_trace(), coact=False, trans=False).load
-    assert ex.to_sglang_counts(load, moe, H) == json.loads((DATA / "expected_sglang_counts.json").read_text())
+    assert sglang.to_sglang_counts(load, moe, H) == json.loads((DATA / "expected_sglang_counts.json").read_text())
 
 
 def test_eplb_matches_hand_written_arrays():
-    arrays = ex.to_eplb(Placement.load(TINY))
+    arrays = eplb.to_eplb(Placement.load(TINY))
     expected = json.loads((DATA / "expected_eplb.json").read_text())
     assert sorted(arrays) == sorted(expected)
     for key, value in expected.items():
@@ -71,11 +75,11 @@ def test_eplb_matches_hand_written_arrays():
 
 
 def test_vllm_ascend_matches_hand_written_file():
-    assert ex.to_vllm_ascend(Placement.load(TINY)) == json.loads((DATA / "expected_vllm_ascend.json").read_text())
+    assert vllm_ascend.to_vllm_ascend(Placement.load(TINY)) == json.loads((DATA / "expected_vllm_ascend.json").read_text())
 
 
 def test_csv_matches_hand_written_file():
-    assert ex.to_csv(Placement.load(TINY)) == (DATA / "expected.csv").read_text()
+    assert csv_format.to_csv(Placement.load(TINY)) == (DATA / "expected.csv").read_text()
 
 
 @pytest.mark.parametrize("fmt,expected", [("sglang", "expected_sglang.json"),
@@ -124,7 +128,7 @@ def test_cli_export_eplb_pt_loads_with_weights_only(cli, tmp_path):
 
 def test_moe_layers_and_hidden_layers_override(tmp_path):
     pl = Placement.load(TINY)
-    rows = ex.sglang_map(pl, moe_layers=ex.parse_layers("3,5"), num_hidden_layers=6)
+    rows = sglang.sglang_map(pl, moe_layers=ex.parse_layers("3,5"), num_hidden_layers=6)
     assert rows.shape == (6, 6)
     np.testing.assert_array_equal(rows[[3, 5]], pl.phy2log)
     for dense in (0, 1, 2, 4):
@@ -162,16 +166,16 @@ def test_parse_layers():
 ])
 def test_check_sglang_map_errors(rows, E, G, H, fragment):
     with pytest.raises(PlacerError, match=None) as info:
-        ex.check_sglang_map(rows, E, G, H)
+        sglang.check_sglang_map(rows, E, G, H)
     assert fragment.lower() in str(info.value).lower()
 
 
 def test_sglang_export_rejects_bad_layers():
     pl = Placement.load(TINY)
     with pytest.raises(PlacerError, match="names 3 layers"):
-        ex.sglang_map(pl, moe_layers=[1, 2, 3])
+        sglang.sglang_map(pl, moe_layers=[1, 2, 3])
     with pytest.raises(PlacerError, match="too small"):
-        ex.sglang_map(pl, num_hidden_layers=2)
+        sglang.sglang_map(pl, num_hidden_layers=2)
 
 
 def test_cli_export_errors_leave_no_file(cli, tmp_path):
@@ -189,36 +193,110 @@ def test_read_sglang_rejects_extra_keys(tmp_path):
     f = tmp_path / "loc.json"
     f.write_text(json.dumps({"physical_to_logical_map": [[0, 1, 2, 3]], "note": "x"}))
     with pytest.raises(PlacerError, match="extra keys"):
-        ex.read_placement_any(f, num_experts=4, num_gpus=2)
+        ex.read_placement_any(f, ReadOptions(num_experts=4, num_gpus=2))
     f.write_text(json.dumps({"physical_to_logical_map": [[0, 1, 2, 3]]}))
     with pytest.raises(PlacerError, match="--num-experts and --gpus"):
         ex.read_placement_any(f)
 
 
 # ------------------------------------------------------------------------------ round trips
-def _write_all(pl: Placement, tmp_path: Path, moe_layers: list[int], H: int) -> dict[str, Path]:
-    paths = {"sglang": tmp_path / "sglang.json", "vllm-ascend": tmp_path / "ascend.json",
-             "csv": tmp_path / "p.csv", "eplb": tmp_path / "eplb.npz", "ours": tmp_path / "ours.json"}
-    paths["sglang"].write_text(json.dumps(ex.to_sglang(pl, moe_layers, H)))
-    paths["vllm-ascend"].write_text(json.dumps(ex.to_vllm_ascend(pl)))
-    paths["csv"].write_text(ex.to_csv(pl))
-    np.savez(paths["eplb"], **ex.to_eplb(pl))
-    pl.save(paths["ours"])
+WRITABLE = ("sglang", "sglang-counts", "eplb", "vllm-ascend", "csv")
+
+
+def test_export_formats_are_the_registered_writers():
+    assert ex.export_formats() == WRITABLE  # the CLI's --format choices, in this order
+    assert "moe-place" in ex.EXPORTERS and ex.EXPORTERS.get("moe-place").write is None
+
+
+def test_registry_imports_format_modules_lazily_and_never_torch():
+    code = ("import sys; import placer.export as ex; "
+            "assert not [m for m in sys.modules if m.startswith('placer.export.') "
+            "and m.rsplit('.', 1)[1] in ('sglang', 'eplb', 'csv', 'vllm_ascend', 'native')], sorted(sys.modules); "
+            "ex.export_formats(); assert 'placer.export.eplb' in sys.modules; assert 'torch' not in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+
+
+def _write_every_format(pl: Placement, tmp_path: Path, moe_layers: list[int], H: int) -> dict[tuple[str, str], Path]:
+    """Every registered writer's file for ``pl`` under every suffix it writes (``.pt`` only with
+    torch), keyed by (format, suffix); plus our own JSON."""
+    options = WriteOptions(tuple(moe_layers), H)
+    paths = {}
+    for exporter in ex.formats():
+        if exporter.write is None:
+            continue
+        name = exporter.name
+        for suffix in exporter.suffixes:
+            if suffix == ".pt" and importlib.util.find_spec("torch") is None:
+                continue
+            paths[name, suffix] = tmp_path / f"{name}{suffix}"
+            exporter.write(pl, paths[name, suffix], options)
+    paths["moe-place", ".json"] = tmp_path / "ours.json"
+    pl.save(paths["moe-place", ".json"])
     return paths
 
 
 @pytest.mark.parametrize("L,E,G,R,seed", [(3, 8, 4, 0, 0), (4, 8, 4, 4, 1), (2, 6, 3, 3, 2), (5, 16, 8, 8, 3)])
 def test_every_format_round_trips_phy2log(tmp_path, L, E, G, R, seed):
-    pl = random_placement(np.random.default_rng(seed), L, E, G, R)
+    rng = np.random.default_rng(seed)
+    pl = random_placement(rng, L, E, G, R)
+    pl.report = {"load": rng.integers(0, 100, size=(L, E)).tolist()}  # what sglang-counts writes
     moe = list(range(1, 2 * L, 2))  # odd decoder layers are MoE, even ones dense
-    paths = _write_all(pl, tmp_path, moe, 2 * L + 1)
-    for fmt, path in paths.items():
-        back = ex.read_placement_any(path, num_experts=E, num_gpus=G, moe_layers=moe if fmt == "sglang" else None)
-        np.testing.assert_array_equal(back.phy2log, pl.phy2log, err_msg=fmt)
-        assert (back.num_experts, back.num_gpus) == (E, G), fmt
+    paths = _write_every_format(pl, tmp_path, moe, 2 * L + 1)
+    assert {name for name, _ in paths} == set(WRITABLE) | {"moe-place"}
+    for (name, suffix), path in paths.items():
+        options = ReadOptions(num_experts=E, num_gpus=G, moe_layers=tuple(moe) if name == "sglang" else None)
+        if ex.EXPORTERS.get(name).read is None:
+            assert name == "sglang-counts"  # expert loads: no placement to read back
+            assert not ex.looks_like_placement(path)
+            with pytest.raises(PlacerError, match="not a placement"):
+                ex.read_placement_any(path, options)
+            continue
+        assert ex.looks_like_placement(path), name
+        back = ex.read_placement_any(path, options)
+        np.testing.assert_array_equal(back.phy2log, pl.phy2log, err_msg=f"{name} {suffix}")
+        assert (back.num_experts, back.num_gpus) == (E, G), name
+        assert back.report.get("import_format", "moe-place") == name  # sniffed as its own format
     # SGLang re-export of the import gives the same file: layer numbering survived the trip.
-    back = ex.read_placement_any(paths["sglang"], num_experts=E, num_gpus=G, moe_layers=moe)
-    assert ex.to_sglang(back) == json.loads(paths["sglang"].read_text())
+    sg = paths["sglang", ".json"]
+    back = ex.read_placement_any(sg, ReadOptions(num_experts=E, num_gpus=G, moe_layers=tuple(moe)))
+    assert sglang.to_sglang(back) == json.loads(sg.read_text())
+
+
+def test_formats_are_found_by_content_not_name(tmp_path):
+    pl = Placement.load(TINY)
+    odd = tmp_path / "placement.txt"
+    odd.write_text(csv_format.to_csv(pl))
+    np.testing.assert_array_equal(ex.read_placement_any(odd).phy2log, pl.phy2log)
+    bin_file = tmp_path / "eplb.bin"  # eplb writes an .npz under any name but .pt
+    ex.EXPORTERS.get("eplb").write(pl, bin_file, WriteOptions())
+    np.testing.assert_array_equal(ex.read_placement_any(bin_file, ReadOptions(num_gpus=2)).phy2log, pl.phy2log)
+    trace = tmp_path / "t.npz"
+    tiny_trace().save(trace)
+    assert not ex.looks_like_placement(trace)
+    with pytest.raises(PlacerError, match="no phy2log"):
+        ex.read_placement_any(trace, ReadOptions(num_gpus=2))
+    junk = tmp_path / "junk.json"
+    junk.write_text('{"a": 1}')
+    with pytest.raises(PlacerError, match="not a placement file this tool knows"):
+        ex.read_placement_any(junk)
+
+
+class _NotATensor:
+    pass
+
+
+def test_eplb_pt_reader_never_unpickles(tmp_path):
+    torch = pytest.importorskip("torch")
+    f = tmp_path / "eplb.pt"
+    torch.save({"phy2log": torch.zeros((1, 4), dtype=torch.int64), "extra": _NotATensor()}, f)
+    assert ex.looks_like_placement(f)  # sniffed from the pickle's key names, without loading it
+    with pytest.raises(PlacerError, match="not plain tensors"):
+        ex.read_placement_any(f, ReadOptions(num_gpus=2))
+    ex.EXPORTERS.get("eplb").write(Placement.load(TINY), f, WriteOptions())
+    with pytest.raises(PlacerError, match="pass --gpus"):
+        ex.read_placement_any(f)
 
 
 def test_read_csv_errors(tmp_path):
@@ -314,9 +392,9 @@ def test_round_trip_solve_export_import_evaluate_identical(tmp_path, solver, rep
     placement = solve(solver, Profile.from_trace(trace), topo, Constraints(replicas=replicas)).placement
     placement.report = {"trace": {"moe_layers": trace.moe_layers, "num_hidden_layers": 7}}
     f = tmp_path / "expert_location.json"
-    f.write_text(json.dumps(ex.to_sglang(placement)))
+    f.write_text(json.dumps(sglang.to_sglang(placement)))
     assert len(json.loads(f.read_text())["physical_to_logical_map"]) == 7
-    back = ex.read_placement_any(f, num_experts=16, num_gpus=8, moe_layers=trace.moe_layers, gpus_per_node=4)
+    back = ex.read_placement_any(f, ReadOptions(num_experts=16, num_gpus=8, moe_layers=trace.moe_layers, gpus_per_node=4))
     np.testing.assert_array_equal(back.phy2log, placement.phy2log)
     assert _evaluate_json(trace, back, topo) == _evaluate_json(trace, placement, topo)
 

@@ -36,8 +36,7 @@ def _list_formats(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--list-formats", is_flag=True, expose_value=False, is_eager=True, callback=_list_formats,
               help="List the input formats and exit.")
-@click.pass_context
-def command(ctx: click.Context, sources: tuple[str, ...], output: str, model: str | None, as_json: bool,
+def command(sources: tuple[str, ...], output: str, model: str | None, as_json: bool,
             gpus: int | None, gpus_per_node: int | None, moe_layers: str | None, **kw) -> None:
     """Convert and concatenate routing traces SOURCES into a native trace (or profile) OUTPUT.
 
@@ -50,10 +49,9 @@ def command(ctx: click.Context, sources: tuple[str, ...], output: str, model: st
     if any(looks_like_placement(s) for s in sources):
         if len(sources) != 1:
             raise PlacerError("give one placement file at a time; placements cannot be concatenated")
-        from placer.commands.import_placement import command as import_placement
-        ctx.invoke(import_placement, src=sources[0], out=output, num_experts=kw.get("num_experts"),
-                   gpus=gpus, gpus_per_node=gpus_per_node, moe_layers=moe_layers, target=None,
-                   expert_bytes=None, as_json=as_json)
+        from placer.commands.import_placement import import_placement
+        summary, text = import_placement(sources[0], output, kw.get("num_experts"), gpus, gpus_per_node, moe_layers)
+        click.echo(json.dumps(summary) if as_json else text)
         return
     if gpus is not None or gpus_per_node is not None or moe_layers is not None:
         raise PlacerError("--gpus, --gpus-per-node and --moe-layers apply to placement files only; "

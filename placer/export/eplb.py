@@ -1,0 +1,119 @@
+"""DeepSeek-EPLB arrays: ``phy2log [L, P]``, ``log2phy [L, E, maxcnt]`` (-1 padded), ``logcnt [L, E]``.
+
+All int64, as an ``.npz`` or (when the name ends in ``.pt``) a ``torch.save`` dict of tensors,
+the shape DeepSeek's EPLB and vLLM's EPLB state use. Neither records the GPU count, so reading
+back needs it. A ``.pt`` is read with ``torch.load(weights_only=True)`` (never unpickled) and
+torch is imported only for ``.pt`` files.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from placer.errors import PlacerError, missing_package
+from placer.export.registry import Exporter, ReadOptions, WriteOptions, Written, import_report, register
+from placer.fileio import atomic_path, write_npz
+from placer.model.placement import Placement
+from placer.model.trace import read_npz_members
+
+KEYS = ("phy2log", "log2phy", "logcnt")
+
+
+def to_eplb(placement: Placement) -> dict[str, np.ndarray]:
+    """DeepSeek-EPLB arrays: ``phy2log [L, P]``, ``log2phy [L, E, maxcnt]`` (-1 pad), ``logcnt [L, E]``."""
+    placement.validate()
+    return {"phy2log": placement.phy2log.astype(np.int64), "log2phy": placement.log2phy.astype(np.int64),
+            "logcnt": placement.logcnt.astype(np.int64)}
+
+
+def from_eplb(arrays: dict[str, Any], num_gpus: int | None, gpus_per_node: int | None = None,
+              name: str = "eplb file", kind: str = ".npz") -> Placement:
+    """A Placement from the arrays (only ``phy2log`` is needed; E from ``logcnt``'s width, else the
+    largest id + 1)."""
+    if "phy2log" not in arrays:
+        raise PlacerError(f"{name}: no phy2log array; not an eplb export")
+    if num_gpus is None:
+        raise PlacerError(f"{name}: an eplb {kind} does not record the GPU count; pass --gpus")
+    logcnt = np.asarray(arrays["logcnt"]) if "logcnt" in arrays else None
+    phy2log = np.asarray(arrays["phy2log"])
+    E = int(logcnt.shape[1]) if logcnt is not None and logcnt.ndim == 2 else int(phy2log.max()) + 1
+    return Placement(phy2log, E, num_gpus, gpus_per_node, import_report(name, "eplb")).validate(name)
+
+
+def _is_pt(path: Path) -> bool:
+    # the writer's rule, so the reader opens what the writer wrote (any other name gets an .npz)
+    return path.suffix == ".pt"
+
+
+# ------------------------------------------------------------------------------ .pt files
+def _torch(feature: str) -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise missing_package("torch", feature) from None
+    return torch
+
+
+def _write_pt(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    torch = _torch("writing .pt files")
+    with atomic_path(path) as tmp:
+        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, tmp)
+
+
+def _load_pt(path: Path) -> dict[str, np.ndarray]:
+    torch = _torch("reading .pt files")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise PlacerError(f"{path}: holds objects that are not plain tensors ({str(exc).splitlines()[0][:100]}); "
+                          f"moe-place never unpickles arbitrary objects, export the placement again") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise PlacerError(f"{path}: not a readable torch.save file ({str(exc).splitlines()[0][:100]}); "
+                          f"the file is truncated or corrupt, export it again") from None
+    if not isinstance(obj, dict):
+        raise PlacerError(f"{path}: holds a {type(obj).__name__}, not a dict of {'/'.join(KEYS)} tensors; not an eplb export")
+    return {str(k): v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in obj.items()}
+
+
+# ------------------------------------------------------------------------- file side
+def _write(placement: Placement, path: Path, options: WriteOptions) -> Written:
+    arrays = to_eplb(placement)
+    if _is_pt(path):
+        _write_pt(path, arrays)
+    else:
+        write_npz(path, arrays)
+    return Written({}, f"wrote {path}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items()))
+
+
+def _read(path: Path, options: ReadOptions) -> Placement:
+    if _is_pt(path):
+        arrays, kind = _load_pt(path), ".pt"
+    else:
+        arrays, kind = read_npz_members(path, mmap=False)[0], ".npz"
+    return from_eplb(arrays, options.num_gpus, options.gpus_per_node, str(path), kind)
+
+
+def _sniff(path: Path) -> bool:
+    # Both are zip archives: np.savez stores phy2log.npy, torch.save a data.pkl whose first bytes
+    # name the dict's keys (a look that needs no torch and unpickles nothing).
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if "phy2log.npy" in names:
+                return True
+            pickles = [n for n in names if n.endswith("data.pkl")]
+            if not pickles:
+                return False
+            with zf.open(pickles[0]) as fh:
+                return b"phy2log" in fh.read(4096)
+    except Exception:  # a sniff only says whether to try; the reader reports what is wrong
+        return False
+
+
+register(Exporter("eplb", "DeepSeek-EPLB phy2log/log2phy/logcnt arrays (.npz, or .pt with torch)", (".npz", ".pt"),
+                  write=_write, read=_read, sniff=_sniff))
