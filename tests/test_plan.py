@@ -87,7 +87,7 @@ def test_contiguous_bytes_per_step_match_hand_count():
     ids = np.array([[[0], [2], [3], [1], [2], [0]],
                     [[1], [1], [2], [0], [3], [3]]], dtype=np.uint8)
     trace = Trace(expert_ids=ids, num_experts=4)
-    opts = pl.PlanOptions(gpus_per_node=2, hidden_size=10, dtype_bytes=2, tokens_per_step=6, test_fraction=0)
+    opts = pl.PlanOptions(gpus_per_node=2, hidden_size=10, dtype_bytes=2, tokens_per_step=6, holdout=0)
     row = pl.plan(trace, [2], ["0"], ["contiguous"], opts).iloc[0]
     remote = 3 + 3  # layer 0: tokens with experts 2,3,2; layer 1: 2,3,3
     assert row.ep_copies_per_token == pytest.approx(remote / 6)
@@ -114,19 +114,28 @@ def test_unknown_solver_fails_before_work():
         pl.plan(synthetic_trace(), [2], ["0"], ["no-such-solver"], OPTS)
 
 
-def test_parsers():
-    assert pl.parse_size("80GiB", "x") == 80 * 2**30
-    assert pl.parse_size("900GB/s", "x") == 900e9
-    assert pl.parse_size("1.5e9", "x") == 1.5e9
-    assert pl.parse_bandwidth("inter=25GB/s") == (900e9, 25e9)
-    assert pl.replicas_for("1x", 8) == 8 and pl.replicas_for("2x", 4) == 8 and pl.replicas_for("3", 8) == 3
-    for bad in ("80 parsecs", "-1GB", "x"):
-        with pytest.raises(PlacerError):
-            pl.parse_size(bad, "--gpu-memory")
+def test_option_types():
+    import click
+
+    from placer.commands.options import Bandwidth, ReplicasList, Size
+    from placer.solvers.replicate import replicas_for
+
+    size = Size()
+    assert size.convert("80GiB", None, None) == 80 * 2**30
+    assert size.convert("900GB/s", None, None) == 900e9
+    assert size.convert("1.5e9", None, None) == 1.5e9
+    assert Bandwidth().convert("inter=25GB/s", None, None) == (900e9, 25e9)
+    assert ReplicasList().convert("0,1x,16", None, None) == ["0", "1x", "16"]
+    assert replicas_for("1x", 8) == 8 and replicas_for("2x", 4) == 8 and replicas_for("3", 8) == 3
+    for bad in ("80 parsecs", "-1GB", "x", "nan", "0"):
+        with pytest.raises(click.BadParameter):
+            size.convert(bad, None, None)
+    with pytest.raises(click.BadParameter):
+        Bandwidth().convert("intra:900GB/s", None, None)
+    with pytest.raises(click.BadParameter):
+        ReplicasList().convert("many", None, None)
     with pytest.raises(PlacerError):
-        pl.parse_bandwidth("intra:900GB/s")
-    with pytest.raises(PlacerError):
-        pl.replicas_for("many", 4)
+        replicas_for("many", 4)
 
 
 def test_cli_plan_json_csv_plot(cli, tmp_path):

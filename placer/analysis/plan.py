@@ -2,7 +2,7 @@
 
 For every configuration (G GPUs in nodes of ``gpus_per_node``, R redundant experts per layer)
 and every solver, :func:`plan` solves a placement on the training part of a trace and scores it
-on the held-out part (or in-sample with ``test_fraction=0``) with :mod:`placer.cost`:
+on the held-out part (or in-sample with ``holdout=0``) with :mod:`placer.cost`:
 
 - ``ep_*``: the **ep** model (standard expert parallelism, two all-to-alls per layer, one copy
   per distinct remote GPU, sequences' home GPUs round-robin): copies per token, bytes and
@@ -20,7 +20,6 @@ fails gives a row with ``status`` ``infeasible`` or ``error`` and the reason, no
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -29,6 +28,7 @@ from typing import Any, Callable, Sequence
 from placer.errors import PlacerError
 from placer.model.profile import Profile
 from placer.solvers.base import Constraints, get_solver, solve
+from placer.solvers.replicate import replicas_for
 from placer.model.topology import NIC_BYTES_PER_S, NVLINK_BYTES_PER_S, Topology
 from placer.model.trace import Trace
 
@@ -38,61 +38,18 @@ COLUMNS = ["gpus", "nodes", "replica_spec", "replicas", "slots_per_gpu", "solver
            "ep_copies_per_token", "ep_bytes_per_step", "ep_time_per_step_ms", "ep_inter_node_share",
            "coherent_per_transition", "imbalance_mean", "imbalance_max", "expert_mem_gib", "fits", "note"]
 
-_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
-          "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
-
-
-def parse_size(text: str, option: str) -> float:
-    """``"80GiB"``, ``"900GB"``, ``"1.5e9"`` -> bytes (``/s`` suffix allowed for bandwidths)."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*(?:/s)?\s*", str(text).lower())
-    if not m or m.group(2) not in _UNITS:
-        raise PlacerError(f"{option} {text!r} is not a size; write e.g. 80GiB, 900GB/s or 1.5e9")
-    value = float(m.group(1)) * _UNITS[m.group(2)]
-    if value <= 0:
-        raise PlacerError(f"{option} {text!r} must be positive")
-    return value
-
-
-def parse_bandwidth(text: str) -> tuple[float, float]:
-    """``"intra=900GB/s,inter=50GB/s"`` -> (intra, inter) bytes/s; either may be left out."""
-    out = {"intra": NVLINK_BYTES_PER_S, "inter": NIC_BYTES_PER_S}
-    for part in str(text).split(","):
-        if not part.strip():
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or key.strip() not in out:
-            raise PlacerError(f"--bandwidth {text!r}: write intra=900GB/s,inter=50GB/s")
-        out[key.strip()] = parse_size(value, f"--bandwidth {key.strip()}")
-    return out["intra"], out["inter"]
-
-
-def parse_int_list(text: str, option: str) -> list[int]:
-    try:
-        values = [int(x) for x in str(text).split(",") if x.strip()]
-    except ValueError:
-        raise PlacerError(f"{option} {text!r} must be a comma list of integers, e.g. 4,8,16") from None
-    if not values or min(values) < 1:
-        raise PlacerError(f"{option} {text!r} must list positive integers, e.g. 4,8,16")
-    return values
-
-
-def replicas_for(spec: str, num_gpus: int) -> int:
-    """Redundant experts per layer: ``"16"`` is 16, ``"1x"`` is one per GPU (G), ``"2x"`` two per GPU."""
-    s = str(spec).strip().lower()
-    try:
-        value = int(float(s[:-1]) * num_gpus) if s.endswith("x") else int(s)
-    except ValueError:
-        raise PlacerError(f"--replicas {spec!r}: write a count (16) or per-GPU multiple (1x)") from None
-    if value < 0:
-        raise PlacerError(f"--replicas {spec!r} must be non-negative")
-    return value
-
-
 @dataclass(frozen=True)
 class PlanOptions:
-    """Units: bytes, bytes/s, tokens. ``expert_bytes`` is one expert's weights in one layer."""
+    """Units: bytes, bytes/s, tokens. ``expert_bytes`` is one expert's weights in one layer.
 
-    gpus_per_node: int = 8
+    ``gpus_per_node``, ``inter_node_cost``, ``topology_file``: as every command's topology options
+    (:meth:`Topology.for_cluster`: nodes of 8 GPUs when G is a multiple of 8, else one node).
+    ``holdout``: the share of sequences scored (0: score in-sample).
+    """
+
+    gpus_per_node: int | None = None
+    inter_node_cost: float | None = None
+    topology_file: str | None = None
     hidden_size: int | None = None
     dtype_bytes: int = 2
     expert_bytes: float | None = None
@@ -100,7 +57,7 @@ class PlanOptions:
     intra_bandwidth: float = NVLINK_BYTES_PER_S
     inter_bandwidth: float = NIC_BYTES_PER_S
     tokens_per_step: int = DEFAULT_TOKENS_PER_STEP
-    test_fraction: float = 0.5
+    holdout: float = 0.5
     cost: str = "ep"
     max_imbalance: float | None = None
     time_limit: float = 10.0
@@ -117,8 +74,8 @@ def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Se
 
     for name in solvers:
         get_solver(name)  # unknown names fail before any work
-    if options.test_fraction > 0:
-        train, test = trace.split(options.test_fraction)
+    if options.holdout > 0:
+        train, test = trace.split(options.holdout)
     else:
         train = test = trace
     profile = Profile.from_trace(train)
@@ -129,9 +86,8 @@ def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Se
             R = replicas_for(spec, G)
             base = {"gpus": G, "replica_spec": str(spec), "replicas": R, "solver": None}
             try:
-                gpn = min(options.gpus_per_node, G)
-                topo = Topology.uniform(G, gpn, intra_bandwidth=options.intra_bandwidth,
-                                        inter_bandwidth=options.inter_bandwidth)
+                topo = Topology.for_cluster(G, options.gpus_per_node, options.inter_node_cost, options.topology_file,
+                                            options.intra_bandwidth, options.inter_bandwidth)
                 constraints = Constraints(replicas=R, cost=options.cost, time_limit=options.time_limit,
                                           seed=options.seed, max_imbalance=options.max_imbalance)
                 S = constraints.slots_per_gpu(E, G)

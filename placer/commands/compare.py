@@ -1,10 +1,9 @@
 """``moe-place compare TRACE P1.json P2.json contiguous eplb ...``: placements side by side.
 
-Each item is a placement file or a solver name (``moe-place solve --list`` style names:
-``contiguous``, ``round_robin``, ``random``, ``eplb``, ...). A solver is fitted on the Profile of
-the ``--fit`` split (default: ``train`` when scoring on ``--split test``, else the scored split)
-and placed on the GPU count of the placement files or ``--gpus``. Every placement is then scored
-on the ``--split`` tokens under the chosen cost models.
+Each item is a placement file or a solver name (``moe-place solve --list-solvers``). A solver is
+fitted on the Profile of the ``--fit`` part (default: ``train`` when scoring on ``--split test``,
+else the scored part) and placed on the GPU count of the placement files or ``--gpus``. Every
+placement is then scored on the ``--split`` tokens under the chosen cost models.
 """
 
 from __future__ import annotations
@@ -15,41 +14,47 @@ from typing import Any
 
 import click
 
-from placer.commands._evaluation import (SPLITS, common_options, cost_list, describe_data, describe_topology,
-                                         format_table, make_topology, select_split)
 from placer.commands._import_options import import_options, load_kwargs
-from placer.cost import evaluate, passes_over_trace
+from placer.commands.options import (POSITIVE_INT, SECONDS, SPLITS, Replicas, bytes_options, cost_models_option,
+                                     json_option, split_options, split_part, topology_options)
+from placer.commands.render import describe_data, describe_topology, format_table
 from placer.errors import PlacerError
-from placer.fileio import to_jsonable
-from placer.model.placement import Placement
-from placer.model.profile import Profile
-from placer.progress import progress
 
 
 @click.command("compare")
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.argument("items", nargs=-1, required=True)
-@click.option("--gpus", type=click.IntRange(min=1), default=None,
+@click.option("--gpus", type=POSITIVE_INT, default=None,
               help="GPUs for solver names (default: those of the placement files).")
-@click.option("--replicas", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Redundant slots per layer for solver names.")
+@click.option("--replicas", type=Replicas(), default="0", show_default=True,
+              help="Redundant slots per layer for solver names: a count (16) or per GPU (1x).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for randomised solvers.")
-@click.option("--time-limit", type=click.FloatRange(min=0), default=60.0, show_default=True,
-              help="Seconds per solver name.")
+@click.option("--time-limit", type=SECONDS, default=60.0, show_default=True, help="Seconds per solver name.")
 @click.option("--fit", type=click.Choice(SPLITS), default=None,
               help="Tokens solver names are fitted on (default: train with --split test, else the --split tokens).")
-@common_options
+@cost_models_option
+@topology_options
+@split_options
+@bytes_options
+@json_option
 @import_options
-def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: int, seed: int, time_limit: float,
+def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str, seed: int, time_limit: float,
             fit: str | None, cost: str, gpus_per_node: int | None, inter_node_cost: float | None,
-            topology_file: str | None, split: str, hidden_size: int | None, dtype_bytes: int, as_json: bool,
-            **kw) -> None:
+            topology_file: str | None, split: str, holdout: float, hidden_size: int | None, dtype_bytes: int,
+            as_json: bool, **kw) -> None:
     """Compare placement files and solver names (ITEMS) on the routing of TRACE."""
+    from placer.cost import COST_MODELS, evaluate, passes_over_trace
+    from placer.fileio import to_jsonable
+    from placer.model.placement import Placement
+    from placer.model.profile import Profile
+    from placer.model.topology import Topology
+    from placer.progress import progress
     from placer.solvers.base import Constraints, available_solvers, solve
+    from placer.solvers.replicate import replicas_for
     from placer.traces.importers import load_input
 
     full = load_input([trace], **load_kwargs(kw))
-    data = select_split(full, split, trace)
+    data = split_part(full, split, holdout, trace)
     fit = fit or ("train" if split == "test" else split)
     files: dict[str, Placement] = {}
     for item in items:
@@ -63,8 +68,9 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: int,
     if G is None:
         raise PlacerError("no placement file gives the GPU count; pass --gpus N for the solver names")
     gpn = gpus_per_node if gpus_per_node is not None else (first.gpus_per_node if first else None)
-    topo = make_topology(G, gpn, inter_node_cost, topology_file)
-    costs = cost_list(cost)
+    topo = Topology.for_cluster(G, gpn, inter_node_cost, topology_file)
+    costs = COST_MODELS if cost == "all" else (cost,)
+    constraints = Constraints(replicas=replicas_for(replicas, G), seed=seed, time_limit=time_limit)
 
     entries: list[dict[str, Any]] = []
     profile: Profile | None = None
@@ -73,16 +79,15 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: int,
             entries.append({"name": Path(item).stem, "source": item, "placement": files[item]})
             continue
         if profile is None:
-            fitted = select_split(full, fit, trace)
+            fitted = split_part(full, fit, holdout, trace)
             if isinstance(fitted, Profile):
                 profile = fitted
             else:
                 with progress("profiling", total=fitted.num_tokens, unit="tokens") as advance:
                     profile = Profile.from_trace(fitted, coact=False, progress=advance)
-        res = solve(item, profile, topo, Constraints(replicas=replicas, seed=seed, time_limit=time_limit))
-        summary = res.summary()   # no wall-clock times: same inputs and seed give identical output
+        res = solve(item, profile, topo, constraints)
         entries.append({"name": item, "source": f"solver {item} (fitted on {fit})",
-                        "placement": res.placement, "solver": summary})
+                        "placement": res.placement, "solver": res.summary()})
 
     names = _unique([e["name"] for e in entries])
     total = data.num_tokens * passes_over_trace(data, costs) * len(entries)

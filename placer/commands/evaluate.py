@@ -2,8 +2,8 @@
 
 Cost models (``docs/cost-models.md``): ``coherent`` (ExFlow: hop-weighted layer transitions),
 ``ep`` (two all-to-alls per layer with dedup; copies, bytes, estimated time), ``load`` (token
-picks per GPU; max/mean imbalance). ``--split test`` scores on the second half of the
-sequences, tokens a placement fitted on the first half has not seen.
+picks per GPU; max/mean imbalance). ``--split test`` scores on the held-out sequences (the last
+``--holdout`` share), tokens a placement fitted on the rest has not seen.
 """
 
 from __future__ import annotations
@@ -12,30 +12,36 @@ import json
 
 import click
 
-from placer.commands._evaluation import (common_options, cost_list, describe_data, describe_topology,
-                                         format_table, make_topology, metric_rows, select_split)
 from placer.commands._import_options import import_options, load_kwargs
-from placer.cost import evaluate, passes_over_trace
-from placer.model.placement import Placement
-from placer.progress import progress
+from placer.commands.options import (bytes_options, cost_models_option, json_option, split_options, split_part,
+                                     topology_options)
+from placer.commands.render import describe_data, describe_topology, format_table, metric_rows
 
 
 @click.command("evaluate")
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.argument("placement", type=click.Path(dir_okay=False))
-@common_options
+@cost_models_option
+@topology_options
+@split_options
+@bytes_options
+@json_option
 @import_options
 def command(trace: str, placement: str, cost: str, gpus_per_node: int | None, inter_node_cost: float | None,
-            topology_file: str | None, split: str, hidden_size: int | None, dtype_bytes: int, as_json: bool,
-            **kw) -> None:
+            topology_file: str | None, split: str, holdout: float, hidden_size: int | None, dtype_bytes: int,
+            as_json: bool, **kw) -> None:
     """Score PLACEMENT on the routing of TRACE (a trace, any importable file, or a profile of counts)."""
+    from placer.cost import COST_MODELS, evaluate, passes_over_trace
+    from placer.model.placement import Placement
+    from placer.model.topology import Topology
+    from placer.progress import progress
     from placer.traces.importers import load_input
 
     pl = Placement.load(placement)
-    data = select_split(load_input([trace], **load_kwargs(kw)), split, trace)
-    topo = make_topology(pl.num_gpus, gpus_per_node if gpus_per_node is not None else pl.gpus_per_node,
-                         inter_node_cost, topology_file)
-    costs = cost_list(cost)
+    data = split_part(load_input([trace], **load_kwargs(kw)), split, holdout, trace)
+    topo = Topology.for_cluster(pl.num_gpus, gpus_per_node if gpus_per_node is not None else pl.gpus_per_node,
+                                inter_node_cost, topology_file)
+    costs = COST_MODELS if cost == "all" else (cost,)
     total = data.num_tokens * passes_over_trace(data, costs)
     with progress("evaluating", total=total or None, unit="tokens") as advance:
         result = evaluate(data, pl, topo, costs=costs, hidden_size=hidden_size, dtype_bytes=dtype_bytes,

@@ -19,9 +19,8 @@ from typing import Any, Callable
 import click
 
 from placer.errors import PlacerError
-from placer.model.topology import NIC_BYTES_PER_S, NVLINK_BYTES_PER_S, Topology
+from placer.model.topology import DEFAULT_GPUS_PER_NODE, NIC_BYTES_PER_S, NVLINK_BYTES_PER_S
 
-DEFAULT_GPUS_PER_NODE = 8          # a node of today's GPU servers (DGX/HGX: 8 GPUs on NVLink)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
           "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
 
@@ -56,10 +55,12 @@ SECONDS = _Number(float, 0.0, lo_open=True, what="seconds > 0")
 FRACTION = _Number(float, 0.0, 1.0, what="share between 0 and 1 (0 included, 1 not)")
 IMBALANCE = _Number(float, 1.0, what="max/mean >= 1")
 NON_NEGATIVE = _Number(float, 0.0, what="number >= 0")
+POSITIVE_FLOAT = _Number(float, 0.0, lo_open=True, what="number > 0")
 
 
 class Replicas(click.ParamType):
-    """Redundant experts per layer: a count (``16``) or a multiple of the GPU count (``1x``, ``2x``)."""
+    """Redundant experts per layer: a count (``16``) or a multiple of the GPU count (``1x``, ``2x``),
+    resolved per GPU count by :func:`placer.solvers.replicate.replicas_for`."""
 
     name = "replicas"
 
@@ -74,16 +75,16 @@ class Replicas(click.ParamType):
         return s
 
 
-def replicas_for(spec: str | int, num_gpus: int) -> int:
-    """Redundant experts per layer: ``"16"`` is 16, ``"1x"`` is one per GPU (G), ``"2x"`` two per GPU."""
-    s = str(spec).strip().lower()
-    try:
-        value = int(float(s[:-1]) * num_gpus) if s.endswith("x") else int(s)
-    except ValueError:
-        raise PlacerError(f"--replicas {spec!r}: write a count (16) or per-GPU multiple (1x)") from None
-    if value < 0:
-        raise PlacerError(f"--replicas {spec!r} must be non-negative")
-    return value
+class ReplicasList(Replicas):
+    """A comma list of :class:`Replicas` specs, e.g. ``0,8,1x``."""
+
+    name = "list"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> list[str]:
+        if isinstance(value, list):
+            return value
+        out = [super(ReplicasList, self).convert(v, param, ctx) for v in str(value).split(",") if v.strip()]
+        return out or ["0"]
 
 
 class IntList(click.ParamType):
@@ -171,7 +172,7 @@ def _apply(fn: Callable, options: list[Callable]) -> Callable:
 
 # ------------------------------------------------------------------------ groups
 def topology_options(fn: Callable) -> Callable:
-    """``--gpus-per-node``, ``--inter-node-cost``, ``--topology`` (see :func:`make_topology`)."""
+    """``--gpus-per-node``, ``--inter-node-cost``, ``--topology`` (see :meth:`Topology.for_cluster`)."""
     return _apply(fn, [
         click.option("--gpus-per-node", type=POSITIVE_INT, default=None,
                      help=f"GPUs per node [default: {DEFAULT_GPUS_PER_NODE} when --gpus is a multiple of "
@@ -181,27 +182,6 @@ def topology_options(fn: Callable) -> Callable:
         click.option("--topology", "topology_file", type=click.Path(dir_okay=False), default=None,
                      help="G x G bandwidth matrix in bytes/s (.npy or text) instead of uniform nodes."),
     ])
-
-
-def default_gpus_per_node(num_gpus: int) -> int:
-    """Nodes of 8 GPUs when G is a multiple of 8, else one node of all G."""
-    return DEFAULT_GPUS_PER_NODE if num_gpus % DEFAULT_GPUS_PER_NODE == 0 else num_gpus
-
-
-def make_topology(num_gpus: int, gpus_per_node: int | None, inter_node_cost: float | None,
-                  topology_file: str | None, intra_bandwidth: float = NVLINK_BYTES_PER_S,
-                  inter_bandwidth: float = NIC_BYTES_PER_S) -> Topology:
-    """The cluster the options describe: uniform nodes of ``gpus_per_node`` GPUs (default
-    :func:`default_gpus_per_node`), or the bandwidth matrix of ``topology_file``."""
-    gpn = gpus_per_node if gpus_per_node is not None else default_gpus_per_node(num_gpus)
-    if topology_file:
-        topo = Topology.from_file(topology_file, gpn)
-        if topo.num_gpus != num_gpus:
-            raise PlacerError(f"{topology_file}: the bandwidth matrix is for {topo.num_gpus} GPUs but the placement "
-                              f"uses {num_gpus}; give a {num_gpus} x {num_gpus} matrix")
-        return topo
-    return Topology.uniform(num_gpus, gpn, inter_node_cost, intra_bandwidth=intra_bandwidth,
-                            inter_bandwidth=inter_bandwidth)
 
 
 def constraint_options(fn: Callable) -> Callable:
@@ -260,3 +240,37 @@ def json_option(fn: Callable) -> Callable:
 
 def output_option(help: str) -> Callable:
     return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help=help)
+
+
+SPLITS = ("all", "train", "test")
+
+
+def split_options(fn: Callable) -> Callable:
+    """``--split all|train|test`` and the ``--holdout`` share that defines the test part."""
+    return _apply(fn, [
+        click.option("--split", type=click.Choice(SPLITS), default="all", show_default=True,
+                     help="Score on all sequences, the training part or the held-out (test) part."),
+        holdout_option(0.5, "Share of sequences (the last ones) that --split test scores on."),
+    ])
+
+
+def split_part(data: Any, split: str, holdout: float, name: str) -> Any:
+    """``all`` of ``data``, or its training / held-out part (the last ``holdout`` of the sequences)."""
+    from placer.model.trace import Trace
+
+    if split == "all":
+        return data
+    if not isinstance(data, Trace):
+        raise PlacerError(f"{name}: aggregate counts have no sequences to split; use --split all")
+    if not holdout > 0:
+        raise PlacerError("--split train/test needs --holdout above 0")
+    train, test = data.split(holdout)
+    return train if split == "train" else test
+
+
+def cost_models_option(fn: Callable) -> Callable:
+    """``--cost all|coherent|ep|load``: the cost models a report shows."""
+    from placer.cost import COST_MODELS
+
+    return click.option("--cost", "cost", type=click.Choice(["all", *COST_MODELS]), default="all", show_default=True,
+                        help="Cost model(s) to report: coherent (ExFlow), ep (two all-to-alls with dedup), load.")(fn)

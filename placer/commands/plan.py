@@ -9,6 +9,8 @@ import click
 
 from placer.analysis import plan as pl
 from placer.commands._import_options import import_options, load_kwargs
+from placer.commands.options import (IMBALANCE, POSITIVE_FLOAT, POSITIVE_INT, SECONDS, Bandwidth, IntList,
+                                     ReplicasList, Size, bytes_options, holdout_option, json_option, topology_options)
 from placer.errors import PlacerError
 from placer.fileio import atomic_path, to_jsonable
 from placer.progress import progress
@@ -34,77 +36,64 @@ def _fmt_table(table) -> str:
 
 @click.command("plan")
 @click.argument("trace_path", metavar="TRACE", type=click.Path(dir_okay=False))
-@click.option("--gpus", "gpus", default="4,8,16,32,64", show_default=True, help="GPU counts to try, comma list.")
-@click.option("--gpus-per-node", type=int, default=8, show_default=True, help="GPUs per node.")
-@click.option("--replicas", default="0", show_default=True,
+@click.option("--gpus", "gpus", type=IntList(), default="4,8,16,32,64", show_default=True,
+              help="GPU counts to try, comma list.")
+@topology_options
+@click.option("--replicas", type=ReplicasList(), default="0", show_default=True,
               help="Redundant experts per layer to try: counts (16) or per-GPU multiples (1x = one per GPU).")
 @click.option("--solvers", default="partition,contiguous,eplb", show_default=True, help="Solvers to compare.")
 @click.option("--cost", type=click.Choice(["coherent", "ep"]), default="ep", show_default=True,
               help="Cost model the solvers minimise (the table reports both).")
-@click.option("--max-imbalance", type=float, default=None,
+@click.option("--max-imbalance", type=IMBALANCE, default=None,
               help="Per-layer max/mean GPU load bound passed to the solvers (partition enforces it).")
-@click.option("--hidden-size", type=int, default=None, help="Model hidden size (for bytes and time per step).")
-@click.option("--dtype-bytes", type=int, default=2, show_default=True, help="Bytes per activation / weight element.")
-@click.option("--expert-bytes", default=None, help="Bytes of one expert in one layer, e.g. 88MiB.")
-@click.option("--expert-params", type=float, default=None, help="Parameters of one expert (times --dtype-bytes).")
-@click.option("--gpu-memory", default=None, help="Memory per GPU for the fit check, e.g. 80GiB.")
-@click.option("--bandwidth", default="intra=900GB/s,inter=50GB/s", show_default=True,
+@bytes_options
+@click.option("--expert-bytes", type=Size(), default=None, help="Bytes of one expert in one layer, e.g. 88MiB.")
+@click.option("--expert-params", type=POSITIVE_FLOAT, default=None,
+              help="Parameters of one expert (times --dtype-bytes).")
+@click.option("--gpu-memory", type=Size(), default=None, help="Memory per GPU for the fit check, e.g. 80GiB.")
+@click.option("--bandwidth", type=Bandwidth(), default="intra=900GB/s,inter=50GB/s", show_default=True,
               help="Link bandwidths per direction.")
-@click.option("--tokens-per-step", type=int, default=pl.DEFAULT_TOKENS_PER_STEP, show_default=True,
+@click.option("--tokens-per-step", type=POSITIVE_INT, default=pl.DEFAULT_TOKENS_PER_STEP, show_default=True,
               help="Tokens in one forward step (per-token figures are scaled to it).")
-@click.option("--test-fraction", type=float, default=0.5, show_default=True,
-              help="Share of sequences held out for scoring (0: score in-sample).")
-@click.option("--time-limit", type=float, default=10.0, show_default=True, help="Seconds per solve.")
+@holdout_option(0.5, "Share of sequences held out for scoring (0: score in-sample).")
+@click.option("--time-limit", type=SECONDS, default=10.0, show_default=True, help="Seconds per solve.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @import_options
-@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON records to stdout.")
+@json_option
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Also write the table as CSV.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write trade-off curves (PNG).")
-def command(trace_path: str, gpus: str, gpus_per_node: int, replicas: str, solvers: str, cost: str,
-            max_imbalance: float | None,
-            hidden_size: int | None, dtype_bytes: int, expert_bytes: str | None, expert_params: float | None,
-            gpu_memory: str | None, bandwidth: str, tokens_per_step: int, test_fraction: float, time_limit: float,
-            seed: int, as_json: bool, csv_path: str | None, plot_path: str | None, **kw) -> None:
+def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_node_cost: float | None,
+            topology_file: str | None, replicas: list[str], solvers: str, cost: str, max_imbalance: float | None,
+            hidden_size: int | None, dtype_bytes: int, expert_bytes: float | None, expert_params: float | None,
+            gpu_memory: float | None, bandwidth: tuple[float, float], tokens_per_step: int, holdout: float,
+            time_limit: float, seed: int, as_json: bool, csv_path: str | None, plot_path: str | None, **kw) -> None:
     """Sweep GPU counts and replica budgets on TRACE: solve each, predict traffic, balance and memory.
 
     TRACE is a native trace or any format ``moe-place import`` reads (per-token data: the ep
     cost needs each token's experts).
     """
-    from placer.traces.importers import load_input
     from placer.model.trace import Trace
+    from placer.traces.importers import load_input
 
     if expert_bytes is not None and expert_params is not None:
         raise PlacerError("give --expert-bytes or --expert-params, not both")
-    if gpus_per_node < 1 or tokens_per_step < 1 or dtype_bytes < 1 or (hidden_size is not None and hidden_size < 1):
-        raise PlacerError("--gpus-per-node, --tokens-per-step, --dtype-bytes and --hidden-size must be positive")
-    if not 0 <= test_fraction < 1:
-        raise PlacerError(f"--test-fraction must be in [0, 1), got {test_fraction}")
-    ebytes = pl.parse_size(expert_bytes, "--expert-bytes") if expert_bytes is not None else (
+    ebytes = expert_bytes if expert_bytes is not None else (
         expert_params * dtype_bytes if expert_params is not None else None)
-    if ebytes is not None and ebytes <= 0:
-        raise PlacerError("--expert-params must be positive")
-    intra, inter = pl.parse_bandwidth(bandwidth)
-    gpu_list = pl.parse_int_list(gpus, "--gpus")
-    replica_list = [s.strip() for s in replicas.split(",") if s.strip()] or ["0"]
-    for G in gpu_list:
-        for s in replica_list:
-            pl.replicas_for(s, G)  # malformed specs fail before any work
     solver_list = [s.strip() for s in solvers.split(",") if s.strip()]
     if not solver_list:
         raise PlacerError("--solvers is empty; name at least one solver")
-    options = pl.PlanOptions(gpus_per_node=gpus_per_node, hidden_size=hidden_size, dtype_bytes=dtype_bytes,
-                             expert_bytes=ebytes,
-                             gpu_memory=pl.parse_size(gpu_memory, "--gpu-memory") if gpu_memory else None,
-                             intra_bandwidth=intra, inter_bandwidth=inter, tokens_per_step=tokens_per_step,
-                             test_fraction=test_fraction, cost=cost, time_limit=time_limit, seed=seed,
-                             max_imbalance=max_imbalance)
+    options = pl.PlanOptions(gpus_per_node=gpus_per_node, inter_node_cost=inter_node_cost,
+                             topology_file=topology_file, hidden_size=hidden_size, dtype_bytes=dtype_bytes,
+                             expert_bytes=ebytes, gpu_memory=gpu_memory, intra_bandwidth=bandwidth[0],
+                             inter_bandwidth=bandwidth[1], tokens_per_step=tokens_per_step, holdout=holdout,
+                             cost=cost, time_limit=time_limit, seed=seed, max_imbalance=max_imbalance)
     trace = load_input(trace_path, **load_kwargs(kw))
     if not isinstance(trace, Trace):
         raise PlacerError(f"{trace_path}: holds aggregate counts only; plan needs a per-token trace "
                           f"(the ep cost depends on each token's experts)")
-    total = len(gpu_list) * len(replica_list) * len(solver_list)
+    total = len(gpus) * len(replicas) * len(solver_list)
     with progress("planning", total=total, unit="solves") as advance:
-        table = pl.plan(trace, gpu_list, replica_list, solver_list, options, advance)
+        table = pl.plan(trace, gpus, replicas, solver_list, options, advance)
     if csv_path:
         with atomic_path(csv_path) as tmp:
             table.to_csv(tmp, index=False)
@@ -114,9 +103,9 @@ def command(trace_path: str, gpus: str, gpus_per_node: int, replicas: str, solve
     if as_json:
         records = to_jsonable(table.astype(object).where(table.notna(), None).to_dict(orient="records"))
         click.echo(json.dumps({"trace": trace_path, "tokens_per_step": tokens_per_step,
-                               "test_fraction": test_fraction, "rows": records}))
+                               "holdout": holdout, "rows": records}))
     else:
         click.echo(f"{trace_path}: {trace.describe()}; scored on "
-                   f"{'held-out ' + str(int(test_fraction * 100)) + '% of sequences' if test_fraction else 'all tokens'}, "
+                   f"{'held-out ' + str(int(holdout * 100)) + '% of sequences' if holdout else 'all tokens'}, "
                    f"{tokens_per_step} tokens per step")
         click.echo(_fmt_table(table))

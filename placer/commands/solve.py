@@ -16,14 +16,16 @@ from typing import Any
 import click
 
 from placer.analysis.report import input_summary, metrics_table, solve_report
-from placer.commands.options import (POSITIVE_INT, constraint_options, holdout_option, json_option, make_topology,
-                                     output_option, param_option, params_dict, replicas_for, topology_options)
+from placer.commands.options import (POSITIVE_INT, constraint_options, holdout_option, json_option, output_option,
+                                     param_option, params_dict, topology_options)
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
+from placer.model.topology import Topology
 from placer.model.trace import Trace
 from placer.progress import progress
 from placer.solvers.base import Constraints, SolveResult, describe_params, get_solver, make_params, solve
 from placer.solvers.base import SOLVERS
+from placer.solvers.replicate import replicas_for
 
 
 def _list_solvers(ctx: click.Context, _param: Any, value: bool) -> None:
@@ -60,7 +62,7 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
                               time_limit=time_limit, seed=seed, backend=backend, threads=threads)
     # an unknown solver or parameter fails before the trace is read
     solver_params = make_params(get_solver(solver).params, params_dict(params), solver)
-    topology = make_topology(gpus, gpus_per_node, inter_node_cost, topology_file)
+    topology = Topology.for_cluster(gpus, gpus_per_node, inter_node_cost, topology_file)
     data = load_input(trace)
     profile = data if not isinstance(data, Trace) else _profile(data)
     constraints.slots_per_gpu(profile.num_experts, gpus)

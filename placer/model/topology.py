@@ -22,6 +22,7 @@ from placer.errors import PlacerError
 NVLINK_BYTES_PER_S = 900e9
 NIC_BYTES_PER_S = 400e9 / 8
 DEFAULT_LATENCY_S = 5e-6
+DEFAULT_GPUS_PER_NODE = 8        # a node of today's GPU servers (DGX/HGX: 8 GPUs on NVLink)
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,6 +117,24 @@ class Topology:
         except (ValueError, OSError) as exc:
             raise PlacerError(f"{path}: cannot read a bandwidth matrix ({exc}); give G rows of G numbers in bytes/s") from None
         return cls.from_bandwidth_matrix(bw, gpus_per_node, name=str(path))
+
+    @classmethod
+    def for_cluster(cls, num_gpus: int, gpus_per_node: int | None = None, inter_node_cost: float | None = None,
+                    bandwidth_file: str | Path | None = None, intra_bandwidth: float = NVLINK_BYTES_PER_S,
+                    inter_bandwidth: float = NIC_BYTES_PER_S) -> "Topology":
+        """What every command builds from its options: the bandwidth matrix of ``bandwidth_file``
+        when given, else uniform nodes. ``gpus_per_node`` defaults to 8 when G is a multiple of 8
+        (a node of today's GPU servers), else one node of all G; a larger ``gpus_per_node`` than
+        G means one node (a sweep over G keeps one node size)."""
+        gpn = min(gpus_per_node, num_gpus) if gpus_per_node is not None else (
+            DEFAULT_GPUS_PER_NODE if num_gpus % DEFAULT_GPUS_PER_NODE == 0 else num_gpus)
+        if bandwidth_file:
+            topo = cls.from_file(bandwidth_file, gpn)
+            if topo.num_gpus != num_gpus:
+                raise PlacerError(f"{bandwidth_file}: the bandwidth matrix is for {topo.num_gpus} GPUs, not {num_gpus}; "
+                                  f"give a {num_gpus} x {num_gpus} matrix")
+            return topo
+        return cls.uniform(num_gpus, gpn, inter_node_cost, intra_bandwidth, inter_bandwidth)
 
     def describe(self) -> dict:
         return {"num_gpus": self.num_gpus, "gpus_per_node": self.gpus_per_node,

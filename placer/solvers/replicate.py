@@ -78,3 +78,15 @@ def check_slots(num_experts: int, num_slots: int, max_count: int | None) -> None
     if max_count is not None and num_slots > num_experts * max_count:
         raise PlacerError(f"{num_slots} slots need more than {max_count} copies of some of the {num_experts} "
                           f"experts, but an expert can have at most one copy per GPU; lower --replicas")
+
+
+def replicas_for(spec: str | int, num_gpus: int) -> int:
+    """Redundant experts per layer: ``"16"`` is 16, ``"1x"`` is one per GPU (G), ``"2x"`` two per GPU."""
+    s = str(spec).strip().lower()
+    try:
+        value = int(float(s[:-1]) * num_gpus) if s.endswith("x") else int(s)
+    except ValueError:
+        raise PlacerError(f"--replicas {spec!r}: write a count (16) or per-GPU multiple (1x)") from None
+    if value < 0:
+        raise PlacerError(f"--replicas {spec!r} must be non-negative")
+    return value

@@ -1,67 +1,12 @@
-"""What ``evaluate`` and ``compare`` share: the split, the topology, options, tables."""
+"""How commands print results: aligned tables and the metric rows of :func:`placer.cost.evaluate`."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-import click
-
-from placer.cost import COST_MODELS
-from placer.errors import PlacerError
 from placer.model.profile import Profile
 from placer.model.topology import Topology
 from placer.model.trace import Trace
-
-SPLITS = ("all", "train", "test")
-
-
-def select_split(data: Trace | Profile, split: str, name: str) -> Trace | Profile:
-    """``all``, or the first (``train``) / second (``test``) half of the sequences."""
-    if split == "all":
-        return data
-    if not isinstance(data, Trace):
-        raise PlacerError(f"{name}: aggregate counts have no sequences to split; use --split all")
-    train, test = data.split(0.5)
-    return train if split == "train" else test
-
-
-def make_topology(num_gpus: int, gpus_per_node: int | None, inter_node_cost: float | None,
-                  topology_file: str | None) -> Topology:
-    if topology_file:
-        topo = Topology.from_file(topology_file, gpus_per_node)
-        if topo.num_gpus != num_gpus:
-            raise PlacerError(f"{topology_file}: the bandwidth matrix is for {topo.num_gpus} GPUs but the placement "
-                              f"uses {num_gpus}; give a {num_gpus} x {num_gpus} matrix")
-        return topo
-    return Topology.uniform(num_gpus, gpus_per_node, inter_node_cost)
-
-
-def cost_list(cost: str) -> tuple[str, ...]:
-    return COST_MODELS if cost == "all" else (cost,)
-
-
-def common_options(fn: Callable) -> Callable:
-    """Options shared by ``evaluate`` and ``compare``."""
-    options = [
-        click.option("--cost", "cost", type=click.Choice(["all", *COST_MODELS]), default="all", show_default=True,
-                     help="Cost model(s) to report: coherent (ExFlow), ep (two all-to-alls with dedup), load."),
-        click.option("--gpus-per-node", type=int, default=None,
-                     help="GPUs per node (default: the placement's own value)."),
-        click.option("--inter-node-cost", type=float, default=None,
-                     help="Hop cost of a cross-node transfer, same-node = 1 (default: NVLink/NIC bandwidth ratio, 18)."),
-        click.option("--topology", "topology_file", type=click.Path(dir_okay=False), default=None,
-                     help="G x G bandwidth matrix in bytes/s (.npy or text) instead of uniform nodes."),
-        click.option("--split", type=click.Choice(SPLITS), default="all", show_default=True,
-                     help="Score on all sequences, the first half (train) or the second half (test)."),
-        click.option("--hidden-size", type=click.IntRange(min=1), default=None,
-                     help="Model hidden size: gives ep bytes and the estimated all-to-all time."),
-        click.option("--dtype-bytes", type=click.IntRange(min=1), default=2, show_default=True,
-                     help="Bytes per activation element (2 for bf16)."),
-        click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout."),
-    ]
-    for opt in reversed(options):
-        fn = opt(fn)
-    return fn
 
 
 def metric_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
