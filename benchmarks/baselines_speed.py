@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from placer.model.profile import Profile  # noqa: E402
-from placer.solvers.base import Constraints, get_solver  # noqa: E402
+from placer.solvers.base import Constraints, solve  # noqa: E402
 from placer.model.topology import Topology  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def main() -> None:
             best = np.inf
             for _ in range(3):
                 t0 = time.perf_counter()
-                res = get_solver(name)(profile, topo, Constraints(replicas=replicas, options=options))
+                res = solve(name, profile, topo, Constraints(replicas=replicas), options)
                 best = min(best, time.perf_counter() - t0)
             opt = ", ".join(f"{k}={v}" for k, v in options.items())
             print(f"| {name} | {opt} | {replicas} | {best:.3f} | {res.details['max_imbalance']:.3f} |")

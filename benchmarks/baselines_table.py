@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from placer.model.profile import Profile  # noqa: E402
-from placer.solvers.base import Constraints, get_solver  # noqa: E402
+from placer.solvers.base import Constraints, solve  # noqa: E402
 from placer.model.topology import Topology  # noqa: E402
 from placer.model.trace import Trace  # noqa: E402
 
@@ -82,7 +82,7 @@ def evaluate_all(name: str, trace: Trace) -> list[dict]:
         replicas = (-E) % G
         for solver in SOLVERS:
             t0 = time.perf_counter()
-            res = get_solver(solver)(profile, topo, Constraints(replicas=replicas, seed=0))
+            res = solve(solver, profile, topo, Constraints(replicas=replicas, seed=0))
             solve_s = time.perf_counter() - t0
             pl = res.placement
             coh = coherent_cost(test, pl, topo)
@@ -133,7 +133,7 @@ def aggregate_rows(name: str, fit: str, loads: dict[str, np.ndarray]) -> list[di
     for G, gpn in CLUSTERS:
         topo = Topology.uniform(G, gpn)
         for replicas in sorted({(-E) % G, (-E) % G + G}):
-            placements = {s: get_solver(s)(fit_profile, topo, Constraints(replicas=replicas, seed=0)).placement
+            placements = {s: solve(s, fit_profile, topo, Constraints(replicas=replicas, seed=0)).placement
                           for s in SOLVERS}
             for domain, load in loads.items():
                 prof = Profile(load=load, num_tokens=0, top_k=1)

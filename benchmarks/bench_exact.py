@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from placer.cost import evaluate  # noqa: E402
 from placer.model.profile import Profile  # noqa: E402
-from placer.solvers.base import Constraints, get_solver  # noqa: E402
-from placer.solvers.local_search import balanced_gpu_of, max_imbalance_of  # noqa: E402
+from placer.solvers.base import Constraints, solve  # noqa: E402
+from placer.cost.objectives import as_replica_gpus, gpu_loads, imbalance  # noqa: E402
+from placer.solvers.packing import balanced_packing  # noqa: E402
 from placer.model.topology import Topology  # noqa: E402
 from placer.model.trace import Trace  # noqa: E402
 
@@ -60,9 +61,10 @@ def scores(data: Trace, placement, topo: Topology) -> dict:
             "imbalance": ev["load"]["max_imbalance"]}
 
 
-def run(name: str, solver: str, prof: Profile, topo: Topology, cons: Constraints) -> tuple[dict, object]:
+def run(name: str, solver: str, prof: Profile, topo: Topology, cons: Constraints,
+        params: dict | None = None) -> tuple[dict, object]:
     t0, c0 = time.perf_counter(), time.process_time()
-    res = get_solver(solver)(prof, topo, cons)
+    res = solve(solver, prof, topo, cons, params)
     row = {"name": name, "solver": solver, "backend": cons.backend, "status": res.status,
            "objective": res.objective, "bound": res.bound, "gap": res.gap,
            "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
@@ -85,23 +87,24 @@ def quality(args) -> list[dict]:
         prof = Profile.from_trace(train)
         small = trace.num_experts <= 8
         base = Constraints(time_limit=args.time_limit if small else args.time_limit / 2, seed=0)
-        plan = [("contiguous", "contiguous", base), ("eplb", "eplb", base),
-                ("exflow (default exact path)", "exflow", base),
-                ("layer_descent", "layer_descent", base),
-                ("moetuner / cpsat", "moetuner", replace(base, backend="cpsat")),
-                ("joint ep / cpsat", "joint", replace(base, cost="ep", backend="cpsat"))]
+        plan = [("contiguous", "contiguous", base, None), ("eplb", "eplb", base, None),
+                ("exflow (default exact path)", "exflow", base, None),
+                ("layer_descent", "layer_descent", base, None),
+                ("moetuner / cpsat", "moetuner", replace(base, backend="cpsat"), None),
+                ("joint ep / cpsat", "joint", replace(base, cost="ep", backend="cpsat"), None)]
         # a limit some placement meets: the greedy (LPT) balance of the worst layer, rounded up
-        lpt = max_imbalance_of(prof.load.astype(float), balanced_gpu_of(prof.load.astype(float), topo.num_gpus),
-                               topo.num_gpus).max()
+        load = prof.load.astype(float)
+        lpt = imbalance(gpu_loads(load, as_replica_gpus(balanced_packing(load, topo.num_gpus)[0]),
+                                  topo.num_gpus)).max()
         limit = float(np.ceil(lpt * 100) / 100)
-        plan.append((f"joint, max-imbalance {limit:.2f}", "joint", replace(base, max_imbalance=limit, backend="cpsat")))
+        plan.append((f"joint, max-imbalance {limit:.2f}", "joint", replace(base, max_imbalance=limit, backend="cpsat"),
+                     None))
         # beyond the dp's reach the default exact path already is the compact CP-SAT MILP
         backends = ["cpsat", "highs", "cbc"] if small and topo.num_gpus == 4 else ["cpsat"] if small else []
         for be in backends:
-            plan.append((f"exflow compact MILP / {be}", "exflow",
-                         replace(base, backend=be, options={"formulation": "compact"})))
-        for label, solver, cons in plan:
-            row, pl = run(label, solver, prof, topo, cons)
+            plan.append((f"exflow compact MILP / {be}", "exflow", replace(base, backend=be), {"formulation": "compact"}))
+        for label, solver, cons, params in plan:
+            row, pl = run(label, solver, prof, topo, cons, params)
             row.update({"trace": trace_name, "gpus": topo.num_gpus, "gpus_per_node": topo.gpus_per_node,
                         "in_sample": scores(train, pl, topo), "held_out": scores(test, pl, topo)})
             rows.append(row)
@@ -124,8 +127,8 @@ def scaling(args) -> list[dict]:
         prof = Profile.from_trace(coarse(base_trace, L, E))
         topo = Topology.uniform(G)
         for label, opts in (("default", {}), ("compact MILP", {"formulation": "compact"})):
-            cons = Constraints(time_limit=args.scale_limit, backend="cpsat", options=opts)
-            row, _ = run(label, "exflow", prof, topo, cons)
+            cons = Constraints(time_limit=args.scale_limit, backend="cpsat")
+            row, _ = run(label, "exflow", prof, topo, cons, opts)
             row.update({"layers": L, "experts": E, "gpus": G})
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("layers", "experts", "gpus", "name", "status", "gap", "wall_s")}),
@@ -150,8 +153,8 @@ def ablation(args) -> list[dict]:
                 ("compact + symmetry + cuts + two-sided", {"formulation": "compact", "two_sided": True})]
     for label, opts in variants:
         for be in ("cpsat", "highs"):
-            cons = Constraints(time_limit=args.scale_limit, backend=be, options=opts)
-            row, _ = run(label, "exflow", prof, topo, cons)
+            cons = Constraints(time_limit=args.scale_limit, backend=be)
+            row, _ = run(label, "exflow", prof, topo, cons, opts)
             row.update({"layers": 8, "experts": 8, "gpus": 4})
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("name", "backend", "status", "backend_bound", "objective", "wall_s")}),

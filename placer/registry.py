@@ -25,16 +25,27 @@ class Registry(Generic[T]):
         self.builtin_modules = builtin_modules
         self.hint = hint
         self._entries: dict[str, T] = {}
+        self._rank: dict[str, int] = {}
         self._loaded = False
 
-    def add(self, name: str, entry: T) -> T:
-        """Register ``entry`` under ``name`` (a later registration replaces an earlier one)."""
+    def add(self, name: str, entry: T, module: str | None = None) -> T:
+        """Register ``entry`` under ``name`` (a later registration replaces an earlier one).
+
+        ``module``: the registering module. Entries keep the order of the built-in module list
+        (whichever module happens to be imported first), then the order others registered in.
+        """
         self._entries[name] = entry
+        self._rank[name] = next((i for i, m in enumerate(self.builtin_modules)
+                                 if module is not None and (module == m or module.startswith(m + "."))),
+                                len(self.builtin_modules))
+        order = sorted(self._entries, key=lambda n: self._rank[n])      # stable: registration order within a rank
+        self._entries = {n: self._entries[n] for n in order}
         return entry
 
     def remove(self, name: str) -> None:
         self._load()
         self._entries.pop(name, None)
+        self._rank.pop(name, None)
 
     def _load(self) -> None:
         if self._loaded:

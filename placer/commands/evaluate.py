@@ -31,7 +31,7 @@ def command(trace: str, placement: str, cost: str, gpus_per_node: int | None, in
             topology_file: str | None, split: str, holdout: float, hidden_size: int | None, dtype_bytes: int,
             as_json: bool, **kw) -> None:
     """Score PLACEMENT on the routing of TRACE (a trace, any importable file, or a profile of counts)."""
-    from placer.cost import COST_MODELS, evaluate, passes_over_trace
+    from placer.cost import cost_model_names, evaluate, passes_over_trace
     from placer.model.placement import Placement
     from placer.model.topology import Topology
     from placer.progress import progress
@@ -41,7 +41,7 @@ def command(trace: str, placement: str, cost: str, gpus_per_node: int | None, in
     data = split_part(load_input([trace], **load_kwargs(kw)), split, holdout, trace)
     topo = Topology.for_cluster(pl.num_gpus, gpus_per_node if gpus_per_node is not None else pl.gpus_per_node,
                                 inter_node_cost, topology_file)
-    costs = COST_MODELS if cost == "all" else (cost,)
+    costs = cost_model_names() if cost == "all" else (cost,)
     total = data.num_tokens * passes_over_trace(data, costs)
     with progress("evaluating", total=total or None, unit="tokens") as advance:
         result = evaluate(data, pl, topo, costs=costs, hidden_size=hidden_size, dtype_bytes=dtype_bytes,

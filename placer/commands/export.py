@@ -7,13 +7,15 @@ from pathlib import Path
 
 import click
 
+from placer.commands.options import Registered
 from placer.export import EXPORTERS, WriteOptions, export_formats, parse_layers
 from placer.model.placement import Placement
 
 
 @click.command("export")
 @click.argument("placement_path", metavar="PLACEMENT", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(export_formats()), required=True, help="Output format.")
+@click.option("--format", "fmt", type=Registered("export format", export_formats), required=True,
+              help="Output format.")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), required=True,
               help="Output file (eplb: .npz, or .pt with torch installed).")
 @click.option("--moe-layers", default=None,

@@ -164,6 +164,25 @@ class KeyValue(click.ParamType):
         return key.strip(), v.strip()
 
 
+class Registered(click.ParamType):
+    """A name from a registry, checked when the option is parsed (so plug-ins registered after the
+    command was imported count): ``names()`` lists the valid names, ``extra`` adds fixed ones."""
+
+    def __init__(self, kind: str, names: Callable[[], Any], extra: tuple[str, ...] = ()):
+        self.name, self.names, self.extra = kind, names, extra
+
+    def choices(self) -> list[str]:
+        return [*self.extra, *self.names()]
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        if value in self.choices():
+            return value
+        self.fail(f"unknown {self.name} {value!r}; choose one of: {', '.join(self.choices())}", param, ctx)
+
+    def get_metavar(self, param: Any, ctx: Any = None) -> str:
+        return "[" + "|".join(self.choices()) + "]"
+
+
 def _apply(fn: Callable, options: list[Callable]) -> Callable:
     for opt in reversed(options):
         fn = opt(fn)
@@ -270,7 +289,8 @@ def split_part(data: Any, split: str, holdout: float, name: str) -> Any:
 
 def cost_models_option(fn: Callable) -> Callable:
     """``--cost all|coherent|ep|load``: the cost models a report shows."""
-    from placer.cost import COST_MODELS
+    from placer.cost import cost_model_names
 
-    return click.option("--cost", "cost", type=click.Choice(["all", *COST_MODELS]), default="all", show_default=True,
+    return click.option("--cost", "cost", type=Registered("cost model", cost_model_names, ("all",)), default="all",
+                        show_default=True,
                         help="Cost model(s) to report: coherent (ExFlow), ep (two all-to-alls with dedup), load.")(fn)

@@ -16,6 +16,7 @@ from placer.cost import objectives
 from placer.cost.alltoall import alltoall_time
 from placer.cost.inputs import bytes_per_copy, check_compatible, pad_experts, replica_gpus
 from placer.cost.objectives import nearest_pairs
+from placer.cost.registry import CostModel, register
 from placer.cost.results import CoherentCost
 from placer.model.placement import Placement
 from placer.model.profile import Profile
@@ -118,3 +119,14 @@ def _unit_transitions(trace: Trace, rg: np.ndarray, chunk_tokens: int,
         if progress is not None:
             progress(chunk.num_tokens)
     return unit_gpus, [c.reshape(sizes[l], sizes[l + 1]) for l, c in enumerate(counts)]
+
+
+def _skip(data: Trace | Profile) -> str | None:
+    if isinstance(data, Profile) and data.trans is None and data.num_layers > 1:
+        return "needs inter-layer transitions; these counts have loads only"
+    return None
+
+
+register(CostModel("coherent", lambda data, placement, topology, o: coherent_cost(
+    data, placement, topology, chunk_tokens=o.chunk_tokens, progress=o.progress, hidden_size=o.hidden_size,
+    dtype_bytes=o.dtype_bytes).summary(), _skip))

@@ -15,6 +15,7 @@ import numpy as np
 from placer.cost.alltoall import alltoall_time
 from placer.cost.cover import DEFAULT_LIMITS, CoverLimits
 from placer.cost.inputs import bytes_per_copy, check_compatible, replica_gpus
+from placer.cost.registry import CostModel, register
 from placer.cost.results import EPCost
 from placer.cost.routing import serving_gpus
 from placer.errors import PlacerError
@@ -122,3 +123,9 @@ def first_occurrence(g: np.ndarray, num_gpus: int | None = None) -> np.ndarray:
     for k in range(1, K):
         new[:, k] = np.all(g[:, k:k + 1] != g[:, :k], axis=1)
     return new
+
+
+register(CostModel("ep", lambda data, placement, topology, o: ep_cost(
+    data, placement, topology, hidden_size=o.hidden_size, dtype_bytes=o.dtype_bytes, home=o.home,
+    chunk_tokens=o.chunk_tokens, progress=o.progress).summary(),
+    lambda data: None if isinstance(data, Trace) else "needs a per-token trace, not aggregate counts"))

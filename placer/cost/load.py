@@ -12,6 +12,7 @@ import numpy as np
 
 from placer.cost import objectives
 from placer.cost.inputs import check_compatible, pad_experts, replica_gpus
+from placer.cost.registry import CostModel, register
 from placer.cost.results import LoadCost
 from placer.model.placement import Placement
 from placer.model.profile import Profile
@@ -32,3 +33,7 @@ def load_cost(data: Trace | Profile, placement: Placement, chunk_tokens: int = D
     load = pad_experts(np.asarray(load, dtype=np.float64), placement.num_experts, (1,))
     gpu_load = objectives.gpu_loads(load, replica_gpus(placement), placement.num_gpus)
     return LoadCost(gpu_load=gpu_load, imbalance=objectives.imbalance(gpu_load))
+
+
+register(CostModel("load", lambda data, placement, topology, o: load_cost(
+    data, placement, chunk_tokens=o.chunk_tokens, progress=o.progress).summary(), lambda data: None))

@@ -6,28 +6,26 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from placer.cost.coherent import coherent_cost
-from placer.cost.ep import ep_cost
 from placer.cost.inputs import check_compatible
-from placer.cost.load import load_cost
-from placer.errors import PlacerError
+from placer.cost.registry import COST_MODELS, EvalOptions, cost_model_names
 from placer.fileio import to_jsonable
 from placer.model.placement import Placement
 from placer.model.profile import Profile
 from placer.model.topology import Topology
 from placer.model.trace import DEFAULT_CHUNK_TOKENS, Trace
 
-COST_MODELS = ("coherent", "ep", "load")
 _MATRICES = ("traffic", "gpu_load")
 
 
 def passes_over_trace(data: Trace | Profile, costs: Sequence[str]) -> int:
     """How many times :func:`evaluate` reads the tokens of ``data`` for ``costs`` (for progress)."""
-    return len([c for c in costs if c in COST_MODELS]) if isinstance(data, Trace) else 0
+    if not isinstance(data, Trace):
+        return 0
+    return len([c for c in costs if c in COST_MODELS and COST_MODELS.get(c).reads_trace])
 
 
 def evaluate(data: Trace | Profile, placement: Placement, topology: Topology,
-             costs: Sequence[str] = COST_MODELS, hidden_size: int | None = None, dtype_bytes: int = 2,
+             costs: Sequence[str] | None = None, hidden_size: int | None = None, dtype_bytes: int = 2,
              home: np.ndarray | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
              matrices: bool = True, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """A JSON-able summary of the chosen cost models (plain Python types, arrays as lists).
@@ -37,9 +35,7 @@ def evaluate(data: Trace | Profile, placement: Placement, topology: Topology,
     ``matrices=False`` leaves out the ``[G, G]`` traffic and ``[L, G]`` load arrays.
     ``progress`` is called with the tokens of every chunk read (one pass per trace-based model).
     """
-    unknown = [c for c in costs if c not in COST_MODELS]
-    if unknown:
-        raise PlacerError(f"unknown cost model {unknown[0]!r}; choose from {', '.join(COST_MODELS)}")
+    models = [COST_MODELS.get(c) for c in (cost_model_names() if costs is None else costs)]
     check_compatible(data, placement, topology)
     L = data.num_layers
     out: dict[str, Any] = {
@@ -49,22 +45,11 @@ def evaluate(data: Trace | Profile, placement: Placement, topology: Topology,
                       "replicas_per_layer": placement.num_replicas},
         "topology": topology.describe(),
     }
-    for name in costs:
-        if name == "coherent" and isinstance(data, Profile) and data.trans is None and L > 1:
-            out["coherent"] = {"model": "coherent", "skipped": "needs inter-layer transitions; these counts have loads only"}
-            continue
-        if name == "coherent":
-            res = coherent_cost(data, placement, topology, chunk_tokens=chunk_tokens, progress=progress,
-                                hidden_size=hidden_size, dtype_bytes=dtype_bytes).summary()
-        elif name == "ep":
-            if not isinstance(data, Trace):
-                out["ep"] = {"model": "ep", "skipped": "needs a per-token trace, not aggregate counts"}
-                continue
-            res = ep_cost(data, placement, topology, hidden_size=hidden_size, dtype_bytes=dtype_bytes,
-                          home=home, chunk_tokens=chunk_tokens, progress=progress).summary()
-        else:
-            res = load_cost(data, placement, chunk_tokens=chunk_tokens, progress=progress).summary()
+    options = EvalOptions(hidden_size, dtype_bytes, home, chunk_tokens, progress)
+    for model in models:
+        why = model.skip(data)
+        res = {"model": model.name, "skipped": why} if why else model.summary(data, placement, topology, options)
         if not matrices:
             res = {k: v for k, v in res.items() if k not in _MATRICES}
-        out[name] = res
+        out[model.name] = res
     return to_jsonable(out)

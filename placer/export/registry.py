@@ -92,18 +92,13 @@ EXPORTERS: Registry[Exporter] = Registry("export format", BUILTIN_MODULES)
 
 def register(exporter: Exporter) -> Exporter:
     """Add ``exporter`` under its name (sniffing tries formats in registration order)."""
-    return EXPORTERS.add(exporter.name, exporter)
+    return EXPORTERS.add(exporter.name, exporter, (exporter.write or exporter.read).__module__)
 
 
 def formats() -> list[Exporter]:
-    """Every registered format: the built-in ones in :data:`BUILTIN_MODULES` order, then plug-ins.
-
-    The registry keeps registration order, which is import order: a program that imports
-    ``placer.export.csv`` first would otherwise reorder the CLI's choices and the sniffing.
-    """
-    rank = {module: i for i, module in enumerate(BUILTIN_MODULES)}
-    return sorted(EXPORTERS.items().values(),
-                  key=lambda e: rank.get(getattr(e.write or e.read or e.sniff, "__module__", ""), len(rank)))
+    """Every registered format: the built-in ones in :data:`BUILTIN_MODULES` order, then plug-ins
+    (the registry orders by the registering module, whichever is imported first)."""
+    return list(EXPORTERS.items().values())
 
 
 def export_formats() -> tuple[str, ...]:

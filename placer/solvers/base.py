@@ -247,7 +247,7 @@ def register(name: str, description: str, params: type = NoParams,
              replicas: bool = False) -> Callable[[SolverFn], SolverFn]:
     """Decorator: make ``fn`` the solver ``name`` (see :class:`SolverSpec`)."""
     def deco(fn: SolverFn) -> SolverFn:
-        SOLVERS.add(name, SolverSpec(name, fn, params, description, replicas))
+        SOLVERS.add(name, SolverSpec(name, fn, params, description, replicas), fn.__module__)
         return fn
     return deco
 
