@@ -10,7 +10,6 @@ Every :class:`~placer.errors.PlacerError` becomes one line on stderr and exit st
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 
 import click
@@ -35,11 +34,10 @@ COMMANDS: dict[str, str] = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name, mod in COMMANDS.items()
-                if importlib.util.find_spec(f"placer.commands.{mod}") is not None]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS or name not in self.list_commands(ctx):
+        if name not in COMMANDS:
             return None
         module = importlib.import_module(f"placer.commands.{COMMANDS[name]}")
         return module.command

@@ -21,12 +21,6 @@ class PlacerError(Exception):
         super().__init__(" ".join(str(message).split("\n")))
 
 
-def require(condition: bool, message: str) -> None:
-    """Raise :class:`PlacerError` with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise PlacerError(message)
-
-
 def missing_package(package: str, feature: str, pip_name: str | None = None) -> PlacerError:
     """The error for an optional dependency that is not installed."""
     pip_name = pip_name or package

@@ -70,10 +70,6 @@ class Profile:
     def num_experts(self) -> int:
         return int(self.load.shape[1])
 
-    @property
-    def has_affinity(self) -> bool:
-        return self.trans is not None
-
     def transition_weights(self) -> np.ndarray:
         """``[L-1, E, E]`` float64: ``trans / K**2``, expected token transitions (coherent model).
 
