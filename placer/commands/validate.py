@@ -6,6 +6,7 @@ import json
 
 import click
 
+from placer.commands.options import NON_NEGATIVE_INT, POSITIVE_INT, SECONDS, json_option
 from placer.fileio import to_jsonable
 
 
@@ -16,20 +17,22 @@ from placer.fileio import to_jsonable
               help="Placement to compare against: 'contiguous' or a placement JSON file.")
 @click.option("--mode", type=click.Choice(["ep", "coherent"]), default="ep", show_default=True,
               help="ep: two all-to-alls per layer, tokens return home; coherent: one per layer transition.")
-@click.option("--world-size", type=int, default=None,
+@click.option("--world-size", type=POSITIVE_INT, default=None,
               help="Ranks to spawn; must equal the placement's GPUs (default: the placement's GPUs).")
-@click.option("--backend", type=click.Choice(["gloo", "nccl"]), default="gloo", show_default=True)
-@click.option("--hidden-size", type=int, default=64, show_default=True, help="Hidden size H of the replayed model.")
-@click.option("--ffn-size", type=int, default=128, show_default=True, help="Expert FFN size F.")
+@click.option("--dist-backend", "backend", type=click.Choice(["gloo", "nccl"]), default="gloo", show_default=True,
+              help="torch.distributed backend: gloo (CPU) or nccl (GPUs).")
+@click.option("--hidden-size", type=POSITIVE_INT, default=64, show_default=True,
+              help="Hidden size H of the replayed model.")
+@click.option("--ffn-size", type=POSITIVE_INT, default=128, show_default=True, help="Expert FFN size F.")
 @click.option("--ffn-type", type=click.Choice(["swiglu", "gelu"]), default="swiglu", show_default=True)
-@click.option("--tokens", type=int, default=2048, show_default=True,
+@click.option("--tokens", type=NON_NEGATIVE_INT, default=2048, show_default=True,
               help="Replay the first N tokens of the trace (0 = all).")
-@click.option("--iters", type=int, default=3, show_default=True, help="Timed iterations (median reported).")
-@click.option("--warmup", type=int, default=1, show_default=True, help="Untimed iterations first.")
+@click.option("--iters", type=POSITIVE_INT, default=3, show_default=True, help="Timed iterations (median reported).")
+@click.option("--warmup", type=NON_NEGATIVE_INT, default=1, show_default=True, help="Untimed iterations first.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds weights and activations.")
-@click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=SECONDS, default=600.0, show_default=True,
               help="Seconds before a stuck run (or collective) is stopped.")
-@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON on stdout.")
+@json_option
 def command(trace, placement, baseline, mode, world_size, backend, hidden_size, ffn_size, ffn_type,
             tokens, iters, warmup, seed, timeout_s, as_json):
     """Replay PLACEMENT on G torch.distributed ranks with the tokens of TRACE.

@@ -53,7 +53,7 @@ def build_config(trace: Trace, placement: Placement, baseline: str | Placement =
     if mode not in MODES:
         raise PlacerError(f"unknown --mode {mode!r}; use one of {', '.join(MODES)}")
     if backend not in BACKENDS:
-        raise PlacerError(f"unknown --backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        raise PlacerError(f"unknown --dist-backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if ffn_type not in FFN_TYPES:
         raise PlacerError(f"unknown --ffn-type {ffn_type!r}; use one of {', '.join(FFN_TYPES)}")
     for opt, v in (("--hidden-size", hidden_size), ("--ffn-size", ffn_size), ("--iters", iters)):

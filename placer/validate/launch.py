@@ -58,12 +58,12 @@ def check_backend(backend: str, local_ranks: int) -> None:
         raise PlacerError("this torch build has no torch.distributed; install a torch build with distributed support")
     if backend == "nccl":
         if not torch.cuda.is_available() or not dist.is_nccl_available():
-            raise PlacerError("--backend nccl needs CUDA GPUs and a torch build with NCCL; use --backend gloo on CPU")
+            raise PlacerError("--dist-backend nccl needs CUDA GPUs and a torch build with NCCL; use --dist-backend gloo on CPU")
         if torch.cuda.device_count() < local_ranks:
-            raise PlacerError(f"--backend nccl with {local_ranks} ranks on this node needs {local_ranks} GPUs, "
+            raise PlacerError(f"--dist-backend nccl with {local_ranks} ranks on this node needs {local_ranks} GPUs, "
                               f"found {torch.cuda.device_count()}; lower --world-size or launch with torchrun across nodes")
     elif not dist.is_gloo_available():
-        raise PlacerError("this torch build has no gloo backend; use --backend nccl on GPUs")
+        raise PlacerError("this torch build has no gloo backend; use --dist-backend nccl on GPUs")
 
 
 def run_torchrun(cfg: ReplayConfig) -> dict[str, Any] | None:
