@@ -104,19 +104,9 @@ class Topology:
 
     @classmethod
     def from_file(cls, path: str | Path, gpus_per_node: int | None = None) -> "Topology":
-        """Read a ``[G, G]`` bandwidth matrix (bytes/s) from ``.npy`` or whitespace/CSV text."""
-        path = Path(path)
-        try:
-            if path.suffix == ".npy":
-                bw = np.load(path, allow_pickle=False)
-            else:
-                text = path.read_text().replace(",", " ")
-                bw = np.array([[float(x) for x in line.split()] for line in text.splitlines() if line.strip()])
-        except FileNotFoundError:
-            raise PlacerError(f"{path}: no such file; check the --topology path") from None
-        except (ValueError, OSError) as exc:
-            raise PlacerError(f"{path}: cannot read a bandwidth matrix ({exc}); give G rows of G numbers in bytes/s") from None
-        return cls.from_bandwidth_matrix(bw, gpus_per_node, name=str(path))
+        """A topology from the ``[G, G]`` bandwidth matrix (bytes/s) in ``path`` (see
+        :func:`read_bandwidth_matrix`)."""
+        return cls.from_bandwidth_matrix(read_bandwidth_matrix(path), gpus_per_node, name=str(path))
 
     @classmethod
     def for_cluster(cls, num_gpus: int, gpus_per_node: int | None = None, inter_node_cost: float | None = None,
@@ -129,11 +119,11 @@ class Topology:
         gpn = min(gpus_per_node, num_gpus) if gpus_per_node is not None else (
             DEFAULT_GPUS_PER_NODE if num_gpus % DEFAULT_GPUS_PER_NODE == 0 else num_gpus)
         if bandwidth_file:
-            topo = cls.from_file(bandwidth_file, gpn)
-            if topo.num_gpus != num_gpus:
-                raise PlacerError(f"{bandwidth_file}: the bandwidth matrix is for {topo.num_gpus} GPUs, not {num_gpus}; "
+            bw = read_bandwidth_matrix(bandwidth_file)
+            if bw.shape[0] != num_gpus:
+                raise PlacerError(f"{bandwidth_file}: the bandwidth matrix is for {bw.shape[0]} GPUs, not {num_gpus}; "
                                   f"give a {num_gpus} x {num_gpus} matrix")
-            return topo
+            return cls.from_bandwidth_matrix(bw, gpn, name=str(bandwidth_file))
         return cls.uniform(num_gpus, gpn, inter_node_cost, intra_bandwidth, inter_bandwidth)
 
     def describe(self) -> dict:
@@ -141,3 +131,18 @@ class Topology:
                 "num_nodes": self.num_nodes,
                 "hop_intra_node": float(self.hop[0, 1]) if self.gpus_per_node > 1 else None,
                 "hop_inter_node": float(self.hop[0, self.gpus_per_node]) if self.num_nodes > 1 else None}
+
+
+def read_bandwidth_matrix(path: str | Path) -> np.ndarray:
+    """A ``[G, G]`` bandwidth matrix (bytes/s) from ``.npy`` or whitespace/CSV text (square:
+    checked by :meth:`Topology.from_bandwidth_matrix`)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        text = path.read_text().replace(",", " ")
+        return np.array([[float(x) for x in line.split()] for line in text.splitlines() if line.strip()])
+    except FileNotFoundError:
+        raise PlacerError(f"{path}: no such file; check the --topology path") from None
+    except (ValueError, OSError) as exc:
+        raise PlacerError(f"{path}: cannot read a bandwidth matrix ({exc}); give G rows of G numbers in bytes/s") from None
