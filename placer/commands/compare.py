@@ -46,7 +46,7 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: int,
             **kw) -> None:
     """Compare placement files and solver names (ITEMS) on the routing of TRACE."""
     from placer.solvers.base import Constraints, available_solvers, get_solver
-    from placer.traces.importers import load_input
+    from placer.traces.load import load_input
 
     full = load_input([trace], **load_kwargs(kw))
     data = select_split(full, split, trace)

@@ -29,7 +29,7 @@ def command(trace: str, placement: str, cost: str, gpus_per_node: int | None, in
             topology_file: str | None, split: str, hidden_size: int | None, dtype_bytes: int, as_json: bool,
             **kw) -> None:
     """Score PLACEMENT on the routing of TRACE (a trace, any importable file, or a profile of counts)."""
-    from placer.traces.importers import load_input
+    from placer.traces.load import load_input
 
     pl = Placement.load(placement)
     data = select_split(load_input([trace], **load_kwargs(kw)), split, trace)

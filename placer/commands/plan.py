@@ -70,7 +70,7 @@ def command(trace_path: str, gpus: str, gpus_per_node: int, replicas: str, solve
     TRACE is a native trace or any format ``moe-place import`` reads (per-token data: the ep
     cost needs each token's experts).
     """
-    from placer.traces.importers import load_input
+    from placer.traces.load import load_input
     from placer.model.trace import Trace
 
     if expert_bytes is not None and expert_params is not None:

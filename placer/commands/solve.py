@@ -31,7 +31,7 @@ AUTO_EXACT_MAX_VARS = 2048
 
 def load_input(path: Path) -> tuple[Trace | None, Profile]:
     """``(trace or None, profile)`` from a native trace, a saved profile or an importable dump."""
-    from placer.traces.importers import load_input as read_routing
+    from placer.traces.load import load_input as read_routing
 
     data = read_routing(path)
     if isinstance(data, Profile):

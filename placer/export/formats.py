@@ -374,7 +374,7 @@ def read_placement_any(path: str | Path, num_experts: int | None = None, num_gpu
 
 
 def _from_eplb_npz(path: Path, num_gpus: int | None, gpus_per_node: int | None) -> Placement:
-    from placer.model.trace import read_npz_members
+    from placer.model.trace_file import read_npz_members
 
     arrays, _ = read_npz_members(path, mmap=False)
     if "phy2log" not in arrays:
