@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from placer.traces import collect as col  # noqa: E402
+from placer.traces.collect.collector import forward  # noqa: E402
 
 SHAPE = ("hidden_size=128,intermediate_size=256,num_hidden_layers=8,num_attention_heads=4,"
          "num_key_value_heads=4,num_experts=32,num_experts_per_tok=4,vocab_size=1024")
@@ -58,7 +59,7 @@ def main() -> None:
     def plain() -> tuple[float, float]:
         sync()
         t, c = time.perf_counter(), time.process_time()
-        col._forward(net, config, ids, mask)
+        forward(net, config, ids, mask)
         sync()
         return time.perf_counter() - t, time.process_time() - c
 
@@ -67,7 +68,7 @@ def main() -> None:
         try:
             sync()
             t, c = time.perf_counter(), time.process_time()
-            col._forward(net, config, ids, mask)
+            forward(net, config, ids, mask)
             rec.take(mask.bool())
             sync()
             return time.perf_counter() - t, time.process_time() - c

@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from placer import Placement, Trace  # noqa: E402
-from placer.traces.importers import load_one  # noqa: E402
+from placer.traces.load import load_one  # noqa: E402
 from placer.cost import load_cost  # noqa: E402
 from placer.validate.api import contiguous, validate  # noqa: E402
 

@@ -23,6 +23,10 @@ pytest.importorskip("transformers")
 
 from placer.errors import PlacerError  # noqa: E402
 from placer.traces import collect as col  # noqa: E402
+from placer.traces.collect.collector import forward  # noqa: E402
+from placer.traces.collect.hooks import layer_of  # noqa: E402
+from placer.traces.collect.models import parse_overrides  # noqa: E402
+from placer.traces.collect.prompts import batches, byte_tokens, token_sequences  # noqa: E402
 from placer.model.trace import Trace  # noqa: E402
 from conftest import assert_user_error  # noqa: E402
 
@@ -76,7 +80,7 @@ def reference(loaded: col.LoadedModel, prompts: list[str]):
         for text in prompts:
             ids = torch.tensor([loaded.encode(text)])
             with torch.no_grad():
-                col._forward(net, config, ids, torch.ones_like(ids))
+                forward(net, config, ids, torch.ones_like(ids))
             per_layer_ids, per_layer_w, per_layer_drop, per_layer_plain = [], [], [], []
             for i, s in enumerate(sites):
                 h = inputs[i].reshape(-1, inputs[i].shape[-1]).float()
@@ -228,10 +232,10 @@ def test_model_without_hookable_router_names_the_classes():
 
 
 def test_layer_numbers_from_paths():
-    assert col.layer_of("model.layers.12.mlp.gate") == 12
-    assert col.layer_of("layers.3.block_sparse_moe.router") == 3
-    assert col.layer_of("encoder.block.5.layer.1.mlp.router", 12) == 5
-    assert col.layer_of("decoder.block.5.layer.2.mlp.router", 12) == 17
+    assert layer_of("model.layers.12.mlp.gate") == 12
+    assert layer_of("layers.3.block_sparse_moe.router") == 3
+    assert layer_of("encoder.block.5.layer.1.mlp.router", 12) == 5
+    assert layer_of("decoder.block.5.layer.2.mlp.router", 12) == 17
 
 
 def test_prompt_files_and_overrides(tmp_path):
@@ -246,11 +250,11 @@ def test_prompt_files_and_overrides(tmp_path):
     assert list(col.read_prompts(jl2, text_field="prompt")) == ["hello"]
     with pytest.raises(PlacerError, match=":1: no string field 'text'"):
         list(col.read_prompts(jl2, text_field="text"))
-    assert col.parse_overrides('num_experts=16,mlp_only_layers=[1,2],name=abc,flag=true') == {
+    assert parse_overrides('num_experts=16,mlp_only_layers=[1,2],name=abc,flag=true') == {
         "num_experts": 16, "mlp_only_layers": [1, 2], "name": "abc", "flag": True}
     with pytest.raises(PlacerError, match="key=value"):
-        col.parse_overrides("num_experts")
-    assert col.byte_tokens("é", 100) == [0xC3 % 100, 0xA9 % 100]
+        parse_overrides("num_experts")
+    assert byte_tokens("é", 100) == [0xC3 % 100, 0xA9 % 100]
 
 
 # ------------------------------------------------------------------------------ CLI
@@ -365,8 +369,8 @@ def test_local_checkpoint_directory(tmp_path, capsys):
 
 def test_token_sequences_cut_and_skip():
     enc = lambda s: [ord(c) for c in s]  # noqa: E731
-    seqs = list(col.token_sequences(["abcdef", "", "gh", "ijklm"], enc, seq_len=4, max_tokens=None))
+    seqs = list(token_sequences(["abcdef", "", "gh", "ijklm"], enc, seq_len=4, max_tokens=None))
     assert seqs == [enc("abcd"), enc("gh"), enc("ijkl")]
-    seqs = list(col.token_sequences(["abcdef", "", "gh", "ijklm"], enc, seq_len=4, max_tokens=7))
+    seqs = list(token_sequences(["abcdef", "", "gh", "ijklm"], enc, seq_len=4, max_tokens=7))
     assert seqs == [enc("abcd"), enc("gh"), enc("i")]
-    assert [len(b) for b in col.batches(iter(range(7)), 3)] == [3, 3, 1]
+    assert [len(b) for b in batches(iter(range(7)), 3)] == [3, 3, 1]

@@ -12,7 +12,8 @@ import pytest
 
 from placer.errors import PlacerError
 from placer.model.profile import Profile
-from placer.traces.importers import detect, formats, load_any
+from placer.traces.importers.registry import detect, formats
+from placer.traces.load import load_any
 from placer.model.trace import Trace
 
 
@@ -369,6 +370,20 @@ def test_no_torch_or_matplotlib_on_import(tmp_path):
             "bad = [m for m in ('torch', 'matplotlib', 'transformers') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def test_registry_imports_formats_lazily_in_tuple_order():
+    """The registry module imports no format module (no import cycle); the first lookup imports
+    the built-in modules, and detection order is the order of their tuple."""
+    import subprocess
+    import sys
+    from conftest import REPO
+    code = ("import sys; from placer.traces.importers.registry import BUILTIN_MODULES, formats; "
+            "assert not [m for m in BUILTIN_MODULES if m in sys.modules]; "
+            "mods = [imp.load.__module__ for imp in formats().values()]; "
+            "assert sorted(set(mods), key=mods.index) == list(BUILTIN_MODULES), mods")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_list_formats(cli):

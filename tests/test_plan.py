@@ -30,7 +30,7 @@ def synthetic_trace(L: int = 4, E: int = 16, K: int = 2, T: int = 1200, S: int =
 
 def load_esft(path: Path) -> Trace:
     """The ESFT .npz (not the native format) through the project's importer."""
-    from placer.traces.importers import load_any
+    from placer.traces.load import load_any
     return load_any(path)
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from placer.errors import PlacerError
 from placer.model.profile import Profile
 from placer.model.trace import Trace
+from placer.traces.load import load_input, load_trace, profile_of
 
 
 def loop_counts(ids, top1, dropped, E):
@@ -112,3 +113,19 @@ def test_profile_cli_matches_library(tmp_path, cli):
     assert proc.returncode == 0, proc.stderr
     got, want = Profile.load_file(tmp_path / "p.npz"), Profile.from_trace(t)
     assert np.array_equal(got.trans, want.trans) and np.array_equal(got.coact, want.coact)
+
+
+def test_load_input_profile_of_and_load_trace(tmp_path):
+    rng = np.random.default_rng(4)
+    t = Trace(expert_ids=rng.integers(0, 6, size=(3, 200, 2)), num_experts=6)
+    t.save(tmp_path / "t.npz")
+    data = load_input(tmp_path / "t.npz")
+    assert isinstance(data, Trace) and isinstance(data.expert_ids, np.memmap)  # native: memory-mapped
+    prof = profile_of(data, chunk_tokens=64, coact=False, trans=False)
+    assert np.array_equal(prof.load, Profile.from_trace(t).load) and prof.coact is None and prof.trans is None
+    prof.save(tmp_path / "p.npz")
+    saved = load_input(tmp_path / "p.npz")
+    assert isinstance(saved, Profile) and profile_of(saved) is saved  # a profile passes through
+    assert load_trace(tmp_path / "t.npz").num_tokens == 200
+    with pytest.raises(PlacerError, match="aggregate counts only; the replay needs per-token routing"):
+        load_trace(tmp_path / "p.npz", "the replay")

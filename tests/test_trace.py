@@ -7,6 +7,7 @@ import pytest
 
 from placer.errors import PlacerError
 from placer.model.trace import Trace, id_dtype
+from placer.model.trace_file import write_trace_from_shards
 
 
 def random_trace(L=3, T=50, K=2, E=8, seed=0, offsets=None, weights=True):
@@ -27,6 +28,25 @@ def test_roundtrip_is_exact_and_deterministic(tmp_path):
     assert np.array_equal(back.gate_weights, t.gate_weights)
     assert back.offsets.tolist() == [0, 20, 50]
     assert (back.moe_layers, back.num_hidden_layers, back.model, back.source) == ([1, 2, 4], 6, "m", "s")
+
+
+def test_shards_assemble_to_the_bytes_of_save(tmp_path):
+    """The two ways into the one writer: token shards on disk give the file Trace.save gives."""
+    t = random_trace(T=50, offsets=np.array([0, 7, 30, 50]))
+    t.dropped = np.random.default_rng(3).random((3, 50)) < 0.2
+    t.save(tmp_path / "saved.npz")
+    shards = []
+    for k, (a, b) in enumerate([(0, 7), (7, 30), (30, 50)]):
+        shard = {}
+        for name in ("expert_ids", "gate_weights", "dropped"):
+            arr = np.asarray(getattr(t, name))[:, a:b]
+            shard[name] = tmp_path / f"{k}.{name}.npy"
+            np.save(shard[name], arr.astype(np.uint8) if name == "expert_ids" else arr)
+        shards.append(shard)
+    write_trace_from_shards(tmp_path / "sharded.npz", shards, t.metadata(), tmp_path, seq_offsets=t.offsets)
+    assert (tmp_path / "sharded.npz").read_bytes() == (tmp_path / "saved.npz").read_bytes()
+    back = Trace.load(tmp_path / "sharded.npz")
+    assert isinstance(back.expert_ids, np.memmap) and np.array_equal(back.dropped, t.dropped)
 
 
 def test_chunks_cover_the_trace_in_order(tmp_path):

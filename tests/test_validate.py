@@ -327,7 +327,7 @@ def test_torchrun_rank_with_wrong_world_size_errors_before_joining(monkeypatch):
 
 def test_real_mixtral_trace_replays_exactly(shared_traces):
     """Mixtral-8x7B MT-Bench routing (imported from its per-layer JSON), first 128 tokens, 4 ranks."""
-    from placer.validate.api import load_trace
+    from placer.traces.load import load_trace
     full = load_trace(shared_traces / "mixtral_mtbench" / "math.json")
     tr = full._token_range(0, 128, with_offsets=True)
     tr.seq_offsets = np.array([0, 40, 64, 100, 128])   # four homes instead of one

@@ -8,7 +8,7 @@ import click
 
 
 def _format_names() -> list[str]:
-    from placer.traces.importers import formats
+    from placer.traces.importers.registry import formats
     return list(formats())
 
 

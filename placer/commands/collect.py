@@ -72,7 +72,7 @@ def command(model: str, prompts_file: str, output: str, max_tokens: int | None, 
         first = next(prompts)
     except StopIteration:
         raise PlacerError(f"{prompts_file}: the prompt file has no prompts; give at least one non-empty line") from None
-    col._import_torch_transformers()
+    col.import_torch_transformers()
     dev = col.resolve_device(device)
     loaded = col.load_model(model, from_config=from_config, seed=seed, device=dev, dtype=dtype)
     with _token_progress(max_tokens) as advance:

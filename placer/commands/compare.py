@@ -51,7 +51,7 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
     from placer.progress import progress
     from placer.solvers.base import Constraints, available_solvers, solve
     from placer.solvers.replicate import replicas_for
-    from placer.traces.importers import load_input
+    from placer.traces.load import load_input, profile_of
 
     full = load_input([trace], **load_kwargs(kw))
     data = split_part(full, split, holdout, trace)
@@ -79,12 +79,7 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
             entries.append({"name": Path(item).stem, "source": item, "placement": files[item]})
             continue
         if profile is None:
-            fitted = split_part(full, fit, holdout, trace)
-            if isinstance(fitted, Profile):
-                profile = fitted
-            else:
-                with progress("profiling", total=fitted.num_tokens, unit="tokens") as advance:
-                    profile = Profile.from_trace(fitted, coact=False, progress=advance)
+            profile = profile_of(split_part(full, fit, holdout, trace), coact=False)
         res = solve(item, profile, topo, constraints)
         entries.append({"name": item, "source": f"solver {item} (fitted on {fit})",
                         "placement": res.placement, "solver": res.summary()})

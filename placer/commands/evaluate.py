@@ -35,7 +35,7 @@ def command(trace: str, placement: str, cost: str, gpus_per_node: int | None, in
     from placer.model.placement import Placement
     from placer.model.topology import Topology
     from placer.progress import progress
-    from placer.traces.importers import load_input
+    from placer.traces.load import load_input
 
     pl = Placement.load(placement)
     data = split_part(load_input([trace], **load_kwargs(kw)), split, holdout, trace)

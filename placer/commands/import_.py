@@ -17,7 +17,7 @@ from placer.errors import PlacerError
 def _list_formats(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from placer.traces.importers import formats
+    from placer.traces.importers.registry import formats
     for imp in formats().values():
         kind = "counts -> profile" if imp.aggregate else "trace"
         click.echo(f"{imp.name:16s} {'/'.join(imp.extensions):22s} {kind:18s} {imp.summary}")
@@ -57,7 +57,7 @@ def command(sources: tuple[str, ...], output: str, model: str | None, as_json: b
         raise PlacerError("--gpus, --gpus-per-node and --moe-layers apply to placement files only; "
                           "drop them when importing routing traces")
     from placer.model.profile import Profile
-    from placer.traces.importers import load_any
+    from placer.traces.load import load_any
 
     if not output.endswith(".npz"):
         raise PlacerError(f"{output}: the output must be an .npz file; name it e.g. trace.npz")

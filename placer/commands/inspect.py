@@ -112,14 +112,13 @@ def write_plots(profile, directory: Path, max_panels: int = 16) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
 def command(sources: tuple[str, ...], gpus: int | None, plots: str | None, chunk_tokens: int, as_json: bool, **kw) -> None:
     """Routing statistics of SOURCES: a trace, a profile, or anything importable."""
-    from placer.commands.profile import build_profile
+    from placer.analysis.stats import summarize
     from placer.fileio import to_jsonable
     from placer.model.profile import Profile
-    from placer.analysis.stats import summarize
-    from placer.traces.importers import load_input
+    from placer.traces.load import load_input, profile_of
 
     data = load_input(list(sources), **load_kwargs(kw))
-    prof = build_profile(data, chunk_tokens, coact=False)
+    prof = profile_of(data, chunk_tokens, coact=False)
     stats = {"input": ", ".join(sources), "kind": "profile" if isinstance(data, Profile) else "trace",
              "sequences": None if isinstance(data, Profile) else data.num_sequences}
     stats.update(summarize(prof, gpus))

@@ -72,8 +72,7 @@ def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_n
     TRACE is a native trace or any format ``moe-place import`` reads (per-token data: the ep
     cost needs each token's experts).
     """
-    from placer.model.trace import Trace
-    from placer.traces.importers import load_input
+    from placer.traces.load import load_trace
 
     if expert_bytes is not None and expert_params is not None:
         raise PlacerError("give --expert-bytes or --expert-params, not both")
@@ -87,10 +86,7 @@ def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_n
                              expert_bytes=ebytes, gpu_memory=gpu_memory, intra_bandwidth=bandwidth[0],
                              inter_bandwidth=bandwidth[1], tokens_per_step=tokens_per_step, holdout=holdout,
                              cost=cost, time_limit=time_limit, seed=seed, max_imbalance=max_imbalance)
-    trace = load_input(trace_path, **load_kwargs(kw))
-    if not isinstance(trace, Trace):
-        raise PlacerError(f"{trace_path}: holds aggregate counts only; plan needs a per-token trace "
-                          f"(the ep cost depends on each token's experts)")
+    trace = load_trace(trace_path, "plan (the ep cost depends on each token's experts)", **load_kwargs(kw))
     total = len(gpus) * len(replicas) * len(solver_list)
     with progress("planning", total=total, unit="solves") as advance:
         table = pl.plan(trace, gpus, replicas, solver_list, options, advance)

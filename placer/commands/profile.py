@@ -14,17 +14,6 @@ from placer.errors import PlacerError
 from placer.model.trace import DEFAULT_CHUNK_TOKENS
 
 
-def build_profile(data, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, coact: bool = True):
-    """A Profile from a Trace (with a progress bar on a terminal); a Profile passes through."""
-    from placer.model.profile import Profile
-    from placer.progress import progress
-
-    if isinstance(data, Profile):
-        return data
-    with progress("profiling", total=data.num_tokens, unit="tokens") as advance:
-        return Profile.from_trace(data, chunk_tokens=chunk_tokens, coact=coact, progress=advance)
-
-
 @click.command("profile")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output profile .npz.")
@@ -35,12 +24,12 @@ def build_profile(data, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, coact: bool = 
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def command(sources: tuple[str, ...], output: str, chunk_tokens: int, no_coact: bool, as_json: bool, **kw) -> None:
     """Build the routing profile of SOURCES (a trace, or anything importable) into OUTPUT."""
-    from placer.traces.importers import load_input
+    from placer.traces.load import load_input, profile_of
 
     if not output.endswith(".npz"):
         raise PlacerError(f"{output}: the output must be an .npz file; name it e.g. profile.npz")
     data = load_input(list(sources), **load_kwargs(kw))
-    prof = build_profile(data, chunk_tokens, coact=not no_coact)
+    prof = profile_of(data, chunk_tokens, coact=not no_coact)
     prof.save(output)
     summary = {"output": output, "layers": prof.num_layers, "experts": prof.num_experts, "top_k": prof.top_k,
                "tokens": prof.num_tokens, "has_trans": prof.trans is not None,

@@ -1,6 +1,7 @@
 """``moe-place solve``: compute a placement, prove a bound, compare with the baselines.
 
-TRACE is a native trace, a saved Profile, or anything ``moe-place import`` reads. With
+TRACE is a native trace, a saved Profile, or anything ``moe-place import`` reads
+(:func:`placer.traces.load.load_input`). With
 ``--holdout F`` the last share F of sequences is held out: the solver sees only the rest, and
 every placement is scored on both parts. The placement JSON carries the report
 (:mod:`placer.analysis.report`; no wall-clock timings, so the same input and ``--seed`` give the
@@ -56,7 +57,7 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
             holdout: float | None, output: Path, as_json: bool) -> None:
     """Solve an expert placement for TRACE on --gpus GPUs and write it to -o."""
     from placer.solvers.exact.models import gpu_load_caps
-    from placer.traces.importers import load_input
+    from placer.traces.load import load_input, profile_of
 
     constraints = Constraints(replicas=replicas_for(replicas, gpus), max_imbalance=max_imbalance, cost=cost,
                               time_limit=time_limit, seed=seed, backend=backend, threads=threads)
@@ -64,7 +65,7 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
     solver_params = make_params(get_solver(solver).params, params_dict(params), solver)
     topology = Topology.for_cluster(gpus, gpus_per_node, inter_node_cost, topology_file)
     data = load_input(trace)
-    profile = data if not isinstance(data, Trace) else _profile(data)
+    profile = profile_of(data)
     constraints.slots_per_gpu(profile.num_experts, gpus)
     if not constraints.replicas:
         gpu_load_caps(profile, gpus, max_imbalance)
@@ -73,7 +74,7 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
         if not isinstance(data, Trace):
             raise PlacerError(f"{trace}: --holdout needs a per-token trace, not aggregate counts; drop --holdout")
         train, test = data.split(holdout)
-        profile = _profile(train)
+        profile = profile_of(train)
     with progress(f"solving ({solver})"):
         result = solve(solver, profile, topology, constraints, solver_params)
     placements = {"solution": result.placement}
@@ -88,13 +89,6 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
         click.echo(json.dumps({**report, "timing": to_jsonable(result.timings), "output": str(output)}, indent=1))
         return
     _print_summary(report, result, output)
-
-
-def _profile(trace: Trace):
-    from placer.model.profile import Profile
-
-    with progress("profiling", total=trace.num_tokens, unit="tokens") as advance:
-        return Profile.from_trace(trace, progress=advance)
 
 
 def _fmt(v: Any, digits: int = 4) -> str:

@@ -42,9 +42,10 @@ def command(trace, placement, baseline, mode, world_size, backend, hidden_size, 
     itself, or runs as one rank under torchrun (python -m placer.validate ...).
     """
     from placer.model.placement import Placement
-    from placer.validate.api import load_trace, validate
+    from placer.traces.load import load_trace
+    from placer.validate.api import validate
 
-    tr = load_trace(trace)
+    tr = load_trace(trace, "the replay")
     pl = Placement.load(placement)
     report = validate(tr, pl, baseline, mode=mode, world_size=world_size, backend=backend,
                       hidden_size=hidden_size, ffn_size=ffn_size, ffn_type=ffn_type, tokens=tokens,

@@ -150,7 +150,7 @@ def loads_for_counts(placement: Placement, trace_path: str | None) -> np.ndarray
     placement's ``report.load``."""
     if trace_path is not None:
         from placer.model.profile import Profile
-        from placer.traces.importers import load_input
+        from placer.traces.load import load_input
 
         data = load_input(trace_path)
         if (data.num_layers, data.num_experts) != (placement.num_layers, placement.num_experts):

@@ -34,7 +34,8 @@ import numpy as np
 
 from placer.errors import PlacerError
 from placer.fileio import write_npz
-from placer.model.trace import DEFAULT_CHUNK_TOKENS, Trace, read_npz_members
+from placer.model.trace import DEFAULT_CHUNK_TOKENS, Trace
+from placer.model.trace_file import read_npz_members
 
 PROFILE_FORMAT = "moe-place/profile@1"
 

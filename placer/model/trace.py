@@ -16,17 +16,13 @@ Metadata: ``num_experts``, ``moe_layers`` (model layer index of each MoE layer),
 ``num_hidden_layers`` (all decoder layers, dense ones included), ``model``, ``source`` and a
 free ``extra`` dict.
 
-Native file format v1 (``docs/formats.md``): an uncompressed ``.npz`` with those arrays plus
-``metadata``, a 0-d unicode array holding a JSON object tagged
-``"format": "moe-place/trace@1"``. It is read with ``allow_pickle=False``; uncompressed members
-are memory-mapped, so a trace larger than memory can be profiled chunk by chunk
-(:meth:`Trace.iter_chunks`).
+The native file (format v1, an uncompressed ``.npz`` whose members are memory-mapped, so a trace
+larger than memory can be profiled chunk by chunk with :meth:`Trace.iter_chunks`) is read and
+written by :mod:`placer.model.trace_file`.
 """
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -34,10 +30,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.fileio import write_npz
+from placer.model.trace_file import TRACE_FORMAT, read_npz_members, trace_metadata, write_trace_file
 
-TRACE_FORMAT = "moe-place/trace@1"
-ARRAY_KEYS = ("expert_ids", "gate_weights", "seq_offsets", "dropped")
 DEFAULT_CHUNK_TOKENS = 65536
 
 
@@ -252,29 +246,21 @@ class Trace:
 
     # ------------------------------------------------------------------- IO
     def metadata(self) -> dict[str, Any]:
-        return {
-            "format": TRACE_FORMAT,
-            "num_experts": self.num_experts,
-            "moe_layers": list(self.moe_layers),
-            "num_hidden_layers": self.num_hidden_layers,
-            "model": self.model,
-            "source": self.source,
-            "extra": self.extra,
-        }
+        return trace_metadata(self.num_experts, self.moe_layers, self.num_hidden_layers, self.model,
+                              self.source, self.extra)
 
     def save(self, path: str | Path) -> None:
-        """Write the native ``.npz`` (format v1) atomically."""
-        arrays: dict[str, np.ndarray] = {
+        """Write the native file (format v1, :mod:`placer.model.trace_file`) atomically."""
+        members: dict[str, np.ndarray] = {
             "expert_ids": np.ascontiguousarray(np.asarray(self.expert_ids).astype(id_dtype(self.num_experts), copy=False)),
-            "metadata": np.array(json.dumps(self.metadata(), sort_keys=True)),
         }
         if self.gate_weights is not None:
-            arrays["gate_weights"] = np.ascontiguousarray(self.gate_weights)
+            members["gate_weights"] = np.ascontiguousarray(self.gate_weights)
         if self.seq_offsets is not None:
-            arrays["seq_offsets"] = np.asarray(self.seq_offsets, dtype=np.int64)
+            members["seq_offsets"] = np.asarray(self.seq_offsets, dtype=np.int64)
         if self.dropped is not None:
-            arrays["dropped"] = np.ascontiguousarray(self.dropped, dtype=bool)
-        write_npz(path, arrays)
+            members["dropped"] = np.ascontiguousarray(self.dropped, dtype=bool)
+        write_trace_file(path, members, self.metadata())
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True, validate: bool = True) -> "Trace":
@@ -298,69 +284,3 @@ class Trace:
             raise PlacerError(f"{path}: malformed trace metadata ({exc}); re-create it with moe-place import") from None
         return trace.validate(name=str(path)) if validate else trace
 
-
-def read_npz_members(path: Path, mmap: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
-    """Read every array of an ``.npz`` without pickle, memory-mapping stored (uncompressed) ones.
-
-    Returns the arrays other than ``metadata`` and the parsed ``metadata`` JSON (or None when the
-    file has none). Any failure becomes a :class:`PlacerError` naming the file.
-    """
-    try:
-        zf = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise PlacerError(f"{path}: no such file; check the path") from None
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise PlacerError(f"{path}: not a readable .npz file ({exc}); the file is truncated or corrupt, re-create it") from None
-    arrays: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] | None = None
-    with zf:
-        for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            key = info.filename[:-4]
-            try:
-                arr = _read_member(path, zf, info, mmap)
-            except ValueError as exc:
-                if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-                    raise PlacerError(f"{path}: array '{key}' holds Python objects (pickle), which moe-place never loads; store plain numeric arrays") from None
-                raise PlacerError(f"{path}: array '{key}' cannot be read ({exc}); the file is truncated or corrupt, re-create it") from None
-            except (OSError, EOFError, zipfile.BadZipFile) as exc:
-                raise PlacerError(f"{path}: array '{key}' cannot be read ({exc}); the file is truncated or corrupt, re-create it") from None
-            if key == "metadata":
-                try:
-                    meta = json.loads(str(arr[()]))
-                except (ValueError, TypeError):
-                    raise PlacerError(f"{path}: the metadata entry is not JSON; re-create the file with moe-place") from None
-                if not isinstance(meta, dict):
-                    raise PlacerError(f"{path}: the metadata entry is not a JSON object; re-create the file with moe-place")
-            else:
-                arrays[key] = arr
-    return arrays, meta
-
-
-def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, mmap: bool) -> np.ndarray:
-    """Read one ``.npy`` member; memory-map it when stored uncompressed and ``mmap`` is set."""
-    with zf.open(info) as fh:
-        version = np.lib.format.read_magic(fh)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(fh)
-        if dtype.hasobject:
-            raise ValueError("object arrays need pickle")
-        header_len = fh.tell() if hasattr(fh, "tell") else None
-    count = int(np.prod(shape, dtype=np.int64))
-    if mmap and info.compress_type == zipfile.ZIP_STORED and header_len is not None and count > 0:
-        with open(path, "rb") as raw:
-            raw.seek(info.header_offset)
-            local = raw.read(30)
-            if local[:4] != b"PK\x03\x04":
-                raise ValueError("bad local zip header")
-            name_len = int.from_bytes(local[26:28], "little")
-            extra_len = int.from_bytes(local[28:30], "little")
-        data_start = info.header_offset + 30 + name_len + extra_len + header_len
-        if data_start + count * dtype.itemsize > path.stat().st_size:
-            raise ValueError("array data runs past the end of the file")
-        return np.memmap(path, dtype=dtype, mode="r", offset=data_start, shape=shape,
-                         order="F" if fortran else "C")
-    with zf.open(info) as fh:
-        arr = np.lib.format.read_array(fh, allow_pickle=False)
-    return arr

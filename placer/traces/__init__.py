@@ -1,1 +1,3 @@
-"""Traces: the data model, its native file, importers and the transformers collector."""
+"""Traces in: reading routing inputs (:mod:`~placer.traces.load`), importers for other tools'
+formats (:mod:`~placer.traces.importers`) and the transformers collector
+(:mod:`~placer.traces.collect`). The Trace itself and its native file are in :mod:`placer.model`."""

@@ -7,7 +7,6 @@ line (exit 2) and never a hung process group.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,11 +118,3 @@ def validate(trace: Trace, placement: Placement, baseline: str | Placement = "co
     check_backend(cfg.backend, cfg.world_size)
     return spawn(cfg, cfg.collective_timeout_s)
 
-
-def load_trace(path: str | Path) -> Trace:
-    """The per-token trace at ``path``, in any format ``moe-place import`` reads."""
-    from placer.traces.importers import load_any
-    data = load_any(path)
-    if not isinstance(data, Trace):
-        raise PlacerError(f"{path}: holds aggregate counts only; the replay needs per-token routing (a trace)")
-    return data

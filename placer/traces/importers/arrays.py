@@ -6,31 +6,15 @@ Both are read with ``allow_pickle=False``; an array that would need pickle is re
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.model.profile import PROFILE_FORMAT
-from placer.traces.importers import Importer, register
-from placer.traces.importers.common import ImportOptions, make_trace, npz_names
-from placer.model.trace import TRACE_FORMAT, Trace, read_npz_members
-
-
-def native_kind(path: Path) -> str | None:
-    """``"trace"`` / ``"profile"`` for moe-place's own files (by their metadata tag), else None."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            if "metadata.npy" not in zf.namelist():
-                return None
-            with zf.open("metadata.npy") as fh:
-                meta = json.loads(str(np.lib.format.read_array(fh, allow_pickle=False)[()]))
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
-        return None
-    tag = meta.get("format") if isinstance(meta, dict) else None
-    return {TRACE_FORMAT: "trace", PROFILE_FORMAT: "profile"}.get(tag)
+from placer.model.trace import Trace
+from placer.model.trace_file import read_npz_members
+from placer.traces.importers.common import ImportOptions, make_trace, native_kind, npz_names
+from placer.traces.importers.registry import Importer, register
 
 
 def _sniff_npz(path: Path) -> bool:

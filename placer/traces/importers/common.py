@@ -15,7 +15,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from placer.errors import PlacerError
+from placer.model.profile import PROFILE_FORMAT
 from placer.model.trace import Trace, id_dtype
+from placer.model.trace_file import TRACE_FORMAT
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,20 @@ def int_array(name: str, value: Any, what: str, ndim: int | None = None) -> np.n
     if ndim is not None and arr.ndim != ndim and arr.size:
         raise PlacerError(f"{name}: {what} has shape {list(arr.shape)}, expected {ndim} dimensions; fix the file")
     return arr
+
+
+def native_kind(path: Path) -> str | None:
+    """``"trace"`` / ``"profile"`` for moe-place's own files (by their metadata tag), else None."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if "metadata.npy" not in zf.namelist():
+                return None
+            with zf.open("metadata.npy") as fh:
+                meta = json.loads(str(np.lib.format.read_array(fh, allow_pickle=False)[()]))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return None
+    tag = meta.get("format") if isinstance(meta, dict) else None
+    return {TRACE_FORMAT: "trace", PROFILE_FORMAT: "profile"}.get(tag)
 
 
 def npz_names(path: Path) -> list[str]:

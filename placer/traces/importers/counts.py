@@ -25,10 +25,9 @@ import numpy as np
 
 from placer.errors import PlacerError
 from placer.model.profile import Profile
-from placer.traces.importers import Importer, register
-from placer.traces.importers.arrays import native_kind
-from placer.traces.importers.common import ImportOptions, npz_names
-from placer.model.trace import read_npz_members
+from placer.model.trace_file import read_npz_members
+from placer.traces.importers.common import ImportOptions, native_kind, npz_names
+from placer.traces.importers.registry import Importer, register
 
 
 def _int_counts(path: Path, arrays: dict[str, np.ndarray], key: str, ndim: int) -> np.ndarray:

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.traces.importers import Importer, register
+from placer.model.trace import Trace
 from placer.traces.importers.common import (ImportOptions, first_jsonl_record, int_array, iter_jsonl,
                                             make_trace, offsets_from_labels)
-from placer.model.trace import Trace
+from placer.traces.importers.registry import Importer, register
 
 _JSONL_EXT = (".jsonl", ".ndjson")
 

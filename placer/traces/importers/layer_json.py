@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.traces.importers import Importer, register
-from placer.traces.importers.common import ImportOptions, int_array, make_trace, read_json
 from placer.model.trace import Trace
+from placer.traces.importers.common import ImportOptions, int_array, make_trace, read_json
+from placer.traces.importers.registry import Importer, register
 
 _HEAD = re.compile(rb'^\s*\{\s*"\s*\d+\s*"\s*:')
 

@@ -26,9 +26,9 @@ import numpy as np
 
 from placer.errors import PlacerError, missing_package
 from placer.model.profile import Profile
-from placer.traces.importers import Importer, register
-from placer.traces.importers.common import ImportOptions, make_trace, offsets_from_lengths
 from placer.model.trace import Trace
+from placer.traces.importers.common import ImportOptions, make_trace, offsets_from_lengths
+from placer.traces.importers.registry import Importer, register
 
 
 def _sniff(path: Path) -> bool:
