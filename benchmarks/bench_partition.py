@@ -8,7 +8,7 @@ Sections (``--section``, default all):
   and scored on the held-out second half (``Trace.split``), at 4/8/16 GPUs (one node): coherent
   cost per token transition (``placer.cost.coherent_cost``), ep dispatch copies per token-layer
   (``placer.cost.ep_cost``), per-layer GPU load max/mean (``placer.cost.load_cost``) for
-  contiguous, eplb (when ``placer.solvers.eplb`` is on main), and partition without cap, with
+  contiguous, eplb, and partition without cap, with
   ``--max-imbalance 1.10``, and with ``--replicas G``.
 - ``scale``: planted synthetic instances up to the DeepSeek-V3 shape (58 x 256, top-8, 64 GPUs,
   8 per node): wall time, objective against the planted placement's, and the lower bound from
@@ -35,7 +35,7 @@ from placer.cost import coherent_cost, ep_cost, load_cost  # noqa: E402
 from placer.errors import PlacerError  # noqa: E402
 from placer.model.placement import Placement  # noqa: E402
 from placer.model.profile import Profile  # noqa: E402
-from placer.solvers.base import Constraints, get_solver  # noqa: E402
+from placer.solvers.base import Constraints, solve  # noqa: E402
 from placer.model.topology import Topology  # noqa: E402
 from placer.model.trace import Trace  # noqa: E402
 
@@ -60,16 +60,15 @@ def mixtral(name: str) -> Trace:
 def section_tiny(seeds: int) -> list[dict]:
     from test_partition import TINY, affinity_trace, brute_force
     rows = []
-    solve = get_solver("partition")
     for L, E, G, gpn, K in TINY:
         topo = Topology.uniform(G, gpn)
         gaps, times = [], []
         for seed in range(seeds):
             prof = Profile.from_trace(affinity_trace(L, E, K, 60, seed))
             opt = brute_force(prof, topo)
-            res = solve(prof, topo, Constraints(seed=seed, time_limit=30))
+            res = solve("partition", prof, topo, Constraints(seed=seed, time_limit=30))
             gaps.append((res.objective - opt) / opt if opt > 0 else 0.0)
-            times.append(res.time_s)
+            times.append(res.timings["solver_s"])
         rows.append({"shape": f"{L}x{E} on {G} GPUs" + (f", {gpn}/node" if gpn else ""), "top_k": K,
                      "instances": seeds, "optimal": int(sum(g <= 1e-9 for g in gaps)),
                      "mean_gap": float(np.mean(gaps)), "max_gap": float(np.max(gaps)),
@@ -100,11 +99,6 @@ def section_traces(time_limit: float, gpus: list[int]) -> list[dict]:
     datasets = [("esft_intent", lambda: esft("intent")), ("esft_summary", lambda: esft("summary")),
                 ("mixtral_coding", lambda: mixtral("coding")), ("mixtral_math", lambda: mixtral("math"))]
     rows = []
-    try:
-        eplb = get_solver("eplb")
-    except PlacerError:
-        eplb = None
-    part = get_solver("partition")
     for name, load in datasets:
         trace = load()
         train, test = trace.split(0.5)
@@ -117,20 +111,19 @@ def section_traces(time_limit: float, gpus: list[int]) -> list[dict]:
             topo = Topology.uniform(G)
             base = score(test, te_prof, contiguous(L, E, G), topo, tr_prof)
             configs = [("contiguous", None, 0.0, base)]
-            if eplb is not None:
-                for reps in (0, G):
-                    res = eplb(tr_prof, topo, Constraints(replicas=reps, time_limit=time_limit))
-                    configs.append((f"eplb{' --replicas G' if reps else ''}", res, res.time_s,
-                                    score(test, te_prof, res.placement, topo, tr_prof)))
+            for reps in (0, G):
+                res = solve("eplb", tr_prof, topo, Constraints(replicas=reps, time_limit=time_limit))
+                configs.append((f"eplb{' --replicas G' if reps else ''}", res, res.timings["solver_s"],
+                                score(test, te_prof, res.placement, topo, tr_prof)))
             for label, cons in (("partition", Constraints(time_limit=time_limit)),
                                 ("partition --max-imbalance 1.10", Constraints(max_imbalance=1.10, time_limit=time_limit)),
                                 ("partition --replicas G", Constraints(replicas=G, time_limit=time_limit))):
                 try:
-                    res = part(tr_prof, topo, cons)
+                    res = solve("partition", tr_prof, topo, cons)
                 except PlacerError as exc:
                     configs.append((label, None, 0.0, {"error": str(exc)}))
                     continue
-                configs.append((label, res, res.time_s, score(test, te_prof, res.placement, topo, tr_prof)))
+                configs.append((label, res, res.timings["solver_s"], score(test, te_prof, res.placement, topo, tr_prof)))
             for label, res, secs, sc in configs:
                 row = {"trace": name, "gpus": G, "solver": label, "time_s": secs,
                        "hit_time_limit": bool(res is not None and res.details.get("hit_time_limit")), **sc}
@@ -146,7 +139,6 @@ def section_scale(time_limit: float, tokens: int, sizes: list[tuple], bound_fn=N
     """``bound_fn``: a ``lower_bound`` to use when the solver returned none (placer.solvers.bounds
     not on this branch yet); its time is reported apart from the solve time."""
     from test_partition import planted_trace
-    part = get_solver("partition")
     rows = []
     for L, E, G, gpn, K in sizes:
         trace, gpu_of = planted_trace(L, E, G, K, tokens, seed=0, drift=0.05)
@@ -155,9 +147,9 @@ def section_scale(time_limit: float, tokens: int, sizes: list[tuple], bound_fn=N
         planted_cost = coherent_cost(prof, Placement.from_gpu_of(gpu_of, G, gpn), topo).total
         t = time.perf_counter()
         cons = Constraints(time_limit=time_limit, replicas=G if replicas else 0)
-        res = part(prof, topo, cons)
+        res = solve("partition", prof, topo, cons)
         wall = time.perf_counter() - t
-        bound_time = res.details.get("bound_time_s")
+        bound_time = res.timings.get("bound_s")
         if res.bound is None and bound_fn is not None:
             tb = time.perf_counter()
             res.bound, _ = bound_fn(prof, topo, cons)
@@ -167,7 +159,8 @@ def section_scale(time_limit: float, tokens: int, sizes: list[tuple], bound_fn=N
                "objective": res.objective, "planted": planted_cost,
                "objective_over_planted": res.objective / planted_cost, "bound": res.bound, "gap_to_bound": res.gap, "bound_time_s": bound_time,
                "hit_time_limit": res.details["hit_time_limit"],
-               "starts": [(s["start"], round(s["objective"]), round(s["time_s"], 2)) for s in res.details["starts"]],
+               "starts": [(s["start"], round(s["objective"]), round(t, 2))
+                          for s, t in zip(res.details["starts"], res.timings["starts_s"])],
                "kicks_accepted": res.details["kicks_accepted"]}
         rows.append(row)
         print(row, flush=True)
@@ -177,24 +170,26 @@ def section_scale(time_limit: float, tokens: int, sizes: list[tuple], bound_fn=N
 def section_metis(tokens: int, degrees: list[int]) -> list[dict]:
     """DeepSeek-V3-shaped planted instance: METIS start with all edges vs the heaviest per vertex."""
     from test_partition import planted_trace
-    from placer.solvers import partition as P
-    from threadpoolctl import threadpool_limits
+    from placer.solvers.partition.starts import metis_start
+    from placer.solvers.search.feasible import make_feasible
+    from placer.solvers.search.problem import build_problem, objective
+    from placer.solvers.search.refine import refine, single_thread_blas
     trace, gpu_of = planted_trace(58, 256, 64, 8, tokens, seed=0, drift=0.05)
     prof = Profile.from_trace(trace, coact=False)
     topo = Topology.uniform(64, 8)
-    prob = P.build_problem(prof, topo, Constraints())
-    planted_cost = P.objective(prob, gpu_of)
+    prob = build_problem(prof, topo, Constraints())
+    planted_cost = objective(prob, gpu_of)
     rows = []
-    with threadpool_limits(1, "blas"):
+    with single_thread_blas():
         for deg in degrees:
             t = time.perf_counter()
-            gpu = P.metis_start(prob, 0, deg or None)
+            gpu = metis_start(prob, 0, deg or None)
             metis_s = time.perf_counter() - t
-            P.make_feasible(prob, gpu)
-            start = P.objective(prob, gpu)
-            P.refine(prob, gpu, time.perf_counter() + 120)
+            make_feasible(prob, gpu)
+            start = objective(prob, gpu)
+            refine(prob, gpu, time.perf_counter() + 120)
             rows.append({"degree": deg or "all", "metis_s": metis_s, "start_over_planted": start / planted_cost,
-                         "refined_over_planted": P.objective(prob, gpu) / planted_cost})
+                         "refined_over_planted": objective(prob, gpu) / planted_cost})
             print(rows[-1], flush=True)
     return rows
 

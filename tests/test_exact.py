@@ -1,7 +1,9 @@
-"""Exact models against brute force over every placement of tiny instances, for every backend."""
+"""Exact models, and the local search behind their warm start (:mod:`placer.solvers.search`),
+against brute force over every placement of tiny instances, for every backend."""
 
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import pytest
@@ -12,8 +14,10 @@ from exact_refs import (all_gpu_of, layer_assignments, pairs_cost, profile_of, r
                         token_pair_cut, token_pairs)
 from placer.errors import PlacerError
 from placer.solvers.base import Constraints, solve
-from placer.solvers.local_search import best_descent
 from placer.solvers.exact.milp import LinearModel, solve_model
+from placer.solvers.layer_descent import descent_start
+from placer.solvers.search.problem import build_problem, objective
+from placer.solvers.search.refine import assign_layer, refine
 from placer.model.topology import Topology
 
 BACKENDS = ["cpsat", "highs", "cbc"]
@@ -159,9 +163,11 @@ def test_layer_descent_is_optimal_on_a_chain_with_planted_blocks():
     base = rng.integers(0, 2, size=T) * 2 + rng.integers(0, 2, size=T)
     ids = np.stack([perms[l][(base + (l % 2)) % 2 + (base // 2) * 2] for l in range(L)])[:, :, None]
     from placer.model.trace import Trace
-    prof = profile_of(Trace(expert_ids=ids.astype(np.uint8), num_experts=E))
-    g, val = best_descent(prof, Topology.uniform(2), seed=0)
-    assert val == pytest.approx(0.0)
+    trace = Trace(expert_ids=ids.astype(np.uint8), num_experts=E)
+    prof = profile_of(trace)
+    g, name = descent_start(prof, Topology.uniform(2), Constraints(), None)
+    assert name == "layer_descent"
+    assert token_coherent_cost(trace, holding(g, 2), Topology.uniform(2).hop) == pytest.approx(0.0)
     res = solve("exflow", prof, Topology.uniform(2), Constraints())
     assert res.objective == pytest.approx(0.0) and res.status == "optimal"
 
@@ -256,22 +262,39 @@ def test_one_expert_per_gpu_chain_of_matchings_is_optimal():
     assert value_of(trace, topo, res.placement) == pytest.approx(brute(trace, topo))
 
 
+# ------------------------------------------------------------------ the local search (warm start)
+def test_assignment_move_is_the_best_layer_given_its_neighbours():
+    # 6 experts on 3 GPUs: 90 balanced assignments of the middle layer, every one tried
+    rng = np.random.default_rng(3)
+    topo = Topology.uniform(3)
+    for _ in range(3):
+        trace = random_trace(rng, 3, 6, 2, T=60, affinity=0.5)
+        prob = build_problem(profile_of(trace), topo, Constraints())
+        gpu = np.stack([rng.permutation(np.arange(6) // 2) for _ in range(3)])
+        best = np.inf
+        for a in layer_assignments(6, 3):
+            trial = gpu.copy()
+            trial[1] = a
+            best = min(best, objective(prob, trial))
+        assign_layer(prob, gpu, 1)
+        assert objective(prob, gpu) == pytest.approx(best, rel=1e-12)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), K=st.integers(2, 3))
-def test_swap_descent_reaches_the_ep_optimum_when_one_swap_reaches_everything(seed, K):
+def test_swaps_reach_the_ep_optimum_when_one_swap_reaches_everything(seed, K):
     # 4 experts on 2 GPUs: one swap reaches every other split, and ep layers are independent
     from placer.solvers.baselines import first_copy_gpus
-    from placer.solvers.local_search import swap_descent
     trace = random_trace(np.random.default_rng(seed), 2, 4, K, T=30, affinity=0.2)
-    prof = profile_of(trace)
     topo = Topology.uniform(2)
-    g = swap_descent(first_copy_gpus("contiguous", 2, 4, 2), topo.hop, None, prof.coact)
+    prob = build_problem(profile_of(trace), topo, Constraints(cost="ep"))
+    g = first_copy_gpus("contiguous", 2, 4, 2)
+    refine(prob, g, math.inf)
     assert token_pair_cut(trace, g, topo.hop) == pytest.approx(brute(trace, topo, cost="ep"))
+    assert objective(prob, g) == pytest.approx(token_pair_cut(trace, g, topo.hop))
 
 
-def test_swap_descent_keeps_load_limits_and_never_worsens():
-    from placer.cost.objectives import coherent as coherent_objective
-    from placer.solvers.local_search import swap_descent
+def test_search_keeps_load_limits_and_never_worsens():
     from placer.solvers.packing import balanced_packing
     for seed in range(5):
         trace = random_trace(np.random.default_rng(seed), 3, 8, 2, T=80, affinity=0.5)
@@ -281,9 +304,32 @@ def test_swap_descent_keeps_load_limits_and_never_worsens():
         start = balanced_packing(load, 4)[0]
         cap = np.maximum(np.stack([np.bincount(start[l], weights=load[l], minlength=4) for l in range(3)]).max(1),
                          1.2 * load.sum(1) / 4)
-        W = prof.transition_weights()
-        g = swap_descent(start, topo.hop, W, None, load, cap)
-        assert coherent_objective(W, g, topo.hop) <= coherent_objective(W, start, topo.hop) + 1e-9
+        prob = build_problem(prof, topo, Constraints(), caps=cap)
+        g = start.copy()
+        refine(prob, g, math.inf)
+        assert objective(prob, g) <= objective(prob, start) + 1e-9
         for l in range(3):
             assert np.all(np.bincount(g[l], minlength=4) == 2)
             assert np.bincount(g[l], weights=load[l], minlength=4).max() <= cap[l] + 1e-9
+
+
+def test_warm_start_meets_the_caps_and_is_no_worse_than_its_starts():
+    from placer.solvers.exact.models import gpu_load_caps
+    from placer.solvers.layer_descent import start_points
+    trace = random_trace(np.random.default_rng(6), 4, 8, 2, T=120, affinity=0.6)
+    prof = profile_of(trace)
+    topo = Topology.uniform(4, 2, inter_node_cost=3.0)
+    for cost, imb in (("coherent", None), ("coherent", 1.3), ("ep", None), ("ep", 1.3)):
+        cons = Constraints(cost=cost, max_imbalance=imb)
+        caps = gpu_load_caps(prof, 4, imb)
+        g, name = descent_start(prof, topo, cons, caps)
+        assert name == "layer_descent"
+        loads = token_loads(trace, g, 4)
+        assert np.all(np.bincount(g[0], minlength=4) == 2)
+        if caps is not None:
+            assert np.all(loads.max(axis=1) <= caps + 1e-9)
+        prob = build_problem(prof, topo, cons, caps=caps)
+        ok = [s for s in start_points(prof, 4, 0) if caps is None or
+              np.all(token_loads(trace, s, 4).max(axis=1) <= caps + 1e-9)]
+        assert all(objective(prob, g) <= objective(prob, s) + 1e-9 for s in ok)
+        assert descent_start(prof, topo, cons, caps)[0].tobytes() == g.tobytes()

@@ -1,6 +1,7 @@
-"""The scalable heuristic ``partition`` and its METIS binding, checked against truths:
-brute-force optima (every balanced placement enumerated; a dynamic program over layer states for
-the coherent chain), per-token cost evaluation, planted placements, and invariants."""
+"""The scalable heuristic ``partition``, its local search (:mod:`placer.solvers.search`) and its
+METIS binding, checked against truths: brute-force optima (every balanced placement enumerated;
+a dynamic program over layer states for the coherent chain), per-token cost evaluation, the one
+objective of :mod:`placer.cost.objectives`, planted placements, and invariants."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from placer.cost import coherent_cost, load_cost
+from placer.cost.objectives import Objective, replica_gpus
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
 from placer.model.profile import Profile
@@ -20,9 +22,11 @@ from placer.solvers.base import Constraints
 from placer.solvers.base import solve as run_solver
 from placer.solvers.partition.metis import csr_from_edges, part_graph_kway
 from placer.solvers.replicate import replica_counts
+from placer.solvers.search.feasible import make_feasible
+from placer.solvers.search.moves import move_costs, swap_gains
+from placer.solvers.search.problem import build_problem, layer_costs, objective, replica_gpus_of, to_placement
 from placer.model.topology import Topology
 from placer.model.trace import Trace
-
 
 
 def solve(prof, topo, cons, params=None):
@@ -410,24 +414,86 @@ def test_esft_with_one_replica_per_gpu_is_balanced(shared_traces):
     assert gpu_load_imbalance(res.placement, prof).max() <= 1.10 + 1e-9
     from placer.model.placement import Placement
     contiguous = Placement.from_gpu_of(np.tile(np.arange(64) // 8, (26, 1)), G)
-    from placer.solvers.partition import build_problem, objective
     prob = build_problem(prof, topo, Constraints())
     assert res.objective < objective(prob, contiguous.gpu_of)
 
 
-def test_without_metis_the_random_starts_still_solve(monkeypatch):
-    """A pymetis build whose METIS library cannot be used must not stop the solver."""
+def test_a_failing_metis_surfaces_its_one_line_error(monkeypatch):
+    """pymetis is a hard dependency: when METIS fails (here as after a signal, METIS_ERROR) the
+    solve stops with METIS's one-line error, not a quietly weaker random start; with
+    ``metis=False`` METIS is never called."""
     import placer.solvers.partition.metis as metis
 
-    def broken(*args, **kwargs):
-        raise PlacerError("pymetis's library does not export the METIS C API")
+    lib, idx = metis._library()
 
-    monkeypatch.setattr(metis, "part_graph_kway", broken)
-    trace, gpu_of = planted_trace(4, 16, 4, 2, 400, seed=1)
+    class FailingLibrary:
+        METIS_SetDefaultOptions = lib.METIS_SetDefaultOptions
+
+        @staticmethod
+        def METIS_PartGraphKway(*args):
+            return -4
+
+    monkeypatch.setattr(metis, "_library", lambda: (FailingLibrary, idx))
+    trace, _ = planted_trace(4, 16, 4, 2, 400, seed=1)
     prof = Profile.from_trace(trace)
     topo = Topology.uniform(4)
-    res = solve(prof, topo, Constraints(seed=0))
-    res.placement.validate()
-    assert res.details["starts"][0]["start"].startswith("random (METIS unavailable")
-    from placer.model.placement import Placement
-    assert res.objective <= per_token_cost(trace, Placement.from_gpu_of(gpu_of, 4), topo) * (1 + 1e-9)
+    with pytest.raises(PlacerError, match=r"METIS failed \(status -4\)") as err:
+        solve(prof, topo, Constraints(seed=0))
+    assert "\n" not in str(err.value)
+    res = solve(prof, topo, Constraints(seed=0), {"metis": False, "starts": 2})
+    assert [s["start"] for s in res.details["starts"]] == ["random", "random"]
+
+
+# ----------------------------------------------------------------------------- the one objective
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(L=st.integers(1, 4), nodes=st.sampled_from([1, 2]), per_gpu=st.integers(1, 3), extra=st.integers(0, 2),
+       cap=st.sampled_from([None, 1.3, 2.0]), cost=st.sampled_from(["coherent", "ep"]), seed=st.integers(0, 1000))
+def test_search_objective_is_the_objective_of_its_placement(L, nodes, per_gpu, extra, cap, cost, seed):
+    """With replicas, caps, both costs, 1-2 nodes: the objective the search reports (and every
+    start's) is, to the bit, ``Objective.of_placement`` of the placement it stands for."""
+    G = 4
+    E = G * per_gpu
+    topo = Topology.uniform(G, G // nodes, inter_node_cost=3.0)
+    prof = Profile.from_trace(affinity_trace(L, E, 2, 40, seed, skew=0.2))
+    cons = Constraints(replicas=extra * G, max_imbalance=cap, cost=cost, seed=seed, time_limit=20)
+    goal = Objective(cost)
+    try:
+        res = solve(prof, topo, cons, {"starts": 2, "kicks": 20})
+    except PlacerError as exc:
+        assert "imbalance" in str(exc) and cap is not None
+        return
+    assert res.objective == goal.of_placement(prof, topo, res.placement)
+    prob = build_problem(prof, topo, cons)
+    rng = np.random.default_rng(seed)
+    gpu = np.stack([rng.permutation(np.arange(prob.P) // prob.S) for _ in range(L)])
+    try:
+        make_feasible(prob, gpu)
+    except PlacerError:
+        return
+    pl = to_placement(prob, gpu)
+    assert np.array_equal(replica_gpus_of(prob, gpu), replica_gpus(pl.phy2log, E, pl.slots_per_gpu))
+    assert objective(prob, gpu) == goal.of_placement(prof, topo, pl)
+    assert float(layer_costs(prob, gpu).sum()) == pytest.approx(objective(prob, gpu), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("cost,replicas,gpn", [("coherent", 0, 2), ("coherent", 4, 4), ("coherent", 4, 2),
+                                               ("ep", 0, 4), ("ep", 0, 2)])
+def test_swap_gains_are_the_change_of_the_objective(cost, replicas, gpn):
+    """The incremental swap gains (:mod:`placer.solvers.search.moves`) against the objective of
+    ``cost.objectives`` before and after every allowed swap of a layer (exact where the search
+    relies on them: coherent with or without replicas, ep without)."""
+    topo = Topology.uniform(4, gpn, inter_node_cost=3.0)
+    prof = Profile.from_trace(affinity_trace(3, 8, 2, 80, 4, skew=0.3))
+    prob = build_problem(prof, topo, Constraints(cost=cost, replicas=replicas, max_imbalance=1.5))
+    gpu = np.stack([np.random.default_rng(l).permutation(np.arange(prob.P) // prob.S) for l in range(3)])
+    make_feasible(prob, gpu)
+    for l in range(3):
+        delta = swap_gains(prob, gpu, l, move_costs(prob, gpu, l))
+        base = objective(prob, gpu)
+        checked = 0
+        for a, b in zip(*np.nonzero(np.isfinite(delta))):
+            trial = gpu.copy()
+            trial[l, a], trial[l, b] = gpu[l, b], gpu[l, a]
+            assert objective(prob, trial) - base == pytest.approx(delta[a, b], abs=1e-9 * max(1.0, base)), (l, a, b)
+            checked += 1
+        assert checked > 0

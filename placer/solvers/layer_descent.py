@@ -1,18 +1,27 @@
-"""``layer_descent``: exact per-layer re-assignment sweeps from fixed starts, then load-keeping swaps.
+"""``layer_descent``: the local search of :mod:`placer.solvers.search` from fixed starts, no kicks.
 
 The cheap deterministic heuristic that also gives the exact models their warm start
 (:func:`descent_start`). Starts: contiguous, load-balanced packing and two seeded random
-placements; each is improved by :func:`placer.solvers.local_search.layer_descent` (coherent),
-then by load-keeping swaps where a balance cap or the ep cut makes the per-layer assignment
-inexact. No wall-clock cut: its sweep cap bounds the work, so the result does not depend on the
+placements; each is repaired to the load cap where one applies (skipped if that fails), then
+refined by :func:`placer.solvers.search.refine.refine` (coherent: exact per-layer assignment,
+swaps and suffix relabelling; ep: swaps), and the best (objective of
+:mod:`placer.cost.objectives`) is kept.
+
+Before, this module ran its own copy of the per-layer assignment descent and a separate swap
+descent (``local_search.py``); the shared search is the same descent plus the moves ``partition``
+has, so it reaches the same optima or better and there is one search to maintain. No wall-clock
+cut (``deadline = inf``): the sweep caps bound the work, so the result does not depend on the
 machine's speed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 
-from placer.cost.objectives import Objective, gpu_loads, as_replica_gpus
+from placer.cost.objectives import Objective
 from placer.errors import PlacerError
 from placer.model.placement import Placement
 from placer.model.profile import Profile
@@ -20,45 +29,44 @@ from placer.model.topology import Topology
 from placer.solvers.base import Constraints, NoParams, SolveResult, Status, register
 from placer.solvers.baselines import first_copy_gpus
 from placer.solvers.bounds import lower_bound
-from placer.solvers.local_search import best_descent, swap_descent
 from placer.solvers.packing import balanced_packing
+from placer.solvers.search.feasible import meet_cap
+from placer.solvers.search.problem import REL_TOL, build_problem, objective
+from placer.solvers.search.refine import refine, single_thread_blas
 
 
-def within_caps(gpu_of: np.ndarray, load: np.ndarray, caps: np.ndarray | None) -> bool:
-    """Every layer's largest GPU load of ``gpu_of [L, E]`` is within ``caps [L]`` (None: no caps)."""
-    if caps is None:
-        return True
-    loads = gpu_loads(load, as_replica_gpus(gpu_of), int(gpu_of.max()) + 1 if gpu_of.size else 1)
-    return bool(np.all(loads.max(axis=1) <= caps + 1e-9))
+def start_points(profile: Profile, num_gpus: int, seed: int) -> list[np.ndarray]:
+    """Deterministic starts ``gpu_of [L, E]``: contiguous, load-balanced (LPT) and two seeded random."""
+    L, E = profile.num_layers, profile.num_experts
+    rng = np.random.default_rng(seed)
+    contiguous = first_copy_gpus("contiguous", L, E, num_gpus)
+    starts = [contiguous, balanced_packing(profile.load.astype(np.float64), num_gpus)[0]]
+    for _ in range(2):
+        starts.append(np.stack([rng.permutation(contiguous[0]) for _ in range(L)]))
+    return starts
 
 
 def descent_start(profile: Profile, topology: Topology, constraints: Constraints,
                   caps: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
-    """``(gpu_of [L, E], how it was made)`` meeting ``caps``, or ``(None, None)`` when no start does."""
-    G = topology.num_gpus
-    L, E = profile.num_layers, profile.num_experts
-    load = profile.load.astype(np.float64)
-    start, name = None, None
-    if constraints.cost == "coherent":
-        start, _ = best_descent(profile, topology, constraints.seed, caps)
-        name = "layer_descent"
-    if start is None:
-        for cand_name, cand in (("contiguous", first_copy_gpus("contiguous", L, E, G)),
-                                ("balanced", balanced_packing(load, G)[0])):
-            if within_caps(cand, load, caps):
-                start, name = cand, cand_name
-                break
-    if start is None:
-        return None, None
-    if constraints.cost == "ep" or caps is not None:
-        W = profile.transition_weights() if constraints.cost == "coherent" else None
-        C = profile.coact if constraints.cost == "ep" else None
-        start = swap_descent(start, topology.hop, W, C, load, caps)
-        name += " + swaps"
-    return start, name
+    """``(gpu_of [L, E], how it was made)`` with every layer's GPU loads within ``caps [L]``
+    (token picks; None: no limit), or ``(None, None)`` when no start can be repaired to them."""
+    prob = build_problem(profile, topology, dataclasses.replace(constraints, replicas=0, max_imbalance=None),
+                         caps=caps)
+    best, best_obj = None, math.inf
+    with single_thread_blas():
+        for start in start_points(profile, topology.num_gpus, constraints.seed):
+            gpu = np.array(start, dtype=np.int64)
+            if not all(meet_cap(prob, gpu, l) for l in range(prob.L)):
+                continue
+            refine(prob, gpu, math.inf)
+            obj = objective(prob, gpu)
+            if obj < best_obj - REL_TOL * max(1.0, abs(best_obj) if math.isfinite(best_obj) else 1.0):
+                best, best_obj = gpu, obj
+    return (best, "layer_descent") if best is not None else (None, None)
 
 
-@register("layer_descent", "heuristic: exact per-layer reassignment sweeps, then load-keeping swaps (coherent or ep)")
+@register("layer_descent", "heuristic: the partition local search (per-layer assignment, swaps, relabelling) "
+                           "from four fixed starts, no kicks (coherent or ep)")
 def solve_layer_descent(profile: Profile, topology: Topology, constraints: Constraints, params: NoParams) -> SolveResult:
     from placer.solvers.exact.models import check_exact_input, gpu_load_caps
 
@@ -69,7 +77,7 @@ def solve_layer_descent(profile: Profile, topology: Topology, constraints: Const
         raise PlacerError(f"no start point meets --max-imbalance {constraints.max_imbalance:g}; "
                           f"use --solver joint, which searches under the limit")
     lb, method = lower_bound(profile, topology, constraints)
-    objective = Objective(constraints.cost)
+    goal = Objective(constraints.cost)
     return SolveResult(Placement.from_gpu_of(g, topology.num_gpus, topology.gpus_per_node), "layer_descent",
-                       Status.HEURISTIC, objective.name, objective.value(profile, topology.hop, g), lb, method,
+                       Status.HEURISTIC, goal.name, goal.value(profile, topology.hop, g), lb, method,
                        details={"start": start})

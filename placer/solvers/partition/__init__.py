@@ -1,3 +1,4 @@
-"""The scalable heuristic (see :mod:`placer.solvers.partition.solver`)."""
+"""The scalable heuristic ``partition`` (:mod:`.solver`), its starts (:mod:`.starts`) and its
+METIS binding (:mod:`.metis`); the local search it runs is :mod:`placer.solvers.search`."""
 
-from placer.solvers.partition.solver import PartitionParams, build_problem, objective, solve  # noqa: F401
+from placer.solvers.partition.solver import PartitionParams, solve  # noqa: F401  (registers the solver)

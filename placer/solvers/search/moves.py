@@ -1,0 +1,151 @@
+"""Incremental move costs: what moving one instance, or swapping two, does to the objective.
+
+The objective itself lives in :mod:`placer.cost.objectives`; recomputing it for each of the
+P x G moves of a layer would cost O(P G E^2), so the search prices all moves of a layer at once
+from its neighbours (O(E^2 G)). Cost model (same as :mod:`.problem`):
+
+- coherent: the edges of layer l go to layers l-1 and l+1 (``W[l-1].T`` and ``W[l]``), so with
+  the neighbours fixed a layer's cost is a sum over its instances: :func:`move_costs` is exact,
+  and the gains of disjoint swaps add up.
+- ep-pairwise: the edges lie inside the layer (``C[l]``); a swap's gain needs the edge between
+  the two swapped experts (the correction in :func:`swap_gains`), and swaps interact, so the
+  refinement checks batches on :func:`~.problem.window_cost`.
+- replicas: every edge uses its nearest copy pair (min hop); :func:`nearest_copy_distances`
+  gives the distance from each neighbour expert's nearest copy to every GPU, and moving one
+  copy of an expert keeps its other copies in the min (:func:`replica_rows`).
+
+Hop costs are ``prob.move_hop`` (see :class:`~.problem.Problem`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from placer.solvers.search.problem import Problem, layer_loads
+
+
+def nearest_copy_distances(ie: np.ndarray, gpu_l: np.ndarray, E: int, hop: np.ndarray) -> np.ndarray:
+    """``[E, G]``: ``min over GPUs g' holding expert n of hop[g', g]`` (distance from a replica set).
+
+    ``ie``, ``gpu_l`` ``[P]``: expert and GPU of each instance of one layer.
+    """
+    out = np.full((E, hop.shape[1]), np.inf)
+    np.minimum.at(out, ie, hop[gpu_l])
+    return out
+
+
+def _blocks(prob: Problem, l: int) -> list[tuple[np.ndarray, int, np.ndarray]]:
+    """Edge blocks touching layer l: ``(w [E, E], neighbour layer, hop_from_l [G, G])`` where
+    ``w[e, n]`` weighs layer-l expert e against expert n of the neighbour layer."""
+    hop = prob.move_hop
+    if prob.W is None:
+        return [(prob.C[l], l, hop)]
+    out = []
+    if l > 0:
+        out.append((prob.W[l - 1].T, l - 1, hop.T))     # hop(g(l-1, n), g(l, e))
+    if l + 1 < prob.L:
+        out.append((prob.W[l], l + 1, hop))             # hop(g(l, e), g(l+1, n))
+    return out
+
+
+def move_costs(prob: Problem, gpu: np.ndarray, l: int) -> np.ndarray:
+    """``[P, G]``: cost of the edges of instance x's expert if x alone moved to GPU g.
+
+    Exact for the coherent model (no edges inside a layer); for ep the edge between two swapped
+    experts needs the correction in :func:`swap_gains`.
+    """
+    lin, Wn, Mn = linear_costs(prob, gpu, l)
+    cost = lin[prob.inst_expert[l]]
+    if Wn is not None:
+        rep = np.flatnonzero(prob.cnt[l, prob.inst_expert[l]] > 1)
+        replica_rows(prob, gpu, l, rep, Wn, Mn, cost)
+    return cost
+
+
+def linear_costs(prob: Problem, gpu: np.ndarray, l: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(lin [E, G], Wn [E, N], Mn [N, G])``: cost of expert e alone on GPU g; with replicas also
+    the edge weights to the N neighbour experts and their nearest-copy distances (else None)."""
+    E, G = prob.E, prob.G
+    lin = np.zeros((E, G))
+    rep_terms = []
+    for w, nl, hop_l in _blocks(prob, l):
+        if not prob.replicated:
+            # aggregate edge weight per neighbour GPU, then one small [E, G] x [G, G] product
+            order = np.argsort(gpu[nl], kind="stable")
+            g_sorted = gpu[nl][order]
+            starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+            A = np.zeros((E, G))
+            A[:, g_sorted[starts]] = np.add.reduceat(w[:, prob.inst_expert[nl][order]], starts, axis=1)
+            lin += A @ hop_l.T
+        else:
+            # m[n, g]: distance from neighbour n's nearest replica to GPU g
+            m = nearest_copy_distances(prob.inst_expert[nl], gpu[nl], E, hop_l.T)
+            m = np.where(np.isfinite(m), m, 0.0)
+            lin += w @ m
+            rep_terms.append((w, m))
+    if not rep_terms:
+        return lin, None, None
+    return (lin, np.concatenate([w for w, _ in rep_terms], axis=1),
+            np.concatenate([m for _, m in rep_terms], axis=0))
+
+
+def replica_rows(prob: Problem, gpu: np.ndarray, l: int, rows: np.ndarray, Wn: np.ndarray,
+                 Mn: np.ndarray, cost: np.ndarray) -> None:
+    """Fill ``cost[rows]`` for instances of replicated experts: moving copy x to g keeps the
+    expert's other copies, and each neighbour uses its nearest copy (min rule)."""
+    if not len(rows):
+        return
+    ie = prob.inst_expert[l]
+    has = np.zeros((prob.E, prob.G), bool)
+    has[ie, gpu[l]] = True
+    others = has[ie[rows]].copy()
+    others[np.arange(len(rows)), gpu[l, rows]] = False
+    for k0 in range(0, len(rows), 32):           # bounded memory: 32 x N x G
+        sl = slice(k0, k0 + 32)
+        r = np.where(others[sl][:, None, :], Mn[None], np.inf).min(2)   # [x, N]
+        near = np.minimum(r[:, :, None], Mn[None])                        # [x, N, G]
+        cost[rows[sl]] = np.einsum("xn,xng->xg", Wn[ie[rows[sl]]], near)
+
+
+def pair_deltas(cost: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``[P, P]``: ``D[a, g_b] + D[b, g_a]``, the summed move costs of swapping instances a and b
+    (``cost [P, G]`` from :func:`move_costs`, ``g [P]`` the layer's GPUs)."""
+    D = cost - cost[np.arange(len(g)), g][:, None]
+    M = D[:, g]
+    return M + M.T
+
+
+def duplicate_mask(prob: Problem, g: np.ndarray, ie: np.ndarray) -> np.ndarray:
+    """``[P, P]`` bool: swaps that move nothing (same GPU, same expert) or, with replicas, put
+    a second copy of an expert on a GPU."""
+    bad = (g[:, None] == g[None, :]) | (ie[:, None] == ie[None, :])
+    if prob.replicated:
+        has = np.zeros((prob.E, prob.G), bool)
+        has[ie, g] = True
+        hb = has[ie][:, g]                       # [a, b]: expert(a) already on gpu(b)
+        bad |= hb | hb.T
+    return bad
+
+
+def swapped_loads(prob: Problem, l: int, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(loads [G], new_a [P, P], new_b [P, P])``: GPU loads of layer l, and the loads of a's and
+    b's GPUs after swapping instances a and b."""
+    loads = layer_loads(prob, l, g)
+    ld = prob.inst_load[l]
+    diff = ld[None, :] - ld[:, None]              # [a, b]: load_b - load_a
+    return loads, loads[g][:, None] + diff, loads[g][None, :] - diff
+
+
+def swap_gains(prob: Problem, gpu: np.ndarray, l: int, cost: np.ndarray) -> np.ndarray:
+    """``[P, P]`` objective change of swapping instances a and b (inf where not allowed)."""
+    g = gpu[l]
+    ie = prob.inst_expert[l]
+    delta = pair_deltas(cost, g)
+    if prob.C is not None:
+        delta += 2.0 * prob.C[l][np.ix_(ie, ie)] * prob.move_hop[np.ix_(g, g)]
+    bad = duplicate_mask(prob, g, ie)
+    if np.isfinite(prob.cap[l]):
+        _, new_a, new_b = swapped_loads(prob, l, g)
+        bad |= (new_a > prob.cap[l]) | (new_b > prob.cap[l])
+    delta[bad] = np.inf
+    return delta
