@@ -15,6 +15,7 @@ import click
 import numpy as np
 
 from placer.commands._import_options import import_options, load_kwargs
+from placer.commands.options import POSITIVE_INT, json_option
 from placer.model.trace import DEFAULT_CHUNK_TOKENS
 
 
@@ -53,63 +54,14 @@ def _span(layers: list[int]) -> str:
     return ",".join(map(str, layers))
 
 
-def write_plots(profile, directory: Path, max_panels: int = 16) -> list[str]:
-    """PNG heatmaps of transition matrices and per-layer load bars; returns the file names."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from placer.fileio import atomic_path
-
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    def grid(n: int):
-        cols = min(4, n)
-        rows = -(-n // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
-        for ax in axes.ravel()[n:]:
-            ax.axis("off")
-        return fig, axes.ravel()
-
-    def save(fig, name: str) -> None:
-        fig.tight_layout()
-        with atomic_path(directory / name) as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-        plt.close(fig)
-        written.append(name)
-
-    L = profile.num_layers
-    pick = np.unique(np.linspace(0, L - 1, min(L, max_panels)).round().astype(int))
-    fig, axes = grid(len(pick))
-    for ax, l in zip(axes, pick):
-        ax.bar(np.arange(profile.num_experts), profile.load[l], width=1.0, color="tab:blue")
-        ax.set_title(f"load, layer {profile.moe_layers[l]}", fontsize=8)
-        ax.tick_params(labelsize=6)
-    save(fig, "load.png")
-
-    mat = profile.trans_top1 if profile.trans_top1 is not None else profile.trans
-    if mat is not None and mat.shape[0] > 0:
-        pick = np.unique(np.linspace(0, mat.shape[0] - 1, min(mat.shape[0], max_panels)).round().astype(int))
-        fig, axes = grid(len(pick))
-        for ax, l in zip(axes, pick):
-            m = mat[l].astype(float)
-            rows = m.sum(axis=1, keepdims=True)
-            ax.imshow(np.divide(m, rows, out=np.zeros_like(m), where=rows > 0), cmap="viridis", vmin=0, aspect="auto")
-            ax.set_title(f"P(next | cur) {profile.moe_layers[l]}->{profile.moe_layers[l + 1]}", fontsize=8)
-            ax.tick_params(labelsize=6)
-        save(fig, "transitions.png")
-    return written
-
-
 @click.command("inspect")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @import_options
-@click.option("--gpus", type=click.IntRange(min=1), default=None, help="GPU count for the locality bound.")
+@click.option("--gpus", type=POSITIVE_INT, default=None, help="GPU count for the locality bound.")
 @click.option("--plots", "plots", type=click.Path(file_okay=False), default=None, help="Write PNG plots into this folder.")
-@click.option("--chunk-tokens", type=click.IntRange(min=1), default=DEFAULT_CHUNK_TOKENS, show_default=True,
+@click.option("--chunk-tokens", type=POSITIVE_INT, default=DEFAULT_CHUNK_TOKENS, show_default=True,
               help="Tokens read per chunk (bounds memory).")
-@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
+@json_option
 def command(sources: tuple[str, ...], gpus: int | None, plots: str | None, chunk_tokens: int, as_json: bool, **kw) -> None:
     """Routing statistics of SOURCES: a trace, a profile, or anything importable."""
     from placer.analysis.stats import summarize
@@ -123,7 +75,8 @@ def command(sources: tuple[str, ...], gpus: int | None, plots: str | None, chunk
              "sequences": None if isinstance(data, Profile) else data.num_sequences}
     stats.update(summarize(prof, gpus))
     if plots:
-        stats["plots"] = [str(Path(plots) / n) for n in write_plots(prof, Path(plots))]
+        from placer.analysis.plots import inspect_plots
+        stats["plots"] = [str(Path(plots) / n) for n in inspect_plots(prof, Path(plots))]
     if as_json:
         click.echo(json.dumps(to_jsonable(stats)))
     else:

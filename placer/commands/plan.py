@@ -94,7 +94,8 @@ def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_n
         with atomic_path(csv_path) as tmp:
             table.to_csv(tmp, index=False)
     if plot_path:
-        pl.plot(table, plot_path, title=f"{trace.model or Path(trace_path).name}: {trace.describe()}",
+        from placer.analysis.plots import plan_plot
+        plan_plot(table, plot_path, title=f"{trace.model or Path(trace_path).name}: {trace.describe()}",
                 gpu_memory=options.gpu_memory)
     if as_json:
         records = to_jsonable(table.astype(object).where(table.notna(), None).to_dict(orient="records"))
