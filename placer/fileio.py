@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from placer.errors import PlacerError, missing_package
+
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -77,3 +79,30 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def import_torch(feature: str) -> Any:
+    """torch, or the one-line error saying that ``feature`` needs it (``[torch]`` extra)."""
+    try:
+        import torch
+    except ImportError:
+        raise missing_package("torch", feature, "torch==2.13.0") from None
+    return torch
+
+
+def torch_load(path: Path, again: str) -> Any:
+    """What a ``torch.save`` file holds, loaded with ``weights_only=True`` (tensors, lists, dicts:
+    never an arbitrary pickled object). ``again`` is the fix for a bad file ("export it again")."""
+    import pickle
+    import zipfile
+
+    torch = import_torch(f"reading {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise PlacerError(f"{path}: holds objects that are not plain tensors, lists and dicts "
+                          f"({str(exc).splitlines()[0][:100]}); moe-place never unpickles arbitrary objects, "
+                          f"{again}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise PlacerError(f"{path}: not a readable torch.save file ({str(exc).splitlines()[0][:100]}); "
+                          f"the file is truncated or corrupt, {again}") from None

@@ -15,8 +15,7 @@ from typing import Any
 import click
 
 from placer.commands._import_options import import_options, load_kwargs
-from placer.commands.options import (POSITIVE_INT, SECONDS, SPLITS, Replicas, bytes_options, cost_models_option,
-                                     json_option, split_options, split_part, topology_options)
+from placer.commands.options import POSITIVE_INT, SECONDS, SPLITS, Replicas, scoring_options, split_part
 from placer.commands.render import describe_data, describe_topology, format_table
 from placer.errors import PlacerError
 
@@ -32,11 +31,7 @@ from placer.errors import PlacerError
 @click.option("--time-limit", type=SECONDS, default=60.0, show_default=True, help="Seconds per solver name.")
 @click.option("--fit", type=click.Choice(SPLITS), default=None,
               help="Tokens solver names are fitted on (default: train with --split test, else the --split tokens).")
-@cost_models_option
-@topology_options
-@split_options
-@bytes_options
-@json_option
+@scoring_options
 @import_options
 def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str, seed: int, time_limit: float,
             fit: str | None, cost: str, gpus_per_node: int | None, inter_node_cost: float | None,

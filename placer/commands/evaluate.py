@@ -13,19 +13,14 @@ import json
 import click
 
 from placer.commands._import_options import import_options, load_kwargs
-from placer.commands.options import (bytes_options, cost_models_option, json_option, split_options, split_part,
-                                     topology_options)
+from placer.commands.options import scoring_options, split_part
 from placer.commands.render import describe_data, describe_topology, format_table, metric_rows
 
 
 @click.command("evaluate")
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.argument("placement", type=click.Path(dir_okay=False))
-@cost_models_option
-@topology_options
-@split_options
-@bytes_options
-@json_option
+@scoring_options
 @import_options
 def command(trace: str, placement: str, cost: str, gpus_per_node: int | None, inter_node_cost: float | None,
             topology_file: str | None, split: str, holdout: float, hidden_size: int | None, dtype_bytes: int,

@@ -294,3 +294,9 @@ def cost_models_option(fn: Callable) -> Callable:
     return click.option("--cost", "cost", type=Registered("cost model", cost_model_names, ("all",)), default="all",
                         show_default=True,
                         help="Cost model(s) to report: coherent (ExFlow), ep (two all-to-alls with dedup), load.")(fn)
+
+
+def scoring_options(fn: Callable) -> Callable:
+    """What ``evaluate`` and ``compare`` score with: the cost models, the cluster, the tokens
+    (``--split``, ``--holdout``), bytes per token, and ``--json``."""
+    return _apply(fn, [cost_models_option, topology_options, split_options, bytes_options, json_option])

@@ -8,16 +8,15 @@ torch is imported only for ``.pt`` files.
 
 from __future__ import annotations
 
-import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from placer.errors import PlacerError, missing_package
+from placer.errors import PlacerError
 from placer.export.registry import Exporter, ReadOptions, WriteOptions, Written, import_report, register
-from placer.fileio import atomic_path, write_npz
+from placer.fileio import atomic_path, import_torch, torch_load, write_npz
 from placer.model.placement import Placement
 from placer.model.trace import read_npz_members
 
@@ -51,30 +50,14 @@ def _is_pt(path: Path) -> bool:
 
 
 # ------------------------------------------------------------------------------ .pt files
-def _torch(feature: str) -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise missing_package("torch", feature) from None
-    return torch
-
-
 def _write_pt(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    torch = _torch("writing .pt files")
+    torch = import_torch("writing .pt files")
     with atomic_path(path) as tmp:
         torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, tmp)
 
 
 def _load_pt(path: Path) -> dict[str, np.ndarray]:
-    torch = _torch("reading .pt files")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise PlacerError(f"{path}: holds objects that are not plain tensors ({str(exc).splitlines()[0][:100]}); "
-                          f"moe-place never unpickles arbitrary objects, export the placement again") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise PlacerError(f"{path}: not a readable torch.save file ({str(exc).splitlines()[0][:100]}); "
-                          f"the file is truncated or corrupt, export it again") from None
+    obj = torch_load(path, "export the placement again")
     if not isinstance(obj, dict):
         raise PlacerError(f"{path}: holds a {type(obj).__name__}, not a dict of {'/'.join(KEYS)} tensors; not an eplb export")
     return {str(k): v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in obj.items()}

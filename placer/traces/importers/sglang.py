@@ -17,14 +17,14 @@
 
 from __future__ import annotations
 
-import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from placer.errors import PlacerError, missing_package
+from placer.errors import PlacerError
+from placer.fileio import torch_load
 from placer.model.profile import Profile
 from placer.model.trace import Trace
 from placer.traces.importers.common import ImportOptions, make_trace, offsets_from_lengths
@@ -43,18 +43,7 @@ def _sniff(path: Path) -> bool:
 
 
 def _torch_load(path: Path) -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise missing_package("torch", f"reading the SGLang dump {path}", "torch==2.13.0") from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise PlacerError(f"{path}: holds objects that are not plain tensors, lists and dicts ({str(exc).splitlines()[0][:100]}); "
-                          f"moe-place never unpickles arbitrary objects, save plain tensors") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise PlacerError(f"{path}: not a readable torch.save file ({str(exc).splitlines()[0][:100]}); "
-                          f"the file is truncated or corrupt, dump it again") from None
+    return torch_load(path, "save plain tensors and dump it again")
 
 
 def _np(x: Any) -> np.ndarray:
