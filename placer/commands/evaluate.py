@@ -12,8 +12,7 @@ import json
 
 import click
 
-from placer.commands._import_options import import_options, load_kwargs
-from placer.commands.options import scoring_options, split_part
+from placer.commands.options import import_options, load_kwargs, scoring_options, split_part
 from placer.commands.render import describe_data, describe_topology, format_table, metric_rows
 
 

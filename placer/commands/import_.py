@@ -10,7 +10,7 @@ import json
 
 import click
 
-from placer.commands._import_options import import_options, load_kwargs
+from placer.commands.options import import_options, load_kwargs
 from placer.errors import PlacerError
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from placer.commands._import_options import import_options, load_kwargs
-from placer.commands.options import POSITIVE_INT, json_option
+from placer.commands.options import POSITIVE_INT, import_options, json_option, load_kwargs
 from placer.model.trace import DEFAULT_CHUNK_TOKENS
 
 

@@ -300,3 +300,29 @@ def scoring_options(fn: Callable) -> Callable:
     """What ``evaluate`` and ``compare`` score with: the cost models, the cluster, the tokens
     (``--split``, ``--holdout``), bytes per token, and ``--json``."""
     return _apply(fn, [cost_models_option, topology_options, split_options, bytes_options, json_option])
+
+
+def import_options(fn: Callable) -> Callable:
+    """How to read routing inputs: ``--format`` (a registered importer; default: detected),
+    ``--num-experts``, ``--key``, ``--top-k``, ``--num-hidden-layers``."""
+    from placer.traces.importers.registry import formats
+
+    return _apply(fn, [
+        click.option("--format", "fmt", type=Registered("input format", lambda: list(formats())), default=None,
+                     help="Input format (default: detected from extension and content); "
+                          "see docs/formats.md or 'moe-place import --list-formats'."),
+        click.option("--num-experts", type=POSITIVE_INT, default=None,
+                     help="Number of routed experts E (default: largest id seen + 1)."),
+        click.option("--key", default=None,
+                     help="Entry to take from a file holding many, e.g. olmoe__arxiv (the error lists the choices)."),
+        click.option("--top-k", type=POSITIVE_INT, default=None,
+                     help="Experts per token, for counts that do not say it and raw routed_experts payloads."),
+        click.option("--num-hidden-layers", type=POSITIVE_INT, default=None,
+                     help="Layer count of raw int32 SGLang routed_experts payloads."),
+    ])
+
+
+def load_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """Pop :func:`import_options`' values from a command's keyword arguments for ``load_input``."""
+    return {"fmt": kw.pop("fmt"), "num_experts": kw.pop("num_experts"), "key": kw.pop("key"),
+            "top_k": kw.pop("top_k"), "num_hidden_layers": kw.pop("num_hidden_layers")}

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from placer.analysis import plan as pl
-from placer.commands._import_options import import_options, load_kwargs
 from placer.commands.options import (IMBALANCE, POSITIVE_FLOAT, POSITIVE_INT, SECONDS, Bandwidth, IntList,
-                                     ReplicasList, Size, bytes_options, holdout_option, json_option, topology_options)
+                                     ReplicasList, Size, bytes_options, holdout_option, import_options, json_option,
+                                     load_kwargs, topology_options)
 from placer.errors import PlacerError
 from placer.fileio import atomic_path, to_jsonable
 from placer.progress import progress

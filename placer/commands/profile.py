@@ -9,7 +9,7 @@ import json
 
 import click
 
-from placer.commands._import_options import import_options, load_kwargs
+from placer.commands.options import import_options, load_kwargs
 from placer.errors import PlacerError
 from placer.model.trace import DEFAULT_CHUNK_TOKENS
 
