@@ -106,12 +106,10 @@ def contiguous_kept_share(profile: Profile, num_gpus: int) -> float | None:
     if profile.trans is None or profile.trans.shape[0] == 0 or profile.num_experts % num_gpus:
         return None
     from placer.cost import coherent_cost
-    from placer.model.placement import Placement
     from placer.model.topology import Topology
+    from placer.solvers.baselines import baseline_placement
 
-    S = profile.num_experts // num_gpus
-    gpu_of = np.broadcast_to(np.arange(profile.num_experts) // S, (profile.num_layers, profile.num_experts))
-    placement = Placement.from_gpu_of(gpu_of, num_gpus)
+    placement = baseline_placement("contiguous", profile.load, num_gpus)
     return 1.0 - coherent_cost(profile, placement, Topology.uniform(num_gpus)).per_transition
 
 
