@@ -48,7 +48,7 @@ def main() -> None:
                     sol, base = m["solution"]["held_out"], m["contiguous"]["held_out"]
                     gap = "-" if r["gap"] is None else f"{100 * r['gap']:.2f}%"
                     print(f"| {name} | {g} | {solver} | {r['status']} | {r['objective']:.1f} | {r['bound']:.1f} | {gap} "
-                          f"| {r['timing']['solve_s']:.1f} | {sol['coherent_per_transition']:.4f} "
+                          f"| {r['timing']['solver_s']:.1f} | {sol['coherent_per_transition']:.4f} "
                           f"({base['coherent_per_transition']:.4f}) | {sol['ep_copies_per_token_layer']:.3f} "
                           f"| {sol['max_imbalance']:.2f} |", flush=True)
 
