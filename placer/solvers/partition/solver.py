@@ -35,6 +35,7 @@ from placer.progress import progress
 from placer.solvers.base import Constraints, SolveResult, Status, param, register
 from placer.solvers.partition.starts import metis_degree, metis_start, random_start, replica_free_start
 from placer.solvers.search.feasible import check_cap_feasible, make_feasible
+from placer.solvers.search.lns import LnsStats, lns_round
 from placer.solvers.search.problem import (DEFAULT_REPLICA_IMBALANCE, REL_TOL, Problem, build_problem,
                                            max_imbalance, objective, to_placement)
 from placer.solvers.search.refine import perturb_and_refine, refine, single_thread_blas
@@ -51,6 +52,12 @@ class PartitionParams:
     metis: bool = param(True, "use METIS for a start (False: random starts only)")
     metis_degree: int | None = param(None, "edges kept per vertex for METIS (none: automatic, 8 from 10^6 edges "
                                            "on; 0: all)", min=0)
+    lns_rounds: int | None = param(None, "window moves after the kicks (none: until converged or the time limit)",
+                                   min=0)
+    lns_size: int = param(4, "experts per GPU and layer a window move may re-split (C(2m, m) states a layer)",
+                          min=1, max=6)
+    lns_window: int = param(3, "layers per window move (coherent; ep moves one layer)", min=1)
+    patience: int = param(0, "window moves without gain before the search stops (0: 50 + 4 G)", min=0)
     bound: bool = param(True, "compute the lower bound (inside the time limit)")
     replica_imbalance: float = param(DEFAULT_REPLICA_IMBALANCE, "load cap (max/mean) with replicas when "
                                                                 "--max-imbalance is not given", min=1.0)
@@ -79,15 +86,34 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
     with progress("partition: local search", total=params.kicks, unit="kicks") as advance:
         best_obj, accepted = perturb_and_refine(prob, best_gpu, best_obj, params.kicks, constraints.seed, deadline,
                                                 advance)
+    lns = _window_moves(prob, best_gpu, params, constraints.seed, deadline)
+    if lns.kept:
+        best_obj = objective(prob, best_gpu)
     ratios = prob.cap / np.where(prob.load.sum(1) > 0, prob.load.sum(1) / prob.G, np.inf)
     details = {"starts": starts, "best_start": int(np.argmin([s["objective"] for s in starts])),
                "hit_time_limit": time.perf_counter() >= deadline,
                "max_imbalance": max_imbalance(prob, best_gpu),
                "load_cap": float(ratios[np.isfinite(ratios)].max()) if np.isfinite(ratios).any() else None,
-               "kicks": params.kicks, "kicks_accepted": accepted}
+               "kicks": params.kicks, "kicks_accepted": accepted,
+               "window_moves": {"tried": lns.tried, "kept": lns.kept, "gain": lns.gain}}
     return SolveResult(to_placement(prob, best_gpu), "partition", Status.HEURISTIC, Objective(constraints.cost).name,
                        objective=float(best_obj), bound=bound, bound_method=bound_name, details=details,
                        timings=timings)
+
+
+def _window_moves(prob: Problem, gpu, params: PartitionParams, seed: int, deadline: float) -> LnsStats:
+    """Large-neighbourhood window moves (:mod:`placer.solvers.search.lns`) until ``patience``
+    moves in a row gain nothing, ``lns_rounds`` are done, or the deadline."""
+    stats = LnsStats()
+    rng = np.random.default_rng([int(seed), 104729])
+    patience = params.patience or 50 + 4 * prob.G
+    stall = 0
+    while time.perf_counter() < deadline and stall < patience and prob.G > 1:
+        if params.lns_rounds is not None and stats.tried >= params.lns_rounds:
+            break
+        gain = lns_round(prob, gpu, rng, params.lns_size, params.lns_window, stats)
+        stall = 0 if gain > 0 else stall + 1
+    return stats
 
 
 def _start(prob: Problem, profile: Profile, topology: Topology, constraints: Constraints, params: PartitionParams,

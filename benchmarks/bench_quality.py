@@ -1,0 +1,123 @@
+"""Placement quality at a time limit: objective, proven bound, gap and whole-command wall time.
+
+Usage (repository root; the real traces come from ../shared/traces):
+
+    python benchmarks/bench_quality.py --time-limit 10 [--only esft mixtral synthetic] [--out FILE.jsonl]
+
+Each row is one ``moe-place solve TRACE --gpus G [--gpus-per-node 8] --cost coherent --time-limit T
+--json`` run as a user runs it (a subprocess, default solver ``auto``), timed from start to exit.
+Instances (the issue's tuning set):
+
+- ESFT intent and summary (DeepSeek-V2-Lite, 26 x 64, top-6) and their top-1 projections (each
+  token's highest-gate pick: strong affinity, like Switch), on 4, 8 and 16 GPUs (16 = 2 nodes of 8);
+- Mixtral-8x7B MT-Bench (32 x 8, top-2), four categories, on 2, 4 and 8 GPUs;
+- synthetic planted traces (``traces/make_synthetic.py``: 12 layers, top-2, E = 128 and 256) on 2,
+  4, 8 and 16 GPUs (16 = 2 nodes of 8).
+
+Writes one JSON object per row to ``--out`` (appending) and prints a markdown table. The objective
+is the coherent cost in its own units (hop-weighted token transitions, docs/cost-models.md); the
+gap is ``(objective - bound) / objective``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from placer.model.trace import Trace  # noqa: E402
+from placer.traces.load import load_input  # noqa: E402
+
+
+def instances(shared: Path, tmp: Path, only: list[str] | None) -> list[tuple[str, Path, int, int | None]]:
+    """``(name, trace file, G, gpus per node)`` of every instance."""
+    out: list[tuple[str, Path, int, int | None]] = []
+
+    def want(family: str) -> bool:
+        return not only or family in only
+
+    if want("esft"):
+        for task in ("intent", "summary"):
+            src = shared / "esft" / f"esft_v2lite_{task}.npz"
+            trace = load_input(src)
+            top1 = tmp / f"esft_{task}_top1.npz"
+            Trace(expert_ids=trace.top1()[:, :, None], num_experts=trace.num_experts, seq_offsets=trace.seq_offsets,
+                  moe_layers=trace.moe_layers, num_hidden_layers=trace.num_hidden_layers, model=trace.model,
+                  source=f"{src.name}, top-1 by gate weight").save(top1)
+            for name, path in ((f"esft/{task}", src), (f"esft/{task}/top1", top1)):
+                for G in (4, 8, 16):
+                    out.append((name, path, G, 8 if G == 16 else None))
+    if want("mixtral"):
+        for cat in ("coding", "math", "reasoning", "writing"):
+            for G in (2, 4, 8):
+                out.append((f"mixtral/{cat}", shared / "mixtral_mtbench" / f"{cat}.json", G, None))
+    if want("synthetic"):
+        for E in (128, 256):
+            path = tmp / f"synthetic_{E}.npz"
+            subprocess.run([sys.executable, str(REPO / "traces" / "make_synthetic.py"), "-o", str(path),
+                            "--experts", str(E), "--groups", "16", "--seed", "0"], check=True, cwd=REPO)
+            for G in (2, 4, 8, 16):
+                out.append((f"synthetic/E{E}", path, G, 8 if G == 16 else None))
+    return out
+
+
+def run(path: Path, G: int, gpn: int | None, time_limit: float, extra: list[str], out: Path) -> dict:
+    cmd = [sys.executable, "-m", "placer", "solve", str(path), "--gpus", str(G), "--cost", "coherent",
+           "--time-limit", str(time_limit), "-o", str(out), "--json", *extra]
+    if gpn:
+        cmd += ["--gpus-per-node", str(gpn)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={"CI": "true", **_env()})
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        return {"error": proc.stderr.strip(), "wall_s": wall}
+    r = json.loads(proc.stdout)
+    return {"solver": r["solver"], "chosen": r["chosen"], "status": r["status"], "objective": r["objective"],
+            "bound": r["bound"], "bound_method": r["bound_method"], "gap": r["gap"], "wall_s": wall}
+
+
+def _env() -> dict:
+    import os
+    return {k: v for k, v in os.environ.items() if k != "CI"} | {"PYTHONPATH": str(REPO)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "traces")
+    ap.add_argument("--time-limit", type=float, default=10.0)
+    ap.add_argument("--only", nargs="*", default=None, help="families: esft mixtral synthetic")
+    ap.add_argument("--solver-args", default="", help="extra solve arguments, e.g. '--solver partition'")
+    ap.add_argument("--label", default="", help="a name for this run in the output rows")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    print(f"| instance | G | solver | status | objective | bound | gap | wall s (limit {args.time_limit:g}) |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path, G, gpn in instances(args.shared, Path(tmp), args.only):
+            row = {"label": args.label, "instance": name, "gpus": G, "gpus_per_node": gpn,
+                   "time_limit": args.time_limit,
+                   **run(path, G, gpn, args.time_limit, args.solver_args.split(), Path(tmp) / "p.json")}
+            if args.out:
+                with args.out.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            if "error" in row:
+                print(f"| {name} | {G} | error: {row['error'][:80]} | | | | | {row['wall_s']:.1f} |", flush=True)
+                continue
+            gap = "-" if row["gap"] is None else f"{100 * row['gap']:.1f}%"
+            bound = "-" if row["bound"] is None else f"{row['bound']:.6g}"
+            print(f"| {name} | {G} | {row['solver']} | {row['status']} | {row['objective']:.6g} | {bound} | {gap} "
+                  f"| {row['wall_s']:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
