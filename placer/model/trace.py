@@ -202,6 +202,19 @@ class Trace:
             raise PlacerError("the trace has a single token and cannot be split; use --split all")
         return self._token_range(0, cut_at, True), self._token_range(cut_at, T, True)
 
+    def sample(self, share: float, min_tokens: int = 4096) -> "Trace":
+        """About ``share`` of the tokens, deterministically: every k-th sequence, or a leading
+        token range of a trace without sequence boundaries; at least ``min_tokens`` where the
+        trace has them (the whole trace when ``share >= 1``)."""
+        T = self.num_tokens
+        want = min(T, max(min_tokens, int(share * T)))
+        if want >= T:
+            return self
+        if self.num_sequences >= 2:
+            step = max(1, int(round(T / max(want, 1))))
+            return self.select_sequences(np.arange(0, self.num_sequences, step))
+        return self._token_range(0, want, True)
+
     def top1(self) -> np.ndarray:
         """``[L, T]`` each token's top-1 expert: highest gate weight, else column 0."""
         if self.gate_weights is None:
