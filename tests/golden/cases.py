@@ -4,7 +4,7 @@ Every case is a ``moe-place`` command line whose stop does not depend on the mac
 exact models only where they prove optimality by construction (the layer-chain programme, chained
 matchings, MoETuner's small ILPs), heuristics with a time limit far above what they use, so that
 their own work counts (starts, sweeps, kicks) end them. ``tests/golden/record.py`` writes the
-outputs into ``tests/data/golden/``; ``tests/test_golden.py`` re-runs the cases and compares.
+outputs into ``tests/data/golden/``; ``tests/golden/test_golden.py`` re-runs the cases and compares.
 
 Placeholders: ``{sample}`` the shipped ``traces/sample.npz``; ``{esft}``, ``{esft_summary}``,
 ``{mixtral}`` real traces from ``../shared/traces``; ``{out}`` the output file;

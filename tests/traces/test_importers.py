@@ -15,6 +15,7 @@ from placer.model.profile import Profile
 from placer.traces.importers.registry import detect, formats
 from placer.traces.load import load_any
 from placer.model.trace import Trace
+from support.cli import run_python
 
 
 def write_jsonl(path, records):
@@ -285,6 +286,7 @@ def test_import_cli_writes_trace_and_profile(tmp_path, cli):
 
 
 # ------------------------------------------------------------------ real files
+@pytest.mark.slow
 def test_real_esft_loads_equal_numpy_count(shared_traces):
     for f in sorted((shared_traces / "esft").glob("*.npz")):
         raw = np.load(f, allow_pickle=False)
@@ -297,6 +299,7 @@ def test_real_esft_loads_equal_numpy_count(shared_traces):
         assert t.offsets.tolist() == raw["seq_offsets"].tolist()
 
 
+@pytest.mark.slow
 def test_real_mixtral_json(shared_traces):
     files = sorted((shared_traces / "mixtral_mtbench").glob("*.json"))
     first = json.loads(files[0].read_text())
@@ -362,28 +365,21 @@ def test_round_trip_text_formats(fmt, seed, tmp_path):
 
 
 def test_no_torch_or_matplotlib_on_import(tmp_path):
-    import subprocess
-    import sys
-    from conftest import REPO
     code = ("import sys, placer, placer.traces.importers, placer.analysis.stats, placer.commands.inspect, "
             "placer.commands.import_, placer.commands.profile; "
             "bad = [m for m in ('torch', 'matplotlib', 'transformers') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
-    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+    run_python(code)
 
 
 def test_registry_imports_formats_lazily_in_tuple_order():
     """The registry module imports no format module (no import cycle); the first lookup imports
     the built-in modules, and detection order is the order of their tuple."""
-    import subprocess
-    import sys
-    from conftest import REPO
     code = ("import sys; from placer.traces.importers.registry import BUILTIN_MODULES, formats; "
             "assert not [m for m in BUILTIN_MODULES if m in sys.modules]; "
             "mods = [imp.load.__module__ for imp in formats().values()]; "
             "assert sorted(set(mods), key=mods.index) == list(BUILTIN_MODULES), mods")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    run_python(code)
 
 
 def test_list_formats(cli):
@@ -392,6 +388,7 @@ def test_list_formats(cli):
     assert {line.split()[0] for line in proc.stdout.splitlines()} == set(formats())
 
 
+@pytest.mark.slow
 def test_real_files_import_through_cli(shared_traces, tmp_path, cli):
     # one file of each layout (the library-level tests above read every file)
     cases = [(sorted(shared_traces.glob("esft/*.npz"))[0], []), (sorted(shared_traces.glob("mixtral_mtbench/*.json"))[0], [])]

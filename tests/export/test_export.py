@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +15,11 @@ from placer.export import ReadOptions, WriteOptions, csv as csv_format, eplb, sg
 from placer.errors import PlacerError
 from placer.model.placement import Placement
 from placer.model.trace import Trace
-from tests.conftest import REPO, assert_user_error, run_cli
+import support
+from support.cli import NotATensor, assert_user_error, run_cli, run_python
+from support.generate import random_placement, zipf_trace
 
-DATA = Path(__file__).parent / "data" / "export"
+DATA = support.DATA / "export"
 TINY = DATA / "tiny_placement.json"
 
 
@@ -34,21 +34,6 @@ def tiny_trace() -> Trace:
     ids = np.array([[[0, 1], [0, 2], [3, 0]],
                     [[1, 3], [1, 2], [3, 1]]], dtype=np.uint8)
     return Trace(expert_ids=ids, num_experts=4, moe_layers=[1, 2], num_hidden_layers=4)
-
-
-def random_placement(rng: np.random.Generator, L: int, E: int, G: int, R: int) -> Placement:
-    """A random valid placement: every expert once, then R replicas on GPUs lacking that expert."""
-    S = (E + R) // G
-    rows = []
-    for _ in range(L):
-        while True:
-            extra = rng.choice(E, size=R, replace=R > E)
-            slots = rng.permutation(np.concatenate([np.arange(E), extra]))
-            per_gpu = np.sort(slots.reshape(G, S), axis=1)
-            if not np.any(per_gpu[:, 1:] == per_gpu[:, :-1]):
-                rows.append(slots)
-                break
-    return Placement(np.array(rows), E, G).validate()
 
 
 # ------------------------------------------------------------------ exporters vs hand-written files
@@ -115,6 +100,7 @@ def test_cli_export_sglang_counts_and_eplb(cli, tmp_path):
             np.testing.assert_array_equal(z[key], np.array(value))
 
 
+@pytest.mark.slow
 def test_cli_export_eplb_pt_loads_with_weights_only(cli, tmp_path):
     torch = pytest.importorskip("torch")
     out = tmp_path / "eplb.pt"
@@ -178,6 +164,7 @@ def test_sglang_export_rejects_bad_layers():
         sglang.sglang_map(pl, num_hidden_layers=2)
 
 
+@pytest.mark.slow
 def test_cli_export_errors_leave_no_file(cli, tmp_path):
     out = tmp_path / "loc.txt"
     assert_user_error(cli("export", TINY, "--format", "sglang", "-o", out), "*.json")
@@ -213,9 +200,7 @@ def test_registry_imports_format_modules_lazily_and_never_torch():
             "assert not [m for m in sys.modules if m.startswith('placer.export.') "
             "and m.rsplit('.', 1)[1] in ('sglang', 'eplb', 'csv', 'vllm_ascend', 'native')], sorted(sys.modules); "
             "ex.export_formats(); assert 'placer.export.eplb' in sys.modules; assert 'torch' not in sys.modules")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert proc.returncode == 0, proc.stderr
+    run_python(code)
 
 
 def _write_every_format(pl: Placement, tmp_path: Path, moe_layers: list[int], H: int) -> dict[tuple[str, str], Path]:
@@ -240,7 +225,7 @@ def _write_every_format(pl: Placement, tmp_path: Path, moe_layers: list[int], H:
 @pytest.mark.parametrize("L,E,G,R,seed", [(3, 8, 4, 0, 0), (4, 8, 4, 4, 1), (2, 6, 3, 3, 2), (5, 16, 8, 8, 3)])
 def test_every_format_round_trips_phy2log(tmp_path, L, E, G, R, seed):
     rng = np.random.default_rng(seed)
-    pl = random_placement(rng, L, E, G, R)
+    pl = random_placement(rng, L, E, G, replicas=R)
     pl.report = {"load": rng.integers(0, 100, size=(L, E)).tolist()}  # what sglang-counts writes
     moe = list(range(1, 2 * L, 2))  # odd decoder layers are MoE, even ones dense
     paths = _write_every_format(pl, tmp_path, moe, 2 * L + 1)
@@ -283,14 +268,10 @@ def test_formats_are_found_by_content_not_name(tmp_path):
         ex.read_placement_any(junk)
 
 
-class _NotATensor:
-    pass
-
-
 def test_eplb_pt_reader_never_unpickles(tmp_path):
     torch = pytest.importorskip("torch")
     f = tmp_path / "eplb.pt"
-    torch.save({"phy2log": torch.zeros((1, 4), dtype=torch.int64), "extra": _NotATensor()}, f)
+    torch.save({"phy2log": torch.zeros((1, 4), dtype=torch.int64), "extra": NotATensor()}, f)
     assert ex.looks_like_placement(f)  # sniffed from the pickle's key names, without loading it
     with pytest.raises(PlacerError, match="not plain tensors"):
         ex.read_placement_any(f, ReadOptions(num_gpus=2))
@@ -328,8 +309,8 @@ def test_migration_cost_hand_made():
 def test_migration_cost_matches_brute_force():
     rng = np.random.default_rng(7)
     for _ in range(20):
-        a = random_placement(rng, 2, 6, 3, 3)
-        b = random_placement(rng, 2, 6, 3, 3)
+        a = random_placement(rng, 2, 6, 3, replicas=3)
+        b = random_placement(rng, 2, 6, 3, replicas=3)
         brute = 0
         for l in range(2):
             for g in range(3):
@@ -338,6 +319,7 @@ def test_migration_cost_matches_brute_force():
         assert ex.migration_cost(a, b)["moved_total"] == brute
 
 
+@pytest.mark.slow
 def test_import_placement_cli(tmp_path):
     sg = tmp_path / "deployed.json"
     sg.write_text((DATA / "expected_sglang.json").read_text())
@@ -353,6 +335,7 @@ def test_import_placement_cli(tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.slow
 def test_moe_place_import_reads_engine_placements(tmp_path):
     """`moe-place import` hands SGLang maps and our CSV to the placement reader."""
     sg = tmp_path / "deployed.json"
@@ -384,9 +367,8 @@ def test_round_trip_solve_export_import_evaluate_identical(tmp_path, solver, rep
     from placer.model.profile import Profile
     from placer.solvers.base import Constraints, solve
     from placer.model.topology import Topology
-    from tests.test_plan import synthetic_trace
 
-    trace = synthetic_trace(L=4, E=16, K=2, T=600, S=6, seed=3)
+    trace = zipf_trace(L=4, E=16, K=2, T=600, S=6, seed=3)
     trace.moe_layers, trace.num_hidden_layers = [1, 2, 4, 5], 7  # dense layers 0, 3, 6
     topo = Topology.uniform(8, 4)
     placement = solve(solver, Profile.from_trace(trace), topo, Constraints(replicas=replicas)).placement
@@ -409,6 +391,7 @@ def test_cli_export_sglang_counts_from_a_counts_profile(cli, tmp_path):
     assert json.loads(out.read_text()) == json.loads((DATA / "expected_sglang_counts.json").read_text())
 
 
+@pytest.mark.slow
 def test_cli_round_trip_solve_export_import_evaluate(cli, tmp_path):
     """The user's path: solve -> export sglang -> import-placement -> evaluate gives identical metrics."""
     import importlib.util
@@ -416,9 +399,8 @@ def test_cli_round_trip_solve_export_import_evaluate(cli, tmp_path):
     from placer.model.profile import Profile
     from placer.solvers.base import Constraints, solve
     from placer.model.topology import Topology
-    from tests.test_plan import synthetic_trace
 
-    trace = synthetic_trace(L=4, E=16, K=2, T=600, S=6, seed=5)
+    trace = zipf_trace(L=4, E=16, K=2, T=600, S=6, seed=5)
     trace.moe_layers, trace.num_hidden_layers = [1, 2, 3, 4], 5
     tpath = tmp_path / "t.npz"
     trace.save(tpath)

@@ -13,6 +13,8 @@ from placer.solvers.base import Constraints, available_solvers, solve
 from placer.solvers.baselines import baseline_placement, first_copy_gpus
 from placer.solvers.replicate import replica_counts, replica_counts_batched
 from placer.model.topology import Topology
+from support.generate import expert_loads
+from support.truths import slot_imbalance
 
 
 KINDS = ["contiguous", "round_robin", "random"]
@@ -60,9 +62,7 @@ def instances(draw):
     while R > E * (G - 1):
         E += 1
         R = (-E) % G
-    L = draw(st.integers(1, 3))
-    load = np.array(draw(st.lists(st.lists(st.integers(0, 1000), min_size=E, max_size=E), min_size=L, max_size=L)))
-    return load, G, gpn, R, draw(st.integers(0, 1000))
+    return draw(expert_loads(E)), G, gpn, R, draw(st.integers(0, 1000))
 
 
 @settings(max_examples=200, deadline=None)
@@ -77,9 +77,7 @@ def test_valid_with_replicas_and_replicas_follow_the_rule(inst, kind):
     for l in range(load.shape[0]):
         assert pl.logcnt[l].tolist() == replica_counts(load[l], E + R, max_count=G).tolist()
     # the reported balance: per layer, the busiest GPU's picks (a copy carries load / copies) over the mean
-    busiest = [max(sum(load[l][e] / list(row).count(e) for e in row[g * pl.slots_per_gpu:(g + 1) * pl.slots_per_gpu])
-                   for g in range(G)) / (load[l].sum() / G) if load[l].sum() else 1.0 for l, row in enumerate(pl.phy2log)]
-    assert res.details["max_imbalance"] == pytest.approx(max(busiest))
+    assert res.details["max_imbalance"] == pytest.approx(slot_imbalance(load, pl.phy2log, G).max())
     # scored like any solver: the coherent objective, None for loads without transition counts
     assert res.status == "baseline" and res.objective_model == "coherent"
     assert res.objective is None if load.shape[0] > 1 else res.objective == 0.0

@@ -8,18 +8,17 @@ import pytest
 from placer.errors import PlacerError
 from placer.model.trace import Trace, id_dtype
 from placer.model.trace_file import write_trace_from_shards
+from support.generate import random_trace
 
 
-def random_trace(L=3, T=50, K=2, E=8, seed=0, offsets=None, weights=True):
-    rng = np.random.default_rng(seed)
-    ids = np.stack([np.stack([rng.choice(E, K, replace=False) for _ in range(T)]) for _ in range(L)])
-    w = rng.random((L, T, K)).astype(np.float32) if weights else None
-    return Trace(expert_ids=ids, num_experts=E, gate_weights=w, seq_offsets=offsets, moe_layers=[1, 2, 4][:L],
-                 num_hidden_layers=6, model="m", source="s")
+def full_trace(T=50, offsets=None):
+    """3 MoE layers (1, 2, 4 of 6), top-2 of 8 experts, gate weights, every metadata field."""
+    return random_trace(0, 3, 8, 2, T, seq_offsets=offsets, weights=True, moe_layers=[1, 2, 4],
+                        num_hidden_layers=6, model="m", source="s")
 
 
 def test_roundtrip_is_exact_and_deterministic(tmp_path):
-    t = random_trace(offsets=np.array([0, 20, 50]))
+    t = full_trace(offsets=np.array([0, 20, 50]))
     t.save(tmp_path / "a.npz")
     t.save(tmp_path / "b.npz")
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
@@ -32,7 +31,7 @@ def test_roundtrip_is_exact_and_deterministic(tmp_path):
 
 def test_shards_assemble_to_the_bytes_of_save(tmp_path):
     """The two ways into the one writer: token shards on disk give the file Trace.save gives."""
-    t = random_trace(T=50, offsets=np.array([0, 7, 30, 50]))
+    t = full_trace(T=50, offsets=np.array([0, 7, 30, 50]))
     t.dropped = np.random.default_rng(3).random((3, 50)) < 0.2
     t.save(tmp_path / "saved.npz")
     shards = []
@@ -50,7 +49,7 @@ def test_shards_assemble_to_the_bytes_of_save(tmp_path):
 
 
 def test_chunks_cover_the_trace_in_order(tmp_path):
-    t = random_trace(T=103)
+    t = full_trace(T=103)
     t.save(tmp_path / "t.npz")
     mm = Trace.load(tmp_path / "t.npz", mmap=True)
     chunks = list(mm.iter_chunks(10))
@@ -70,14 +69,14 @@ def test_id_dtype():
     (lambda t: setattr(t, "expert_ids", np.zeros((3, 0, 2), np.uint8)), "empty"),
 ])
 def test_validate_rejects(mutate, fragment):
-    t = random_trace()
+    t = full_trace()
     mutate(t)
     with pytest.raises(PlacerError, match=fragment):
         t.validate("x")
 
 
 def test_split_by_sequence_and_concat():
-    t = random_trace(T=50, offsets=np.array([0, 10, 25, 40, 50]))
+    t = full_trace(T=50, offsets=np.array([0, 10, 25, 40, 50]))
     train, test = t.split(0.5)
     assert train.num_tokens + test.num_tokens == 50
     assert train.offsets.tolist() == [0, 10, 25] and test.offsets.tolist() == [0, 15, 25]

@@ -8,7 +8,6 @@ check that no process of the run survives it.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
@@ -22,7 +21,11 @@ import pytest
 
 from placer import Placement, Trace
 from placer.errors import PlacerError
-from tests.conftest import REPO, assert_user_error
+from placer.model.topology import Topology
+from support import REPO
+from support.cli import assert_user_error, run_cli, run_python
+from support.generate import contiguous, random_placement, random_trace
+from support.truths import coherent_by_token, ep_by_token, holding, home_gpus
 
 torch = pytest.importorskip("torch")
 
@@ -32,66 +35,20 @@ ROW = H * 4  # fp32 row
 
 # ------------------------------------------------------------------------------ tiny inputs
 def make_trace(L=3, T=60, K=2, E=8, seqs=(0, 10, 25, 31, 47, 60), seed=0, weights=True) -> Trace:
-    rng = np.random.default_rng(seed)
-    ids = np.stack([np.stack([rng.choice(E, K, replace=False) for _ in range(T)]) for _ in range(L)])
-    w = rng.random((L, T, K)).astype(np.float32) if weights else None
-    return Trace(expert_ids=ids.astype(np.uint8), num_experts=E, gate_weights=w,
-                 seq_offsets=np.array(seqs, np.int64))
+    return random_trace(seed, L, E, K, T, seq_offsets=seqs, weights=weights)
 
 
-def random_placement(L, E, G, seed=1) -> Placement:
-    rng = np.random.default_rng(seed)
-    return Placement.from_gpu_of(np.stack([rng.permutation(E) % G for _ in range(L)]), G)
-
-
-def homes(trace: Trace, G: int) -> list[int]:
-    out = []
-    for s in range(trace.num_sequences):
-        out += [s % G] * int(trace.offsets[s + 1] - trace.offsets[s])
-    return out
-
-
-def holders(p: Placement, l: int, e: int) -> set[int]:
-    S = p.slots_per_gpu
-    return {slot // S for slot in range(p.num_slots) if p.phy2log[l, slot] == e}
-
-
-def expected_ep(trace: Trace, p: Placement):
-    """Bytes [G, G] of dispatch + combine, token by token, with the documented replica rule."""
+def expected_ep(trace: Trace, p: Placement) -> np.ndarray:
+    """Bytes ``[G, G]`` of dispatch + combine: one row to every GPU of each token's minimum
+    cover (brute force) and one row back, on one node."""
     G = p.num_gpus
-    home = homes(trace, G)
-    traffic = np.zeros((G, G), np.int64)
-    for l in range(trace.num_layers):
-        for t in range(trace.num_tokens):
-            h = home[t]
-            need = [int(e) for e in trace.expert_ids[l, t] if h not in holders(p, l, int(e))]
-            cover = ()
-            for r in range(len(need) + 1):
-                found = [c for c in itertools.combinations([g for g in range(G) if g != h], r)
-                         if all(holders(p, l, e) & set(c) for e in need)]
-                if found:
-                    cover = found[0]
-                    break
-            used = {min(g for g in cover if g in holders(p, l, e)) for e in need}
-            for g in used:
-                traffic[h, g] += ROW
-                traffic[g, h] += ROW
-    return traffic
+    copies = ep_by_token(trace, holding(p), Topology.uniform(G).hop, home_gpus(trace, G))[0].sum(axis=0)
+    return (copies + copies.T) * ROW
 
 
-def expected_coherent(trace: Trace, p: Placement):
-    """Bytes [G, G]: one row per (i, j) pick pair of consecutive layers on different ranks."""
-    G = p.num_gpus
-    gpu = {(l, e): next(iter(holders(p, l, e))) for l in range(p.num_layers) for e in range(p.num_experts)}
-    traffic = np.zeros((G, G), np.int64)
-    for l in range(trace.num_layers - 1):
-        for t in range(trace.num_tokens):
-            for i in trace.expert_ids[l, t]:
-                for j in trace.expert_ids[l + 1, t]:
-                    a, b = gpu[l, int(i)], gpu[l + 1, int(j)]
-                    if a != b:
-                        traffic[a, b] += ROW
-    return traffic
+def expected_coherent(trace: Trace, p: Placement) -> np.ndarray:
+    """Bytes ``[G, G]``: one row per (i, j) pick pair of consecutive layers on different ranks."""
+    return coherent_by_token(trace, holding(p), Topology.uniform(p.num_gpus).hop)[1].sum(axis=0) * ROW
 
 
 def run(trace, placement, baseline="contiguous", **kw):
@@ -131,15 +88,16 @@ def test_expert_weights_depend_only_on_seed_layer_expert():
 
 
 # ------------------------------------------------------------------------- gloo replays
+@pytest.mark.slow
 @pytest.mark.parametrize("G,mode", [(2, "ep"), (4, "ep"), (2, "coherent"), (4, "coherent")])
 def test_replay_lossless_and_bytes_exact(G, mode):
     tr = make_trace(seed=G)
-    pl = random_placement(tr.num_layers, tr.num_experts, G, seed=G + 10)
+    pl = random_placement(G + 10, tr.num_layers, tr.num_experts, G)
     rep = run(tr, pl, mode=mode, ffn_type="swiglu" if G == 2 else "gelu")
     assert rep["outputs_match"], rep["placement"]["max_abs_error"]
     assert rep["placement"]["max_abs_error"] < 1e-4
     expect = expected_ep if mode == "ep" else expected_coherent
-    for name, p in (("placement", pl), ("baseline_detail", contiguous_of(tr, G))):
+    for name, p in (("placement", pl), ("baseline_detail", contiguous(tr.num_layers, tr.num_experts, G))):
         want = expect(tr, p)
         assert rep[name]["traffic_measured"] == want.tolist()
         assert rep[name]["bytes_measured"] == int(want.sum())
@@ -151,24 +109,12 @@ def test_replay_lossless_and_bytes_exact(G, mode):
     assert len(rep["per_layer"]) == tr.num_layers
 
 
-def contiguous_of(tr: Trace, G: int) -> Placement:
-    E = tr.num_experts
-    return Placement.from_gpu_of(np.tile(np.arange(E) // (E // G), (tr.num_layers, 1)), G)
-
-
+@pytest.mark.slow
 def test_replicas_ep_follow_brute_force_minimum_cover():
     """Replicated experts: bytes and per-link traffic follow the brute-force minimum cover."""
     tr = make_trace(L=2, T=40, K=3, E=6, seqs=(0, 7, 19, 26, 40), seed=5)
-    rng = np.random.default_rng(3)
     # 4 ranks x 2 slots = 8 slots for 6 experts: 2 replicas per layer, never twice on one rank
-    rows = []
-    for _ in range(2):
-        while True:
-            row = np.concatenate([rng.permutation(6), rng.choice(6, 2, replace=False)])
-            if all(len(set(row[2 * g:2 * g + 2])) == 2 for g in range(4)):
-                break
-        rows.append(row)
-    pl = Placement(np.array(rows), 6, 4).validate()
+    pl = random_placement(3, 2, 6, 4, replicas=2)
     perm = np.array([2, 0, 3, 1])  # rank g -> perm[g]
     relabelled = Placement(np.concatenate([pl.phy2log[:, 2 * perm.argsort()[g]:2 * perm.argsort()[g] + 2]
                                            for g in range(4)], axis=1), 6, 4).validate()
@@ -181,6 +127,7 @@ def test_replicas_ep_follow_brute_force_minimum_cover():
     assert rep["bytes_match"]
 
 
+@pytest.mark.slow
 def test_placement_holding_each_tokens_experts_at_home_moves_nothing():
     """Hand-made: sequence s only picks experts on rank s % 2, so ep sends no row off its home."""
     E, G, L = 4, 2, 2
@@ -202,8 +149,8 @@ def test_placement_holding_each_tokens_experts_at_home_moves_nothing():
 def files(tmp_path):
     tr = make_trace()
     tr.save(tmp_path / "t.npz")
-    random_placement(tr.num_layers, tr.num_experts, 4).save(tmp_path / "p4.json")
-    random_placement(tr.num_layers, tr.num_experts, 2).save(tmp_path / "p2.json")
+    random_placement(1, tr.num_layers, tr.num_experts, 4).save(tmp_path / "p4.json")
+    random_placement(1, tr.num_layers, tr.num_experts, 2).save(tmp_path / "p2.json")
     return tmp_path
 
 
@@ -223,15 +170,9 @@ def _alive_with(tag: str) -> list[int]:
     return pids
 
 
-def _cli(*args, env_extra=None, timeout=180):
-    env = dict(os.environ, **(env_extra or {}))
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "placer", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env)
-
-
+@pytest.mark.slow
 def test_cli_json_report(files):
-    proc = _cli("validate", files / "t.npz", files / "p2.json", "--hidden-size", H, "--ffn-size", 24,
+    proc = run_cli("validate", files / "t.npz", files / "p2.json", "--hidden-size", H, "--ffn-size", 24,
                 "--iters", 1, "--warmup", 0, "--json", "--baseline", files / "p2.json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
@@ -243,10 +184,11 @@ def test_cli_json_report(files):
     assert rep["bytes_measured"] == int(expected_ep(tr, Placement.load(files / "p2.json")).sum())
 
 
+@pytest.mark.slow
 def test_dying_rank_ends_cleanly_without_hung_processes(files):
     tag = f"MOE_PLACE_TEST_{uuid.uuid4().hex}"
-    proc = _cli("validate", files / "t.npz", files / "p4.json", "--hidden-size", H, "--iters", 1,
-                "--timeout", 120, env_extra={"MOE_PLACE_VALIDATE_FAIL_RANK": "2:1", tag: "1"}, timeout=150)
+    proc = run_cli("validate", files / "t.npz", files / "p4.json", "--hidden-size", H, "--iters", 1,
+                "--timeout", 120, env={"MOE_PLACE_VALIDATE_FAIL_RANK": "2:1", tag: "1"}, timeout=150)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "rank 2 died" in lines[0] and "Traceback" not in proc.stderr
@@ -254,54 +196,56 @@ def test_dying_rank_ends_cleanly_without_hung_processes(files):
     assert _alive_with(tag) == []
 
 
+@pytest.mark.slow
 def test_dying_rank_through_the_api_raises_replay_failed(monkeypatch):
     """The hook reaches ranks started by an already-running fork server (it travels in the config)."""
     from placer.validate.launch import ReplayFailed
     tr = make_trace()
-    run(tr, random_placement(3, 8, 2))          # make sure a fork server is already running
+    run(tr, random_placement(1, 3, 8, 2))          # make sure a fork server is already running
     monkeypatch.setenv("MOE_PLACE_VALIDATE_FAIL_RANK", "1:0")
     with pytest.raises(ReplayFailed, match="rank 1 died") as exc:
-        run(tr, random_placement(3, 8, 2))
+        run(tr, random_placement(1, 3, 8, 2))
     assert exc.value.exit_code == 1
 
 
 def test_world_size_mismatch_is_a_user_error(files):
-    assert_user_error(_cli("validate", files / "t.npz", files / "p4.json", "--world-size", 2),
+    assert_user_error(run_cli("validate", files / "t.npz", files / "p4.json", "--world-size", 2),
                       "4 GPUs", "--world-size")
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_user_errors(files, tmp_path):
     tr = make_trace(L=2)
     tr.save(tmp_path / "t2.npz")
-    assert_user_error(_cli("validate", tmp_path / "t2.npz", files / "p4.json"), "layers")
+    assert_user_error(run_cli("validate", tmp_path / "t2.npz", files / "p4.json"), "layers")
     # rank g holds experts 2g, 2g+1 and a replica of 2g+2
     with_replicas = Placement(np.tile([[2 * g + i if i < 2 else (2 * g + 2) % 8 for g in range(4) for i in range(3)]],
                                       (3, 1)), 8, 4)
     with_replicas.save(tmp_path / "rep.json")
-    assert_user_error(_cli("validate", files / "t.npz", tmp_path / "rep.json", "--mode", "coherent"),
+    assert_user_error(run_cli("validate", files / "t.npz", tmp_path / "rep.json", "--mode", "coherent"),
                       "--mode ep")
-    assert_user_error(_cli("validate", files / "t.npz", files / "p4.json", "--baseline", files / "p2.json"),
+    assert_user_error(run_cli("validate", files / "t.npz", files / "p4.json", "--baseline", files / "p2.json"),
                       "baseline")
 
 
 def test_python_api_rejects_mismatch_before_starting_ranks():
     tr = make_trace()
     with pytest.raises(PlacerError, match="--world-size"):
-        run(tr, random_placement(3, 8, 4), world_size=8)
+        run(tr, random_placement(1, 3, 8, 4), world_size=8)
     dropped = np.zeros((tr.num_layers, tr.num_tokens), bool)
     dropped[1, 5] = True
     tr.dropped = dropped
     with pytest.raises(PlacerError, match="dropped"):
-        run(tr, random_placement(3, 8, 4))
+        run(tr, random_placement(1, 3, 8, 4))
 
 
 def test_import_placer_validate_does_not_import_torch():
     code = ("import sys, placer, placer.validate.api, placer.commands.validate, placer.validate.predict; "
             "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
-    assert out.stdout.strip() == "False", out.stderr
+    assert run_python(code).strip() == "False"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
                     reason="torchrun not installed")
 def test_torchrun_standalone(files):
@@ -322,18 +266,19 @@ def test_torchrun_rank_with_wrong_world_size_errors_before_joining(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     tr = make_trace()
     with pytest.raises(PlacerError, match="torchrun started 2 ranks"):
-        run(tr, random_placement(3, 8, 4))
+        run(tr, random_placement(1, 3, 8, 4))
 
 
+@pytest.mark.slow
 def test_real_mixtral_trace_replays_exactly(shared_traces):
     """Mixtral-8x7B MT-Bench routing (imported from its per-layer JSON), first 128 tokens, 4 ranks."""
     from placer.traces.load import load_trace
     full = load_trace(shared_traces / "mixtral_mtbench" / "math.json")
     tr = full._token_range(0, 128, with_offsets=True)
     tr.seq_offsets = np.array([0, 40, 64, 100, 128])   # four homes instead of one
-    pl = random_placement(tr.num_layers, 8, 4, seed=4)
+    pl = random_placement(4, tr.num_layers, 8, 4)
     for mode, expect in (("ep", expected_ep), ("coherent", expected_coherent)):
         rep = run(tr, pl, mode=mode)
         assert rep["outputs_match"] and rep["bytes_match"]
         assert rep["bytes_measured"] == int(expect(tr, pl).sum()) == rep["bytes_predicted"]
-        assert rep["baseline_bytes_measured"] == int(expect(tr, contiguous_of(tr, 4)).sum())
+        assert rep["baseline_bytes_measured"] == int(expect(tr, contiguous(tr.num_layers, tr.num_experts, 4)).sum())

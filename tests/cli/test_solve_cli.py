@@ -7,16 +7,18 @@ import json
 import numpy as np
 import pytest
 
-from conftest import assert_user_error
-from exact_refs import all_gpu_of, pairs_cost, profile_of, random_trace, token_pairs
 from placer.model.placement import Placement
+from placer.model.profile import Profile
 from placer.model.topology import Topology
+from support.brute import optimum
+from support.cli import assert_user_error
+from support.generate import random_trace
+from support.truths import coherent_by_token, holding
 
 
 @pytest.fixture
 def tiny(tmp_path):
-    trace = random_trace(np.random.default_rng(21), 3, 4, 2, T=60, affinity=0.6)
-    trace.seq_offsets = np.arange(0, 61, 10)
+    trace = random_trace(21, 3, 4, 2, 60, affinity=0.6, seq_offsets=6)
     path = tmp_path / "tiny.npz"
     trace.save(path)
     return trace, path
@@ -28,13 +30,13 @@ def test_solve_is_optimal_and_writes_report(cli, tiny, tmp_path):
     proc = cli("solve", path, "--gpus", 2, "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
-    P = token_pairs(trace)
-    best = min(pairs_cost(P, g, Topology.uniform(2).hop) for g in all_gpu_of(3, 4, 2))
+    topo = Topology.uniform(2)
+    best = optimum(trace, topo)
     assert rep["status"] == "optimal"
     assert rep["objective"] == pytest.approx(best)
     assert rep["bound"] == pytest.approx(best)
     pl = Placement.load(out)
-    assert pairs_cost(P, pl.gpu_of, Topology.uniform(2).hop) == pytest.approx(best)
+    assert coherent_by_token(trace, holding(pl), topo.hop)[0].sum() == pytest.approx(best)
     assert pl.report["objective"] == pytest.approx(best)
     # the optimum can be no worse than the contiguous baseline on the data it was solved on
     m = rep["metrics"]
@@ -42,6 +44,7 @@ def test_solve_is_optimal_and_writes_report(cli, tiny, tmp_path):
     assert "auto" not in rep["chosen"] and "exflow" in rep["chosen"]
 
 
+@pytest.mark.slow
 def test_holdout_scores_on_unseen_sequences(cli, tiny, tmp_path):
     trace, path = tiny
     out = tmp_path / "p.json"
@@ -51,21 +54,19 @@ def test_holdout_scores_on_unseen_sequences(cli, tiny, tmp_path):
     assert rep["input"]["train_tokens"] == 30 and rep["input"]["held_out_tokens"] == 30
     train = trace.select_sequences(np.arange(3))
     test = trace.select_sequences(np.arange(3, 6))
-    P_train, P_test = token_pairs(train), token_pairs(test)
-    hop = Topology.uniform(2).hop
-    best = min(pairs_cost(P_train, g, hop) for g in all_gpu_of(3, 4, 2))
-    assert rep["objective"] == pytest.approx(best)  # solved on the first half only
-    g = Placement.load(out).gpu_of
-    per_tr = pairs_cost(P_test, g, hop) / (30 * 2)
+    topo = Topology.uniform(2)
+    assert rep["objective"] == pytest.approx(optimum(train, topo))  # solved on the first half only
+    per_tr = coherent_by_token(test, holding(Placement.load(out)), topo.hop)[0].sum() / (30 * 2)
     assert rep["metrics"]["solution"]["held_out"]["coherent_per_transition"] == pytest.approx(per_tr)
     assert "held_out" in rep["metrics"]["contiguous"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--param", "formulation=compact", "--backend", "cpsat"],
                                    ["--solver", "moetuner", "--backend", "cbc"],
                                    ["--solver", "partition", "--replicas", "4"]])
 def test_same_seed_gives_identical_bytes(cli, tmp_path, extra):
-    trace = random_trace(np.random.default_rng(5), 2, 8, 2, T=80, affinity=0.4)
+    trace = random_trace(5, 2, 8, 2, 80, affinity=0.4)
     path = tmp_path / "t.npz"
     trace.save(path)
     outs = []
@@ -78,10 +79,11 @@ def test_same_seed_gives_identical_bytes(cli, tmp_path, extra):
     assert outs[0] == outs[1]
 
 
+@pytest.mark.slow
 def test_profile_input(cli, tiny, tmp_path):
     trace, _ = tiny
     prof_path = tmp_path / "prof.npz"
-    profile_of(trace).save(prof_path)
+    Profile.from_trace(trace).save(prof_path)
     out = tmp_path / "p.json"
     proc = cli("solve", prof_path, "--gpus", 2, "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -92,6 +94,7 @@ def test_profile_input(cli, tiny, tmp_path):
     assert not (tmp_path / "q.json").exists()
 
 
+@pytest.mark.slow
 def test_max_imbalance_is_honoured(cli, tiny, tmp_path):
     _, path = tiny
     out = tmp_path / "p.json"
@@ -110,6 +113,7 @@ def bad(cli, tmp_path, path, *args):
     return proc
 
 
+@pytest.mark.slow
 def test_bad_inputs(cli, tiny, tmp_path):
     trace, path = tiny
     # 4 experts on 3 GPUs: say which --gpus or --replicas work
@@ -124,8 +128,9 @@ def test_bad_inputs(cli, tiny, tmp_path):
     assert_user_error(bad(cli, tmp_path, path, "--gpus", "2", "--holdout", "1.5"), "between 0 and 1")
 
 
+@pytest.mark.slow
 def test_infeasible_max_imbalance_reports_the_floor(cli, tmp_path):
-    trace = random_trace(np.random.default_rng(1), 2, 4, 1, T=40)
+    trace = random_trace(1, 2, 4, 1, 40, affinity=0.6)
     ids = np.asarray(trace.expert_ids).copy()
     ids[1, :20, 0] = 3  # layer 1: expert 3 takes >= 20 of 40 picks: floor >= 20 * 2 / 40 = 1
     ids[1, 20:30, 0] = 3
@@ -144,12 +149,13 @@ def test_time_limit_without_solution_falls_back(monkeypatch):
     from placer.solvers.exact import models
     from placer.solvers.exact.milp import ModelResult
     monkeypatch.setattr(models, "solve_model", lambda *a, **k: ModelResult("no_solution", None, None, None, 0.1, "cpsat"))
-    trace = random_trace(np.random.default_rng(3), 3, 8, 2, T=60, affinity=0.3)
-    res = solve("exflow", profile_of(trace), Topology.uniform(4), Constraints(), {"formulation": "compact"})
+    trace = random_trace(3, 3, 8, 2, 60, affinity=0.3)
+    res = solve("exflow", Profile.from_trace(trace), Topology.uniform(4), Constraints(), {"formulation": "compact"})
     assert any("fell back" in n for n in res.notes) or res.status == "optimal"
     assert res.bound <= res.objective
 
 
+@pytest.mark.slow
 def test_real_mixtral_trace_solves_to_optimality(cli, shared_traces, tmp_path):
     from placer.model.trace import Trace
     raw = json.loads((shared_traces / "mixtral_mtbench" / "math.json").read_text())
@@ -165,6 +171,7 @@ def test_real_mixtral_trace_solves_to_optimality(cli, shared_traces, tmp_path):
     assert m["solution"]["in_sample"]["coherent_total"] <= m["contiguous"]["in_sample"]["coherent_total"]
 
 
+@pytest.mark.slow
 def test_real_mixtral_json_through_the_importers(cli, shared_traces, tmp_path):
     # one expert per GPU: the chained matchings prove the optimum on the whole trace at once
     out = tmp_path / "p.json"

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import assert_user_error
+from support.cli import NotATensor, assert_user_error
 
 
 def good_npz(path, **override):
@@ -176,7 +176,11 @@ CASES = [_truncated, _corrupt, _pickle_in_npz, _id_out_of_range, _negative_id, _
          _truncated_npy, _float_ids_npz, _corrupt_pt, _missing_file]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.__name__.strip("_") for c in CASES])
+FAST = (_truncated, _json_wrong_shape_ragged, _missing_file)   # the rest are slow: a subprocess each
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.__name__.strip("_"), marks=() if c in FAST else pytest.mark.slow)
+                                  for c in CASES])
 def test_bad_input_import(case, tmp_path, cli):
     src, fragments, *extra = case(tmp_path)
     out_dir = tmp_path / "out"
@@ -207,17 +211,11 @@ def test_bad_native_trace_is_refused(tmp_path, cli):
     assert_user_error(proc, "out of range")
 
 
-class _NotATensor:
-    """A class torch.load(weights_only=True) must refuse to rebuild."""
-
-    def __init__(self):
-        self.payload = [1, 2, 3]
-
-
+@pytest.mark.slow
 def test_pickled_object_in_sglang_dump_is_refused(tmp_path, cli):
     torch = pytest.importorskip("torch")
     p = tmp_path / "dump.pt"
-    torch.save({"records": [_NotATensor()], "last_physical_to_logical_map": torch.zeros((1, 2), dtype=torch.int64)}, p)
+    torch.save({"records": [NotATensor()], "last_physical_to_logical_map": torch.zeros((1, 2), dtype=torch.int64)}, p)
     out = tmp_path / "out"
     out.mkdir()
     proc = cli("import", p, "-o", out / "t.npz")

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from conftest import assert_user_error
 from placer.model.placement import Placement
 from placer.model.profile import Profile
 from placer.model.trace import Trace
+from support.cli import assert_user_error, run_python
+from support.generate import contiguous as contiguous_placement
 
 
 def hand_trace(tmp_path):
@@ -26,9 +27,10 @@ def hand_trace(tmp_path):
     return path
 
 
-def contiguous(tmp_path, L=2, E=4, G=2, gpn=None, name="p.json"):
+def contiguous(tmp_path, gpn=None, name="p.json"):
+    """The contiguous placement of the hand trace's 4 experts on 2 GPUs, saved."""
     path = tmp_path / name
-    Placement.from_gpu_of(np.tile(np.arange(E) // (E // G), (L, 1)), G, gpn).save(path)
+    contiguous_placement(2, 4, 2, gpn).save(path)
     return path
 
 
@@ -91,6 +93,7 @@ def test_bandwidth_matrix_topology(cli, tmp_path):
     assert_user_error(cli("evaluate", trace, pl, "--topology", bad), "3 GPUs")
 
 
+@pytest.mark.slow
 def test_profile_input_gives_coherent_and_load_not_ep(cli, tmp_path):
     trace, pl = hand_trace(tmp_path), contiguous(tmp_path)
     prof = tmp_path / "prof.npz"
@@ -110,6 +113,7 @@ def test_profile_input_gives_coherent_and_load_not_ep(cli, tmp_path):
     assert_user_error(cli("evaluate", prof, pl, "--split", "test"), "--split all")
 
 
+@pytest.mark.slow
 def test_compare_files_and_solver_names(cli, tmp_path):
     trace = hand_trace(tmp_path)
     pl = contiguous(tmp_path, name="mine.json")
@@ -129,6 +133,7 @@ def test_compare_files_and_solver_names(cli, tmp_path):
     assert "mine" in text and "contiguous" in text and "coherent/transition" in text
 
 
+@pytest.mark.slow
 def test_compare_fits_solvers_on_train_when_scoring_test(cli, tmp_path):
     trace = hand_trace(tmp_path)
     out = json.loads(cli("compare", trace, "contiguous", "--gpus", "2", "--split", "test", "--json").stdout)
@@ -137,6 +142,7 @@ def test_compare_fits_solvers_on_train_when_scoring_test(cli, tmp_path):
     assert "fitted on train" in out["placements"][0]["source"]
 
 
+@pytest.mark.slow
 def test_user_errors(cli, tmp_path):
     trace = hand_trace(tmp_path)
     pl3 = tmp_path / "l3.json"
@@ -151,6 +157,7 @@ def test_user_errors(cli, tmp_path):
     assert_user_error(cli("evaluate", single, contiguous(tmp_path), "--split", "test"), "split")
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_real_trace_compare_runs_and_is_sane(cli, shared_traces, tmp_path):
     trace = shared_traces / "esft" / "esft_v2lite_summary.npz"     # imported on the fly
@@ -166,6 +173,7 @@ def test_real_trace_compare_runs_and_is_sane(cli, shared_traces, tmp_path):
         assert p["load"]["max_imbalance"] >= p["load"]["mean_imbalance"] >= 1
 
 
+@pytest.mark.slow
 def test_same_inputs_give_byte_identical_output(cli, tmp_path):
     trace, pl = hand_trace(tmp_path), contiguous(tmp_path)
     a = cli("compare", trace, pl, "random", "eplb", "--seed", "3", "--replicas", "2", "--hidden-size", "8", "--json")
@@ -174,16 +182,11 @@ def test_same_inputs_give_byte_identical_output(cli, tmp_path):
     assert a.stdout == b.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_and_compare_never_import_torch(tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import REPO
     code = ("import sys; from placer.cli import main\n"
             "sys.argv = ['moe-place']\n"
             f"try:\n    main(['compare', {str(hand_trace(tmp_path))!r}, 'contiguous', 'eplb', '--gpus', '2'])\n"
             "except SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "contiguous" in proc.stdout
+    assert "contiguous" in run_python(code)

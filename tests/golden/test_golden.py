@@ -11,16 +11,15 @@ the cases in ``NEW_LAYOUT`` (a new layout, no worse) and partition's summed obje
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "golden"))
-from cases import CASES, REPO, expand, trace_paths  # noqa: E402
-from intended import LAYOUT_FIELDS, NEW_LAYOUT, ROUNDING, migrate_report  # noqa: E402
-
-from conftest import SHARED_TRACES, run_cli  # noqa: E402
+# cases.py and intended.py sit next to this file: pytest's prepend import mode puts this folder
+# on sys.path
+from cases import CASES, REPO, expand, trace_paths
+from intended import LAYOUT_FIELDS, NEW_LAYOUT, ROUNDING, migrate_report
+from support import SHARED_TRACES
+from support.cli import run_cli
 
 
 # where the recording ran: outputs that name their input files hold these paths
@@ -44,8 +43,12 @@ def _requested_params(case) -> dict:
     return asdict(make_params(get_solver(solver).params, given, solver))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+# the fast subset replays one case of each kind on the shipped sample; the rest are slow
+FAST = ("solve_sample_contiguous_g4", "evaluate_sample_partition", "export_sample_r4_csv")
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=() if c.name in FAST else pytest.mark.slow)
+                                  for c in CASES])
 def test_golden(case, tmp_path):
     if case.shared and not SHARED_TRACES.is_dir():
         pytest.skip(f"real traces not found at {SHARED_TRACES}")

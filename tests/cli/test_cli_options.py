@@ -8,20 +8,20 @@ import json
 import numpy as np
 import pytest
 
-from conftest import assert_user_error
+from support.cli import assert_user_error, run_cli
 
 SAMPLE = "traces/sample.npz"
 
 
 @pytest.fixture(scope="module")
 def placement(tmp_path_factory):
-    from conftest import run_cli
     out = tmp_path_factory.mktemp("p") / "contiguous.json"
     proc = run_cli("solve", SAMPLE, "--gpus", 4, "--solver", "contiguous", "-o", out)
     assert proc.returncode == 0, proc.stderr
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [
     ["solve", SAMPLE, "--gpus", "4", "-o", "{out}"],
     ["compare", SAMPLE, "contiguous", "--gpus", "4"],
@@ -36,6 +36,7 @@ def test_time_limit_is_checked_alike_everywhere(cli, tmp_path, command, bad, say
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option, bad, says", [
     ("--replicas", "many", "per-GPU multiple"), ("--replicas", "-2", "per-GPU multiple"),
     ("--gpus-per-node", "0", "integer >= 1"), ("--inter-node-cost", "-1", "number >= 0"),
@@ -48,6 +49,7 @@ def test_shared_options_refuse_the_same_bad_values(cli, tmp_path, option, bad, s
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_auto_is_a_solver_like_any_other(cli, tmp_path):
     proc = cli("compare", SAMPLE, "contiguous", "auto", "--gpus", 4, "--time-limit", 5, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -59,6 +61,7 @@ def test_auto_is_a_solver_like_any_other(cli, tmp_path):
     assert [r["solver"] for r in rows] == ["auto", "contiguous"] and all(r["status"] != "error" for r in rows)
 
 
+@pytest.mark.slow
 def test_replicas_per_gpu_and_holdout_read_the_same_in_solve_and_plan(cli, tmp_path):
     out = tmp_path / "p.json"
     proc = cli("solve", SAMPLE, "--gpus", 4, "--replicas", "1x", "--solver", "eplb", "--holdout", "0.25", "-o", out,
@@ -72,6 +75,7 @@ def test_replicas_per_gpu_and_holdout_read_the_same_in_solve_and_plan(cli, tmp_p
     assert plan["holdout"] == 0.25 and plan["rows"][0]["replicas"] == 4
 
 
+@pytest.mark.slow
 def test_solve_takes_a_bandwidth_matrix_like_evaluate(cli, tmp_path, placement):
     bw = np.full((4, 4), 100e9)
     bw[:2, 2:] = bw[2:, :2] = 10e9        # two pairs of GPUs, slow between the pairs

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from conftest import REPO
+from support import REPO
 from placer.model.profile import Profile
 from placer.analysis.stats import locality_bound
 from placer.model.trace import Trace

@@ -13,19 +13,10 @@ from placer.analysis import plan as pl
 from placer.errors import PlacerError
 from placer.solvers.base import available_solvers
 from placer.model.trace import Trace
-from tests.conftest import assert_user_error
+from support.cli import assert_user_error
+from support.generate import zipf_trace
 
 MIB = 2 ** 20
-
-
-def synthetic_trace(L: int = 4, E: int = 16, K: int = 2, T: int = 1200, S: int = 12, seed: int = 0) -> Trace:
-    """Skewed random routing (Zipf-like expert popularity), distinct top-K ids, S sequences."""
-    rng = np.random.default_rng(seed)
-    p = 1.0 / np.arange(1, E + 1)
-    p /= p.sum()
-    ids = np.stack([np.stack([rng.choice(E, size=K, replace=False, p=p) for _ in range(T)]) for _ in range(L)])
-    offsets = np.linspace(0, T, S + 1).astype(np.int64)
-    return Trace(expert_ids=ids.astype(np.uint8), num_experts=E, seq_offsets=offsets, model="synthetic")
 
 
 def load_esft(path: Path) -> Trace:
@@ -46,9 +37,10 @@ OPTS = pl.PlanOptions(gpus_per_node=4, hidden_size=1024, expert_bytes=8 * MIB, g
                       tokens_per_step=1000, time_limit=1)
 
 
+@pytest.mark.slow
 def test_plan_table_columns_rows_and_memory_truth():
     solvers = baseline_solvers()
-    table = pl.plan(synthetic_trace(), [1, 2, 4, 8], ["0", "1x"], solvers, OPTS)
+    table = pl.plan(zipf_trace(), [1, 2, 4, 8], ["0", "1x"], solvers, OPTS)
     assert list(table.columns) == pl.COLUMNS
     assert len(table) == 4 * 2 * len(solvers)
     assert not (table.status == "error").any(), table[["gpus", "replicas", "solver", "note"]]
@@ -69,7 +61,7 @@ def test_plan_table_columns_rows_and_memory_truth():
 
 
 def test_one_gpu_moves_nothing_and_is_balanced():
-    table = pl.plan(synthetic_trace(), [1], ["0"], baseline_solvers(), OPTS)
+    table = pl.plan(zipf_trace(), [1], ["0"], baseline_solvers(), OPTS)
     for _, row in table.iterrows():
         assert row.status not in ("error", "infeasible"), row.note
         assert row.ep_copies_per_token == 0
@@ -94,16 +86,17 @@ def test_contiguous_bytes_per_step_match_hand_count():
     assert row.ep_bytes_per_step == pytest.approx(remote * 2 * 10 * 2)
 
 
+@pytest.mark.slow
 def test_plan_is_deterministic_except_timings():
     # the baselines only: a time-limited search may legitimately stop at different points
     solvers = [s for s in baseline_solvers() if s != "partition"]
-    a = pl.plan(synthetic_trace(), [2, 4], ["0", "1x"], solvers, OPTS).drop(columns=["solve_s"])
-    b = pl.plan(synthetic_trace(), [2, 4], ["0", "1x"], solvers, OPTS).drop(columns=["solve_s"])
+    a = pl.plan(zipf_trace(), [2, 4], ["0", "1x"], solvers, OPTS).drop(columns=["solve_s"])
+    b = pl.plan(zipf_trace(), [2, 4], ["0", "1x"], solvers, OPTS).drop(columns=["solve_s"])
     assert a.to_csv() == b.to_csv()
 
 
 def test_infeasible_configuration_is_a_row_not_an_abort():
-    table = pl.plan(synthetic_trace(), [3, 4], ["0"], baseline_solvers()[:1], OPTS)
+    table = pl.plan(zipf_trace(), [3, 4], ["0"], baseline_solvers()[:1], OPTS)
     assert table.status.tolist()[0] == "infeasible"
     assert "cannot be split evenly" in table.note.tolist()[0]
     assert table.status.tolist()[1] not in ("infeasible", "error")
@@ -111,7 +104,7 @@ def test_infeasible_configuration_is_a_row_not_an_abort():
 
 def test_unknown_solver_fails_before_work():
     with pytest.raises(PlacerError, match="unknown solver"):
-        pl.plan(synthetic_trace(), [2], ["0"], ["no-such-solver"], OPTS)
+        pl.plan(zipf_trace(), [2], ["0"], ["no-such-solver"], OPTS)
 
 
 def test_option_types():
@@ -138,9 +131,10 @@ def test_option_types():
         replicas_for("many", 4)
 
 
+@pytest.mark.slow
 def test_cli_plan_json_csv_plot(cli, tmp_path):
     trace = tmp_path / "t.npz"
-    synthetic_trace().save(trace)
+    zipf_trace().save(trace)
     solvers = ",".join(baseline_solvers())
     csv = tmp_path / "plan.csv"
     png = tmp_path / "plan.png"
@@ -159,9 +153,10 @@ def test_cli_plan_json_csv_plot(cli, tmp_path):
     assert "imbalance_mean" in proc.stdout and "contiguous" in proc.stdout + solvers
 
 
+@pytest.mark.slow
 def test_cli_plan_user_errors(cli, tmp_path):
     trace = tmp_path / "t.npz"
-    synthetic_trace().save(trace)
+    zipf_trace().save(trace)
     assert_user_error(cli("plan", trace, "--gpus", "2,x"), "--gpus")
     assert_user_error(cli("plan", trace, "--gpu-memory", "lots"), "--gpu-memory")
     assert_user_error(cli("plan", trace, "--expert-bytes", "1GB", "--expert-params", "10"), "not both")
@@ -171,6 +166,7 @@ def test_cli_plan_user_errors(cli, tmp_path):
     assert not png.exists()
 
 
+@pytest.mark.slow
 def test_plan_esft_five_configurations(shared_traces):
     trace = load_esft(shared_traces / "esft" / "esft_v2lite_intent.npz")
     opts = pl.PlanOptions(gpus_per_node=8, hidden_size=2048,
@@ -184,8 +180,9 @@ def test_plan_esft_five_configurations(shared_traces):
     assert np.all(np.diff(cont.ep_copies_per_token) > 0)
 
 
+@pytest.mark.slow
 def test_cli_plan_refuses_counts_only_input(cli, tmp_path):
     from placer.model.profile import Profile
     prof = tmp_path / "counts.npz"
-    Profile.from_trace(synthetic_trace(), trans=False, coact=False).save(prof)
+    Profile.from_trace(zipf_trace(), trans=False, coact=False).save(prof)
     assert_user_error(cli("plan", prof, "--solvers", "contiguous"), "aggregate counts only")

@@ -10,57 +10,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exact_refs import (all_gpu_of, layer_assignments, pairs_cost, profile_of, random_trace, token_coherent_cost,
-                        token_pair_cut, token_pairs)
 from placer.errors import PlacerError
+from placer.model.profile import Profile
+from placer.model.trace import Trace
 from placer.solvers.base import Constraints, solve
 from placer.solvers.exact.milp import LinearModel, solve_model
 from placer.solvers.layer_descent import descent_start
 from placer.solvers.search.problem import build_problem, objective
 from placer.solvers.search.refine import assign_layer, refine
 from placer.model.topology import Topology
+from support.brute import assignments, optimum
+from support.generate import random_trace
+from support.truths import coherent_by_token, holding, loads_by_token, objective_by_token, pairwise_by_token
 
 BACKENDS = ["cpsat", "highs", "cbc"]
 
 
-def holding(gpu_of, G):
-    L, E = gpu_of.shape
-    eg = np.zeros((L, E, G), bool)
-    eg[np.arange(L)[:, None], np.arange(E)[None, :], gpu_of] = True
-    return eg
-
-
-def token_loads(trace, gpu_of, G):
-    ids = np.asarray(trace.expert_ids).astype(np.int64)
-    return np.stack([np.bincount(gpu_of[l][ids[l]].ravel(), minlength=G) for l in range(len(ids))])
-
-
-def brute(trace, topo, cost="coherent", load_weight=0.0, max_imbalance=None):
-    """Best value over every replica-free placement, costs from per-token definitions."""
-    G = topo.num_gpus
-    best = np.inf
-    P = token_pairs(trace) if cost == "coherent" else None
-    for g in all_gpu_of(trace.num_layers, trace.num_experts, G):
-        loads = token_loads(trace, g, G)
-        if max_imbalance is not None and np.any(loads.max(axis=1) > max_imbalance * loads.mean(axis=1) + 1e-9):
-            continue
-        if cost == "coherent":
-            v = pairs_cost(P, g, topo.hop)
-        else:
-            v = token_pair_cut(trace, g, topo.hop)
-        v += load_weight * loads.max(axis=1).sum()
-        best = min(best, v)
-    return best
-
-
-def value_of(trace, topo, placement, cost="coherent", load_weight=0.0):
-    g = placement.gpu_of
-    G = topo.num_gpus
-    v = token_coherent_cost(trace, holding(g, G), topo.hop) if cost == "coherent" else token_pair_cut(trace, g, topo.hop)
-    return v + load_weight * token_loads(trace, g, G).max(axis=1).sum()
-
-
 TOPOS = {"2gpu": lambda: Topology.uniform(2), "2x2": lambda: Topology.uniform(4, 2, inter_node_cost=3.0)}
+GENERAL_BW = np.array([[0, 4, 2, 1], [4, 0, 1, 2], [2, 1, 0, 4], [1, 2, 4, 0]], float) * 1e9   # no node structure
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -71,12 +38,12 @@ def test_exact_equals_brute_force(backend, topo_name, solver):
     for seed in range(2):
         rng = np.random.default_rng(100 + seed)
         L = 3 if topo.num_gpus == 2 else 2  # 24^L placements on 4 GPUs
-        trace = random_trace(rng, L, 4, 2, T=40, affinity=0.5)
-        res = solve(solver, profile_of(trace), topo, Constraints(backend=backend, time_limit=30),
+        trace = random_trace(rng, L, 4, 2, 40, affinity=0.5)
+        res = solve(solver, Profile.from_trace(trace), topo, Constraints(backend=backend, time_limit=30),
                     {"warm_start": seed == 0, "formulation": "compact"})
-        best = brute(trace, topo)
+        best = optimum(trace, topo)
         assert res.status == "optimal"
-        assert value_of(trace, topo, res.placement) == pytest.approx(best)
+        assert objective_by_token(trace, holding(res.placement), topo.hop) == pytest.approx(best)
         assert res.objective == pytest.approx(best)
         assert res.bound <= best + 1e-9
 
@@ -84,10 +51,10 @@ def test_exact_equals_brute_force(backend, topo_name, solver):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_naive_formulation_equals_brute_force(backend):
     topo = Topology.uniform(4, 2, inter_node_cost=2.0)
-    trace = random_trace(np.random.default_rng(7), 2, 4, 2, T=40)
-    res = solve("exflow", profile_of(trace), topo, Constraints(backend=backend), {"formulation": "naive"})
+    trace = random_trace(7, 2, 4, 2, 40, affinity=0.6)
+    res = solve("exflow", Profile.from_trace(trace), topo, Constraints(backend=backend), {"formulation": "naive"})
     assert res.status == "optimal"
-    assert value_of(trace, topo, res.placement) == pytest.approx(brute(trace, topo))
+    assert objective_by_token(trace, holding(res.placement), topo.hop) == pytest.approx(optimum(trace, topo))
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -96,11 +63,12 @@ def test_naive_formulation_equals_brute_force(backend):
 def test_joint_ep_equals_brute_force(seed, backend, K, shape):
     E, G, gpn = shape
     topo = Topology.uniform(G, gpn, inter_node_cost=2.0)
-    trace = random_trace(np.random.default_rng(seed), 2, E, K, T=30, affinity=0.2)
-    res = solve("joint", profile_of(trace), topo, Constraints(cost="ep", backend=backend), {"formulation": "compact"})
-    best = brute(trace, topo, cost="ep")
+    trace = random_trace(seed, 2, E, K, 30, affinity=0.2)
+    res = solve("joint", Profile.from_trace(trace), topo, Constraints(cost="ep", backend=backend),
+                {"formulation": "compact"})
+    best = optimum(trace, topo, cost="ep")
     assert res.status == "optimal"
-    assert value_of(trace, topo, res.placement, cost="ep") == pytest.approx(best)
+    assert objective_by_token(trace, holding(res.placement), topo.hop, cost="ep") == pytest.approx(best)
     assert res.bound <= best + 1e-9
 
 
@@ -108,15 +76,15 @@ def test_joint_ep_equals_brute_force(seed, backend, K, shape):
 def test_joint_with_load_weight_and_imbalance_equals_brute_force(backend):
     rng = np.random.default_rng(11)
     # skewed loads: expert 0 is hot, so balance and locality pull in different directions
-    trace = random_trace(rng, 3, 4, 1, T=60, affinity=0.8)
+    trace = random_trace(rng, 3, 4, 1, 60, affinity=0.8)
     ids = np.asarray(trace.expert_ids).copy()
     ids[:, :15, 0] = 0
     trace.expert_ids = ids
     topo = Topology.uniform(2)
-    prof = profile_of(trace)
+    prof = Profile.from_trace(trace)
     for opts, imb in (({"load_weight": 0.5, "formulation": "compact"}, None), ({"formulation": "compact"}, 1.2),
                       ({"formulation": "compact"}, 1.6)):
-        best = brute(trace, topo, load_weight=opts.get("load_weight", 0.0), max_imbalance=imb)
+        best = optimum(trace, topo, load_weight=opts.get("load_weight", 0.0), max_imbalance=imb)
         cons = Constraints(backend=backend, max_imbalance=imb)
         if not np.isfinite(best):  # no placement meets the limit: the solver must say so
             with pytest.raises(PlacerError, match="max-imbalance"):
@@ -124,34 +92,36 @@ def test_joint_with_load_weight_and_imbalance_equals_brute_force(backend):
             continue
         res = solve("joint", prof, topo, cons, opts)
         assert res.status == "optimal"
-        assert value_of(trace, topo, res.placement, load_weight=opts.get("load_weight", 0.0)) == pytest.approx(best)
+        weight = opts.get("load_weight", 0.0)
+        assert objective_by_token(trace, holding(res.placement), topo.hop, load_weight=weight) == pytest.approx(best)
         if imb is not None:
-            loads = token_loads(trace, res.placement.gpu_of, 2)
+            loads = loads_by_token(trace, holding(res.placement))
             assert np.all(loads.max(axis=1) <= imb * loads.mean(axis=1) + 1e-9)
 
 
 def test_infeasible_imbalance_names_the_floor():
-    trace = random_trace(np.random.default_rng(1), 2, 4, 1, T=40)
+    trace = random_trace(1, 2, 4, 1, 40, affinity=0.6)
     ids = np.asarray(trace.expert_ids).copy()
     ids[0, :30, 0] = 2  # expert 2 takes 30 of 40 tokens in layer 0: floor = 30 * 2 / 40 = 1.5
+    ids[0, 30:, 0] = np.resize([0, 1, 3], 10)
     trace.expert_ids = ids
     with pytest.raises(PlacerError, match=r"1\.5000"):
-        solve("joint", profile_of(trace), Topology.uniform(2), Constraints(max_imbalance=1.2))
+        solve("joint", Profile.from_trace(trace), Topology.uniform(2), Constraints(max_imbalance=1.2))
 
 
 def test_moetuner_stages_against_brute_force():
-    trace = random_trace(np.random.default_rng(5), 3, 6, 2, T=50)
-    prof = profile_of(trace)
+    trace = random_trace(5, 3, 6, 2, 50, affinity=0.6)
+    prof = Profile.from_trace(trace)
     topo = Topology.uniform(2)
     res = solve("moetuner", prof, topo, Constraints(backend="cpsat"))
     g = res.placement.gpu_of
-    loads = token_loads(trace, g, 2)
+    loads = loads_by_token(trace, holding(g, 2))
     # stage 1 is exact: every layer's max GPU load is the smallest any balanced split reaches
     for l in range(3):
-        best = min(np.bincount(a, weights=prof.load[l], minlength=2).max() for a in layer_assignments(6, 2))
+        best = min(np.bincount(a, weights=prof.load[l], minlength=2).max() for a in assignments(6, 2))
         assert loads[l].max() == best
-    assert res.objective == pytest.approx(value_of(trace, topo, res.placement))
-    assert res.objective >= brute(trace, topo) - 1e-9
+    assert res.objective == pytest.approx(objective_by_token(trace, holding(res.placement), topo.hop))
+    assert res.objective >= optimum(trace, topo) - 1e-9
     assert res.bound <= res.objective
 
 
@@ -162,20 +132,20 @@ def test_layer_descent_is_optimal_on_a_chain_with_planted_blocks():
     perms = [rng.permutation(E) for _ in range(L)]
     base = rng.integers(0, 2, size=T) * 2 + rng.integers(0, 2, size=T)
     ids = np.stack([perms[l][(base + (l % 2)) % 2 + (base // 2) * 2] for l in range(L)])[:, :, None]
-    from placer.model.trace import Trace
     trace = Trace(expert_ids=ids.astype(np.uint8), num_experts=E)
-    prof = profile_of(trace)
+    prof = Profile.from_trace(trace)
     g, name = descent_start(prof, Topology.uniform(2), Constraints(), None)
     assert name == "layer_descent"
-    assert token_coherent_cost(trace, holding(g, 2), Topology.uniform(2).hop) == pytest.approx(0.0)
+    assert coherent_by_token(trace, holding(g, 2), Topology.uniform(2).hop)[0].sum() == pytest.approx(0.0)
     res = solve("exflow", prof, Topology.uniform(2), Constraints())
     assert res.objective == pytest.approx(0.0) and res.status == "optimal"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_same_seed_same_placement(backend):
-    trace = random_trace(np.random.default_rng(9), 2, 8, 2, T=80, affinity=0.4)
-    prof = profile_of(trace)
+    trace = random_trace(9, 2, 8, 2, 80, affinity=0.4)
+    prof = Profile.from_trace(trace)
     topo = Topology.uniform(4)
     runs = [solve("exflow", prof, topo, Constraints(backend=backend, seed=3, time_limit=20), {"formulation": "compact"}) for _ in range(2)]
     assert np.array_equal(runs[0].placement.phy2log, runs[1].placement.phy2log)
@@ -184,8 +154,8 @@ def test_same_seed_same_placement(backend):
 def test_relabelling_gpus_changes_no_objective():
     from placer.cost.objectives import Objective
     from placer.solvers.exact.models import canonical_relabel
-    trace = random_trace(np.random.default_rng(4), 3, 8, 2, T=50)
-    prof = profile_of(trace)
+    trace = random_trace(4, 3, 8, 2, 50, affinity=0.6)
+    prof = Profile.from_trace(trace)
     topo = Topology.uniform(4, 2, inter_node_cost=5.0)
     g = np.stack([np.random.default_rng(l).permutation(np.arange(8) // 2) for l in range(3)])
     r = canonical_relabel(g, 4, 2)
@@ -216,16 +186,12 @@ def test_missing_pulp_backend_names_the_package():
 
 
 def test_replicas_and_general_topologies_are_refused():
-    trace = random_trace(np.random.default_rng(0), 2, 4, 1, T=10)
-    prof = profile_of(trace)
+    trace = random_trace(0, 2, 4, 1, 10, affinity=0.6)
+    prof = Profile.from_trace(trace)
     with pytest.raises(PlacerError, match="replicas"):
         solve("exflow", prof, Topology.uniform(2), Constraints(replicas=2))
-    bw = np.array([[0, 4, 2, 1], [4, 0, 1, 2], [2, 1, 0, 4], [1, 2, 4, 0]], float) * 1e9
     with pytest.raises(PlacerError, match="partition"):  # the MILP needs two hop levels (the dp does not)
-        solve("exflow", prof, Topology.from_bandwidth_matrix(bw), Constraints(), {"formulation": "compact"})
-
-
-GENERAL_BW = np.array([[0, 4, 2, 1], [4, 0, 1, 2], [2, 1, 0, 4], [1, 2, 4, 0]], float) * 1e9
+        solve("exflow", prof, Topology.from_bandwidth_matrix(GENERAL_BW), Constraints(), {"formulation": "compact"})
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -240,26 +206,27 @@ def test_chain_dp_equals_brute_force(seed, K, topo_kind, cost, imb, load_weight)
     if cost == "ep" and K == 1:
         K = 2
     E = 4 if topo.num_gpus == 4 else 6
-    trace = random_trace(np.random.default_rng(seed), 2, E, K, T=30, affinity=0.5)
-    best = brute(trace, topo, cost=cost, load_weight=load_weight, max_imbalance=imb)
+    trace = random_trace(seed, 2, E, K, 30, affinity=0.5)
+    best = optimum(trace, topo, cost=cost, load_weight=load_weight, max_imbalance=imb)
     cons = Constraints(cost=cost, max_imbalance=imb)
     if not np.isfinite(best):
         with pytest.raises(PlacerError, match="max-imbalance"):
-            solve("joint", profile_of(trace), topo, cons, {"load_weight": load_weight})
+            solve("joint", Profile.from_trace(trace), topo, cons, {"load_weight": load_weight})
         return
-    res = solve("joint", profile_of(trace), topo, cons, {"load_weight": load_weight})
+    res = solve("joint", Profile.from_trace(trace), topo, cons, {"load_weight": load_weight})
     assert res.status == "optimal"
-    assert value_of(trace, topo, res.placement, cost=cost, load_weight=load_weight) == pytest.approx(best)
+    value = objective_by_token(trace, holding(res.placement), topo.hop, cost=cost, load_weight=load_weight)
+    assert value == pytest.approx(best)
     assert res.objective == pytest.approx(best)
 
 
 def test_one_expert_per_gpu_chain_of_matchings_is_optimal():
     # S = 1 on one node: 4 experts on 4 GPUs, 3 layers, against all 24^3 placements
-    trace = random_trace(np.random.default_rng(8), 3, 4, 2, T=40, affinity=0.5)
+    trace = random_trace(8, 3, 4, 2, 40, affinity=0.5)
     topo = Topology.uniform(4)
-    res = solve("exflow", profile_of(trace), topo, Constraints())
+    res = solve("exflow", Profile.from_trace(trace), topo, Constraints())
     assert "assignments" in res.details["formulation"]
-    assert value_of(trace, topo, res.placement) == pytest.approx(brute(trace, topo))
+    assert objective_by_token(trace, holding(res.placement), topo.hop) == pytest.approx(optimum(trace, topo))
 
 
 # ------------------------------------------------------------------ the local search (warm start)
@@ -268,11 +235,11 @@ def test_assignment_move_is_the_best_layer_given_its_neighbours():
     rng = np.random.default_rng(3)
     topo = Topology.uniform(3)
     for _ in range(3):
-        trace = random_trace(rng, 3, 6, 2, T=60, affinity=0.5)
-        prob = build_problem(profile_of(trace), topo, Constraints())
+        trace = random_trace(rng, 3, 6, 2, 60, affinity=0.5)
+        prob = build_problem(Profile.from_trace(trace), topo, Constraints())
         gpu = np.stack([rng.permutation(np.arange(6) // 2) for _ in range(3)])
         best = np.inf
-        for a in layer_assignments(6, 3):
+        for a in assignments(6, 3):
             trial = gpu.copy()
             trial[1] = a
             best = min(best, objective(prob, trial))
@@ -285,20 +252,20 @@ def test_assignment_move_is_the_best_layer_given_its_neighbours():
 def test_swaps_reach_the_ep_optimum_when_one_swap_reaches_everything(seed, K):
     # 4 experts on 2 GPUs: one swap reaches every other split, and ep layers are independent
     from placer.solvers.baselines import first_copy_gpus
-    trace = random_trace(np.random.default_rng(seed), 2, 4, K, T=30, affinity=0.2)
+    trace = random_trace(seed, 2, 4, K, 30, affinity=0.2)
     topo = Topology.uniform(2)
-    prob = build_problem(profile_of(trace), topo, Constraints(cost="ep"))
+    prob = build_problem(Profile.from_trace(trace), topo, Constraints(cost="ep"))
     g = first_copy_gpus("contiguous", 2, 4, 2)
     refine(prob, g, math.inf)
-    assert token_pair_cut(trace, g, topo.hop) == pytest.approx(brute(trace, topo, cost="ep"))
-    assert objective(prob, g) == pytest.approx(token_pair_cut(trace, g, topo.hop))
+    assert pairwise_by_token(trace, holding(g, 2), topo.hop) == pytest.approx(optimum(trace, topo, cost="ep"))
+    assert objective(prob, g) == pytest.approx(pairwise_by_token(trace, holding(g, 2), topo.hop))
 
 
 def test_search_keeps_load_limits_and_never_worsens():
     from placer.solvers.packing import balanced_packing
     for seed in range(5):
-        trace = random_trace(np.random.default_rng(seed), 3, 8, 2, T=80, affinity=0.5)
-        prof = profile_of(trace)
+        trace = random_trace(seed, 3, 8, 2, 80, affinity=0.5)
+        prof = Profile.from_trace(trace)
         topo = Topology.uniform(4, 2, inter_node_cost=3.0)
         load = prof.load.astype(float)
         start = balanced_packing(load, 4)[0]
@@ -316,20 +283,20 @@ def test_search_keeps_load_limits_and_never_worsens():
 def test_warm_start_meets_the_caps_and_is_no_worse_than_its_starts():
     from placer.solvers.exact.models import gpu_load_caps
     from placer.solvers.layer_descent import start_points
-    trace = random_trace(np.random.default_rng(6), 4, 8, 2, T=120, affinity=0.6)
-    prof = profile_of(trace)
+    trace = random_trace(6, 4, 8, 2, 120, affinity=0.6)
+    prof = Profile.from_trace(trace)
     topo = Topology.uniform(4, 2, inter_node_cost=3.0)
     for cost, imb in (("coherent", None), ("coherent", 1.3), ("ep", None), ("ep", 1.3)):
         cons = Constraints(cost=cost, max_imbalance=imb)
         caps = gpu_load_caps(prof, 4, imb)
         g, name = descent_start(prof, topo, cons, caps)
         assert name == "layer_descent"
-        loads = token_loads(trace, g, 4)
+        loads = loads_by_token(trace, holding(g, 4))
         assert np.all(np.bincount(g[0], minlength=4) == 2)
         if caps is not None:
             assert np.all(loads.max(axis=1) <= caps + 1e-9)
         prob = build_problem(prof, topo, cons, caps=caps)
         ok = [s for s in start_points(prof, 4, 0) if caps is None or
-              np.all(token_loads(trace, s, 4).max(axis=1) <= caps + 1e-9)]
+              np.all(loads_by_token(trace, holding(s, 4)).max(axis=1) <= caps + 1e-9)]
         assert all(objective(prob, g) <= objective(prob, s) + 1e-9 for s in ok)
         assert descent_start(prof, topo, cons, caps)[0].tobytes() == g.tobytes()

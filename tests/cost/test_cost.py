@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,150 +15,15 @@ from placer.model.placement import Placement
 from placer.model.profile import Profile
 from placer.model.topology import Topology
 from placer.model.trace import Trace
+from support.generate import instances, random_placement, random_trace
+from support.truths import coherent_by_token, ep_by_token, holding, home_gpus, loads_by_token
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-# ------------------------------------------------------------------ instances
-def random_placement(rng: np.random.Generator, L: int, E: int, G: int, gpn: int, replicas: int) -> Placement:
-    """A valid random placement: every expert once, then replicas on GPUs not holding them yet."""
-    S = (E + replicas) // G
-    rows = []
-    for _ in range(L):
-        slots = np.full(G * S, -1)
-        where = rng.permutation(G * S)[:E]
-        slots[where] = rng.permutation(E)
-        for p in np.flatnonzero(slots < 0):
-            g = p // S
-            held = set(slots[g * S:(g + 1) * S].tolist())
-            slots[p] = rng.choice([e for e in range(E) if e not in held])
-        rows.append(slots)
-    return Placement(np.array(rows), E, G, gpn).validate()
-
-
-def random_trace(rng: np.random.Generator, L: int, T: int, K: int, E: int, with_dropped: bool) -> Trace:
-    ids = np.stack([np.stack([rng.choice(E, K, replace=False) for _ in range(T)]) for _ in range(L)])
-    cuts = np.sort(rng.choice(np.arange(1, T), size=min(T - 1, int(rng.integers(0, 4))), replace=False)) if T > 1 else []
-    offsets = np.concatenate([[0], cuts, [T]]).astype(np.int64)
-    dropped = (rng.random((L, T)) < 0.15) if with_dropped else None
-    return Trace(ids.astype(np.uint8), E, seq_offsets=offsets, dropped=dropped).validate()
-
-
-@st.composite
-def instances(draw, max_replicas: int = 6, k_max: int = 3, allow_dropped: bool = True):
-    seed = draw(st.integers(0, 2**31 - 1))
-    rng = np.random.default_rng(seed)
-    G = draw(st.sampled_from([1, 2, 3, 4, 6]))
-    gpn = draw(st.sampled_from([d for d in (1, 2, 3, G) if G % d == 0]))
-    S = draw(st.integers(1, 3))
-    E = draw(st.integers(max(1, S), G * S))
-    E = max(E, S)
-    if E > G * S:
-        E = G * S
-    replicas = G * S - E
-    if replicas > max_replicas:
-        E = G * S - max_replicas
-        E = max(E, S)
-        replicas = G * S - E
-    L = draw(st.integers(1, 3))
-    K = draw(st.integers(1, min(k_max, E)))
-    T = draw(st.integers(1, 25))
-    trace = random_trace(rng, L, T, K, E, allow_dropped and draw(st.booleans()))
-    pl = random_placement(rng, L, E, G, gpn, replicas)
-    cost = draw(st.sampled_from([None, 3.0, 18.0]))
-    topo = Topology.uniform(G, gpn, inter_node_cost=cost)
-    return trace, pl, topo
-
-
-# ------------------------------------------------------------ plain references
-def gpus_of(pl: Placement, l: int, e: int) -> list[int]:
-    """GPUs holding expert e at layer l, in ascending physical slot order."""
-    S = pl.slots_per_gpu
-    return [p // S for p in range(pl.num_slots) if pl.phy2log[l, p] == e]
-
-
-def is_dropped(trace: Trace, l: int, t: int) -> bool:
-    return trace.dropped is not None and bool(trace.dropped[l, t])
-
-
-def ref_coherent(trace: Trace, pl: Placement, topo: Topology):
-    L, T, K = trace.expert_ids.shape
-    G = topo.num_gpus
-    per_layer = np.zeros(max(L - 1, 0))
-    traffic = np.zeros((max(L - 1, 0), G, G))
-    for t in range(T):
-        for l in range(L - 1):
-            if is_dropped(trace, l, t) or is_dropped(trace, l + 1, t):
-                continue
-            for i in trace.expert_ids[l, t]:
-                for j in trace.expert_ids[l + 1, t]:
-                    best, pair = None, None
-                    for a in gpus_of(pl, l, int(i)):        # lowest slot of i first,
-                        for b in gpus_of(pl, l + 1, int(j)):  # then lowest slot of j
-                            if best is None or topo.hop[a, b] < best:
-                                best, pair = topo.hop[a, b], (a, b)
-                    per_layer[l] += best / K**2
-                    if pair[0] != pair[1]:
-                        traffic[l][pair] += 1 / K**2
-    return per_layer, traffic
-
-
-def ref_home(trace: Trace, G: int) -> list[int]:
-    """Sequence s on GPU s % G; one sequence: G equal token blocks."""
-    off = trace.offsets
-    if len(off) == 2:
-        T = trace.num_tokens
-        return [next(g for g in range(G) if t < (g + 1) * T / G) for t in range(T)]
-    home = []
-    for s in range(len(off) - 1):
-        home += [s % G] * int(off[s + 1] - off[s])
-    return home
-
-
-def ref_ep(trace: Trace, pl: Placement, topo: Topology, home: list[int]):
-    """Brute force over all sets of remote GPUs: fewest, then cheapest from home, then lowest ids."""
-    L, T, K = trace.expert_ids.shape
-    G = topo.num_gpus
-    traffic = np.zeros((L, G, G), np.int64)
-    spanned = served = 0
-    for t in range(T):
-        h = home[t]
-        remote = [g for g in range(G) if g != h]
-        for l in range(L):
-            if is_dropped(trace, l, t):
-                continue
-            holders = [set(gpus_of(pl, l, int(e))) for e in trace.expert_ids[l, t]]
-            best = None
-            for size in range(0, G + 1):
-                for C in itertools.combinations(remote, size):
-                    if all(hs & (set(C) | {h}) for hs in holders):
-                        hsum = sum(topo.hop[h, g] for g in C)
-                        if best is None or hsum < best[1] - 1e-9:
-                            best = (C, hsum)
-                if best is not None:
-                    break
-            for g in best[0]:
-                traffic[l, h, g] += 1
-            spanned += len(best[0]) + any(h in hs for hs in holders)
-            served += 1
-    return traffic, spanned, served
-
-
-def ref_load(trace: Trace, pl: Placement):
-    L, T, K = trace.expert_ids.shape
-    load = np.zeros((L, pl.num_gpus))
-    for l in range(L):
-        for t in range(T):
-            if is_dropped(trace, l, t):
-                continue
-            for e in trace.expert_ids[l, t]:
-                gs = gpus_of(pl, l, int(e))
-                for g in gs:
-                    load[l, g] += 1 / len(gs)
-    return load
-
-
 def ref_alltoall(B: np.ndarray, topo: Topology) -> float:
+    """The all-to-all time of a ``[G, G]`` byte matrix: the slowest GPU's sends or receives,
+    one latency plus bytes over bandwidth per peer."""
     G = B.shape[0]
     worst = 0.0
     for g in range(G):
@@ -175,7 +38,8 @@ def ref_alltoall(B: np.ndarray, topo: Topology) -> float:
 @given(instances())
 def test_coherent_matches_per_token_loop(inst):
     trace, pl, topo = inst
-    per_layer, layer_traffic = ref_coherent(trace, pl, topo)
+    per_layer, pairs = coherent_by_token(trace, holding(pl), topo.hop)
+    layer_traffic = pairs / trace.top_k**2
     res = coherent_cost(trace, pl, topo, chunk_tokens=7, hidden_size=3, dtype_bytes=2)
     np.testing.assert_allclose(res.per_layer, per_layer, atol=1e-9)
     np.testing.assert_allclose(res.traffic, layer_traffic.sum(axis=0), atol=1e-9)
@@ -192,8 +56,7 @@ def test_coherent_matches_per_token_loop(inst):
 def test_ep_matches_brute_force_cover(inst):
     trace, pl, topo = inst
     G = topo.num_gpus
-    home = ref_home(trace, G)
-    traffic, spanned, served = ref_ep(trace, pl, topo, home)
+    traffic, spanned, served = ep_by_token(trace, holding(pl), topo.hop, home_gpus(trace, G))
     res = ep_cost(trace, pl, topo, hidden_size=16, dtype_bytes=2, chunk_tokens=5)
     np.testing.assert_array_equal(res.per_layer, traffic.sum(axis=(1, 2)))
     np.testing.assert_array_equal(res.traffic, traffic.sum(axis=0))
@@ -213,7 +76,7 @@ def test_ep_every_cover_search_path_agrees_with_brute_force(inst):
     """Bit-mask search (G <= 64), renumbered bit masks (any G), generic search, and the
     per-token fallbacks."""
     trace, pl, topo = inst
-    traffic, spanned, served = ref_ep(trace, pl, topo, ref_home(trace, topo.num_gpus))
+    traffic, spanned, served = ep_by_token(trace, holding(pl), topo.hop, home_gpus(trace, topo.num_gpus))
     for bitmask, combos, local in ((64, 4096, 64), (64, 0, 64), (0, 4096, 64), (0, 0, 64), (0, 4096, 0), (0, 0, 0)):
         limits = CoverLimits(max_vector_combos=combos, bitmask_max_gpus=bitmask, local_max_candidates=local)
         res = ep_cost(trace, pl, topo, limits=limits)
@@ -241,7 +104,7 @@ def test_first_occurrence_both_ways(G, K, seed):
 @given(instances())
 def test_load_matches_per_token_loop(inst):
     trace, pl, topo = inst
-    ref = ref_load(trace, pl)
+    ref = loads_by_token(trace, holding(pl))
     res = load_cost(trace, pl)
     np.testing.assert_allclose(res.gpu_load, ref, atol=1e-9)
     for l in range(trace.num_layers):
@@ -264,7 +127,7 @@ def test_relabelling_gpus_changes_no_cost(inst, seed):
     new_of_old = np.argsort(perm)
     pl2 = Placement(pl.phy2log.reshape(pl.num_layers, G, S)[:, perm].reshape(pl.num_layers, -1),
                     pl.num_experts, G, gpn).validate()
-    home = np.array(ref_home(trace, G))
+    home = home_gpus(trace, G)
     a = ep_cost(trace, pl, topo, home=home, hidden_size=8)
     b = ep_cost(trace, pl2, topo, home=new_of_old[home], hidden_size=8)
     assert (a.copies, a.bytes) == (b.copies, b.bytes)
@@ -304,9 +167,9 @@ def test_top1_single_node_coherent_is_share_of_gpu_changes(inst):
     gpu = pl.gpu_of
     L, T, _ = trace.expert_ids.shape
     ids = trace.expert_ids[:, :, 0].astype(int)
+    kept = np.ones((L, T), bool) if trace.dropped is None else ~trace.dropped
     changes = sum(gpu[l, ids[l, t]] != gpu[l + 1, ids[l + 1, t]]
-                  for t in range(T) for l in range(L - 1)
-                  if not (is_dropped(trace, l, t) or is_dropped(trace, l + 1, t)))
+                  for t in range(T) for l in range(L - 1) if kept[l, t] and kept[l + 1, t])
     res = coherent_cost(trace, pl, topo)
     assert res.per_transition == pytest.approx(changes / (T * (L - 1)) if L > 1 else 0.0)
 
@@ -373,11 +236,11 @@ def test_data_with_fewer_experts_than_the_placement(inst, extra):
 
 def test_mismatched_inputs_are_user_errors():
     rng = np.random.default_rng(0)
-    trace = random_trace(rng, 2, 10, 2, 8, False)
-    pl = random_placement(rng, 3, 8, 2, 2, 0)
+    trace = random_trace(rng, 2, 8, 2, 10)
+    pl = random_placement(rng, 3, 8, 2)
     with pytest.raises(PlacerError, match="3 layers"):
         coherent_cost(trace, pl, Topology.uniform(2))
-    pl = random_placement(rng, 2, 8, 2, 2, 0)
+    pl = random_placement(rng, 2, 8, 2)
     with pytest.raises(PlacerError, match="--gpus 2"):
         ep_cost(trace, pl, Topology.uniform(4))
     with pytest.raises(PlacerError, match="per-token trace"):

@@ -11,34 +11,8 @@ from placer.errors import PlacerError
 from placer.model.profile import Profile
 from placer.model.trace import Trace
 from placer.traces.load import load_input, load_trace, profile_of
-
-
-def loop_counts(ids, top1, dropped, E):
-    """The definitions, one token at a time."""
-    L, T, K = ids.shape
-    load = np.zeros((L, E), np.int64)
-    trans = np.zeros((max(L - 1, 0), E, E), np.int64)
-    trans1 = np.zeros_like(trans)
-    coact = np.zeros((L, E, E), np.int64)
-    for l in range(L):
-        for t in range(T):
-            if dropped is not None and dropped[l, t]:
-                continue
-            for a in ids[l, t]:
-                load[l, a] += 1
-            for a in ids[l, t]:
-                for b in ids[l, t]:
-                    if a != b:
-                        coact[l, a, b] += 1
-            if l + 1 < L and (dropped is None or not dropped[l + 1, t]):
-                for a in ids[l, t]:
-                    for b in ids[l + 1, t]:
-                        trans[l, a, b] += 1
-                trans1[l, top1[l, t], top1[l + 1, t]] += 1
-    for l in range(L):
-        for e in range(E):
-            coact[l, e, e] = load[l, e]
-    return load, trans, trans1, coact
+from support.generate import random_trace
+from support.truths import token_counts
 
 
 @st.composite
@@ -48,12 +22,8 @@ def traces(draw):
     E = draw(st.integers(2, 7))
     K = draw(st.integers(1, E))
     seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    ids = np.stack([np.stack([rng.choice(E, K, replace=False) for _ in range(T)]) for _ in range(L)]).astype(np.uint8)
-    weights = rng.random((L, T, K)).astype(np.float32) if draw(st.booleans()) else None
-    dropped = rng.random((L, T)) < 0.2 if draw(st.booleans()) else None
-    chunk = draw(st.integers(1, 40))
-    return Trace(expert_ids=ids, num_experts=E, gate_weights=weights, dropped=dropped), chunk
+    trace = random_trace(seed, L, E, K, T, weights=draw(st.booleans()), dropped=0.2 if draw(st.booleans()) else 0.0)
+    return trace, draw(st.integers(1, 40))
 
 
 @settings(max_examples=60, deadline=None)
@@ -61,7 +31,7 @@ def traces(draw):
 def test_counts_equal_python_loops(case):
     trace, chunk = case
     prof = Profile.from_trace(trace, chunk_tokens=chunk)
-    load, trans, trans1, coact = loop_counts(np.asarray(trace.expert_ids), trace.top1(), trace.dropped, trace.num_experts)
+    load, trans, trans1, coact = token_counts(trace)
     assert np.array_equal(prof.load, load)
     assert np.array_equal(prof.trans, trans)
     assert np.array_equal(prof.trans_top1, trans1)
@@ -70,9 +40,7 @@ def test_counts_equal_python_loops(case):
 
 
 def test_sums_and_symmetry():
-    rng = np.random.default_rng(0)
-    ids = np.stack([np.stack([rng.choice(16, 4, replace=False) for _ in range(500)]) for _ in range(3)])
-    prof = Profile.from_trace(Trace(expert_ids=ids, num_experts=16), chunk_tokens=64)
+    prof = Profile.from_trace(random_trace(0, 3, 16, 4, 500), chunk_tokens=64)
     assert prof.load.sum(axis=1).tolist() == [500 * 4] * 3
     assert prof.trans.sum(axis=(1, 2)).tolist() == [500 * 16] * 2
     assert prof.trans_top1.sum(axis=(1, 2)).tolist() == [500] * 2

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +27,7 @@ from placer.traces.collect.hooks import layer_of  # noqa: E402
 from placer.traces.collect.models import parse_overrides  # noqa: E402
 from placer.traces.collect.prompts import batches, byte_tokens, token_sequences  # noqa: E402
 from placer.model.trace import Trace  # noqa: E402
-from conftest import assert_user_error  # noqa: E402
+from support.cli import assert_user_error, run_python  # noqa: E402
 
 # Prompts of very different lengths, so a batch of 3 is heavily padded.
 PROMPTS = [
@@ -125,6 +124,7 @@ def arch_model(request):
     return arch, col.load_model(arch, from_config=overrides(arch), seed=3)
 
 
+@pytest.mark.slow
 def test_collected_ids_match_router_recomputed_one_by_one(arch_model, tmp_path):
     arch, loaded = arch_model
     out = tmp_path / "t.npz"
@@ -180,6 +180,7 @@ def olmoe_model():
     return col.load_model("olmoe", from_config=overrides("olmoe"), seed=1)
 
 
+@pytest.mark.slow
 def test_shards_max_tokens_and_determinism(olmoe_model, tmp_path):
     loaded = olmoe_model
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
@@ -198,6 +199,7 @@ def test_shards_max_tokens_and_determinism(olmoe_model, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "c.npz"]
 
 
+@pytest.mark.slow
 def test_interrupted_collection_leaves_nothing(olmoe_model, tmp_path):
     loaded = olmoe_model
     calls = []
@@ -258,6 +260,7 @@ def test_prompt_files_and_overrides(tmp_path):
 
 
 # ------------------------------------------------------------------------------ CLI
+@pytest.mark.slow
 def test_cli_collects_and_prints_json(tmp_path, capsys):
     prompts = tmp_path / "p.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
@@ -284,13 +287,9 @@ def _run_inprocess(capsys, *args):
 
 
 def test_collect_command_does_not_import_torch_until_it_runs():
-    import subprocess
-    import sys
     code = ("import sys, placer, placer.cli, placer.commands.collect, placer.traces.collect; "
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert proc.stdout.split() == ["False", "False"], proc.stderr
+    assert run_python(code).split() == ["False", "False"]
 
 
 def test_cli_empty_prompt_file_as_a_subprocess(cli, tmp_path):
@@ -302,7 +301,9 @@ def test_cli_empty_prompt_file_as_a_subprocess(cli, tmp_path):
     assert list(tmp_path.iterdir()) == [prompts]
 
 
-@pytest.mark.parametrize("case", ["no_config", "no_moe", "unhookable", "empty_prompts", "cuda", "bad_override"])
+# slow: the first three load transformers configs
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) for c in ("no_config", "no_moe", "unhookable")]
+                         + ["empty_prompts", "cuda", "bad_override"])
 def test_cli_bad_input(case, tmp_path, capsys):
     prompts = tmp_path / "p.txt"
     prompts.write_text("hello\n")
@@ -333,6 +334,7 @@ def test_cli_bad_input(case, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.slow
 def test_local_checkpoint_directory(tmp_path, capsys):
     """A saved *ForCausalLM checkpoint with its tokenizer: the base model's routers are hooked,
     the tokenizer is used, and the trace equals collecting from the same model in memory."""

@@ -15,20 +15,14 @@ from hypothesis import strategies as st
 from placer.model.profile import Profile
 from placer.analysis.stats import locality_bound, load_skew, max_conditional_probability, nmi, summarize
 from placer.model.trace import Trace
-
-
-def layer_placements(E, G, S):
-    """Every map expert -> GPU with at most S experts per GPU (no replicas)."""
-    for g in itertools.product(range(G), repeat=E):
-        if max(Counter(g).values()) <= S:
-            yield np.array(g)
+from support.brute import assignments
 
 
 def best_kept_share(trans, G):
     """Brute force over all placements of all layers: the largest share kept on one GPU."""
     Lm1, E, _ = trans.shape
     S = -(-E // G)
-    per_layer = list(layer_placements(E, G, S))
+    per_layer = assignments(E, G, most=S)
     best = 0.0
     for combo in itertools.product(per_layer, repeat=Lm1 + 1):
         kept = sum(trans[l][combo[l][:, None] == combo[l + 1][None, :]].sum() for l in range(Lm1))
@@ -122,6 +116,7 @@ def test_summarize_on_planted_structure():
     assert r["affinity"]["nmi_top1"]["mean"] < 0.05 < s["affinity"]["nmi_top1"]["mean"]
 
 
+@pytest.mark.slow
 def test_inspect_cli_trace_profile_and_import_agree(tmp_path, cli):
     t = planted_trace(T=500)
     t.save(tmp_path / "t.npz")
@@ -138,6 +133,7 @@ def test_inspect_cli_trace_profile_and_import_agree(tmp_path, cli):
     assert outs[0]["kind"] == "trace" and outs[1]["kind"] == "profile" and outs[0]["tokens"] == 500
 
 
+@pytest.mark.slow
 def test_inspect_plots_and_table(tmp_path, cli):
     planted_trace(T=300).save(tmp_path / "t.npz")
     proc = cli("inspect", tmp_path / "t.npz", "--gpus", "2", "--plots", tmp_path / "plots")

@@ -18,14 +18,8 @@ from placer.solvers.baselines import baseline_placement
 from placer.solvers.eplb import rebalance_experts
 from placer.solvers.packing import balanced_packing
 from placer.model.topology import Topology
-
-def slot_loads(load, phy2log, G):
-    """Plain reference for GPU loads ``[L, G]``: each slot carries its expert's load / copies."""
-    out = np.zeros((len(phy2log), G))
-    for l, row in enumerate(phy2log):
-        for p, e in enumerate(row):
-            out[l, p // (len(row) // G)] += load[l][e] / list(row).count(e)
-    return out
+from support.generate import expert_loads
+from support.truths import slot_imbalance, slot_loads
 
 
 # github.com/deepseek-ai/EPLB README: 2 layers x 12 experts, 16 physical experts, 4 groups,
@@ -105,10 +99,7 @@ def eplb_instances(draw):
     if R is None:
         E, R = G, 0
     groups = draw(st.sampled_from([d for d in range(1, E + 1) if E % d == 0]))
-    L = draw(st.integers(1, 3))
-    load = np.array(draw(st.lists(st.lists(st.integers(0, 1000), min_size=E, max_size=E),
-                                  min_size=L, max_size=L)))
-    return load, E, G, nodes, R, groups
+    return draw(expert_loads(E)), E, G, nodes, R, groups
 
 
 @settings(max_examples=150, deadline=None)
@@ -137,10 +128,7 @@ def test_registered_solver_is_valid_and_reports_load(inst):
     res = solve("eplb", prof, Topology.uniform(G, G // nodes), Constraints(replicas=R), {"num_groups": groups})
     pl = res.placement.validate()
     assert pl.num_slots == E + R
-    loads = slot_loads(load, pl.phy2log, G)
-    mean = loads.mean(axis=1)
-    ratio = np.where(mean > 0, loads.max(axis=1) / np.where(mean > 0, mean, 1), 1.0)
-    assert res.details["max_imbalance"] == pytest.approx(ratio.max())
+    assert res.details["max_imbalance"] == pytest.approx(slot_imbalance(load, pl.phy2log, G).max())
 
 
 def brute_force_best_max(weights, packs):
@@ -214,7 +202,7 @@ def test_eplb_never_worse_than_any_baseline_at_two_experts_per_gpu(G, per, seed_
     # With at most 2 experts per GPU (one node, no replicas) EPLB's packing is optimal
     # (test above), so no baseline can have a lower max GPU load.
     E = G * per
-    load = np.array(data.draw(st.lists(st.lists(st.integers(0, 1000), min_size=E, max_size=E), min_size=1, max_size=3)))
+    load = data.draw(expert_loads(E))
     eplb, _, _ = rebalance_experts(load, E, 1, 1, G)
     base = baseline_placement(seed_baseline, load, G, seed=data.draw(st.integers(0, 100)))
     assert np.all(slot_loads(load, eplb, G).max(axis=1) <= slot_loads(load, base.phy2log, G).max(axis=1) + 1e-9)

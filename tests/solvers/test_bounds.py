@@ -9,18 +9,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exact_refs import (all_gpu_of, layer_replica_sets, pairs_cost, profile_of, random_trace, token_coherent_cost,
-                        token_pair_cut, token_pairs)
 from placer.errors import PlacerError
+from placer.model.profile import Profile
+from placer.model.topology import Topology
+from placer.model.trace import Trace
 from placer.solvers.base import Constraints
 from placer.solvers.bounds import b_matching_max, lower_bound
-from placer.model.topology import Topology
+from support.brute import optimum, replica_holdings
+from support.generate import random_trace
+from support.truths import coherent_by_token
 
 
-def brute_min_coherent(trace, topo):
-    L, E, G = trace.num_layers, trace.num_experts, topo.num_gpus
-    P = token_pairs(trace)
-    return min(pairs_cost(P, g, topo.hop) for g in all_gpu_of(L, E, G))
+def bound(trace, topo, constraints):
+    return lower_bound(Profile.from_trace(trace), topo, constraints)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -28,16 +29,12 @@ def brute_min_coherent(trace, topo):
        shape=st.sampled_from([(4, 2, 2), (4, 4, 2), (6, 2, 2), (4, 4, 4)]), affinity=st.floats(0, 1))
 def test_coherent_bound_never_beaten(seed, L, K, shape, affinity):
     E, G, gpn = shape
-    if L == 3 and E == 6:
-        L = 2  # keep the enumeration small: 20^3 placements with token costs is slow
-    rng = np.random.default_rng(seed)
-    trace = random_trace(rng, L, E, K, T=30, affinity=affinity)
+    trace = random_trace(seed, L, E, K, 30, affinity=affinity)
     topo = Topology.uniform(G, gpn, inter_node_cost=3.0)
-    bound, name = lower_bound(profile_of(trace), topo, Constraints())
+    value, name = bound(trace, topo, Constraints())
     assert name
-    best = brute_min_coherent(trace, topo)
-    assert bound <= best + 1e-9
-    assert bound >= 0
+    assert value <= optimum(trace, topo) + 1e-9
+    assert value >= 0
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -45,58 +42,48 @@ def test_coherent_bound_never_beaten(seed, L, K, shape, affinity):
 def test_coherent_bound_with_replicas_never_beaten(seed, K, affinity):
     # 3 experts + 1 replica = 4 slots on 2 GPUs (S = 2): every holding of every layer
     E, G, R = 3, 2, 1
-    rng = np.random.default_rng(seed)
-    trace = random_trace(rng, 2, E, K, T=20, affinity=affinity)
+    trace = random_trace(seed, 2, E, K, 20, affinity=affinity)
     topo = Topology.uniform(G)
-    bound, _ = lower_bound(profile_of(trace), topo, Constraints(replicas=R))
-    sets = layer_replica_sets(E, G, 2)
-    best = min(token_coherent_cost(trace, np.stack([a, b]), topo.hop) for a, b in itertools.product(sets, sets))
-    assert bound <= best + 1e-9
+    value, _ = bound(trace, topo, Constraints(replicas=R))
+    sets = replica_holdings(E, G, 2)
+    best = min(coherent_by_token(trace, np.stack(pair), topo.hop)[0].sum() for pair in itertools.product(sets, sets))
+    assert value <= best + 1e-9
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), K=st.integers(2, 3), shape=st.sampled_from([(4, 2, 2), (6, 2, 2), (6, 3, 3), (4, 4, 2)]))
 def test_ep_bound_never_beaten(seed, K, shape):
     E, G, gpn = shape
-    rng = np.random.default_rng(seed)
-    trace = random_trace(rng, 2, E, K, T=30, affinity=0.3)
+    trace = random_trace(seed, 2, E, K, 30, affinity=0.3)
     topo = Topology.uniform(G, gpn, inter_node_cost=2.5)
-    bound, _ = lower_bound(profile_of(trace), topo, Constraints(cost="ep"))
-    best = min(token_pair_cut(trace, g, topo.hop) for g in all_gpu_of(2, E, G))
-    assert bound <= best + 1e-9
+    value, _ = bound(trace, topo, Constraints(cost="ep"))
+    assert value <= optimum(trace, topo, cost="ep") + 1e-9
 
 
 def test_bound_is_tight_on_block_diagonal_affinity():
     # every token stays inside expert blocks {0,1} / {2,3}: a placement keeps everything, cost 0,
     # and the bound must then be 0; with all affinity across blocks it must be positive
     ids = np.array([[[0], [1], [2], [3]], [[1], [0], [3], [2]]], np.uint8)
-    from placer.model.trace import Trace
     trace = Trace(expert_ids=ids, num_experts=4)
-    topo = Topology.uniform(2)
-    bound, _ = lower_bound(profile_of(trace), topo, Constraints())
-    assert bound == pytest.approx(0.0)
+    assert bound(trace, Topology.uniform(2), Constraints())[0] == pytest.approx(0.0)
     # 4 experts on 4 GPUs (S = 1): every transition that changes expert identity... each token
     # goes i -> pi(i); one expert per GPU, so a token stays only if i and pi(i) share the GPU:
     # layer 1 can be permuted to follow layer 0 exactly, so the optimum is still 0.
-    bound4, _ = lower_bound(profile_of(trace), Topology.uniform(4), Constraints())
-    assert bound4 == pytest.approx(0.0)
+    assert bound(trace, Topology.uniform(4), Constraints())[0] == pytest.approx(0.0)
 
 
 def test_bound_equals_optimum_when_every_token_fans_out_uniformly():
     # top-4 over 4 experts: every token touches every expert, so every placement on 2 GPUs moves
     # exactly half of each token's K x K pairs across GPUs: cost = T * (L-1) / 2.
-    from placer.model.trace import Trace
     T = 10
     ids = np.tile(np.arange(4, dtype=np.uint8), (2, T, 1))
     trace = Trace(expert_ids=ids, num_experts=4)
-    bound, _ = lower_bound(profile_of(trace), Topology.uniform(2), Constraints())
-    assert bound == pytest.approx(T / 2)
+    assert bound(trace, Topology.uniform(2), Constraints())[0] == pytest.approx(T / 2)
 
 
 def test_one_gpu_bound_is_zero():
-    rng = np.random.default_rng(0)
-    trace = random_trace(rng, 3, 4, 2, T=20)
-    assert lower_bound(profile_of(trace), Topology.uniform(1), Constraints())[0] == 0.0
+    trace = random_trace(0, 3, 4, 2, 20, affinity=0.6)
+    assert bound(trace, Topology.uniform(1), Constraints())[0] == 0.0
 
 
 def test_b_matching_against_enumeration():
@@ -118,7 +105,6 @@ def test_b_matching_against_enumeration():
 
 
 def test_bound_needs_transitions():
-    from placer.model.profile import Profile
     prof = Profile(load=np.ones((2, 4), np.int64), num_tokens=2, top_k=2)
     with pytest.raises(PlacerError, match="transition"):
         lower_bound(prof, Topology.uniform(2), Constraints())
@@ -127,7 +113,6 @@ def test_bound_needs_transitions():
 def test_bound_is_fast_at_deepseek_size():
     # 58 x 256 experts, 64 GPUs in 8 nodes: a dense random transition tensor (worst case for the
     # flow), checked for finishing at all here; its time is recorded by benchmarks/bench_exact.py
-    from placer.model.profile import Profile
     rng = np.random.default_rng(0)
     L, E = 6, 256
     trans = rng.integers(0, 50, size=(L - 1, E, E))
