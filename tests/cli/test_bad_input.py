@@ -144,7 +144,7 @@ def _unknown_format(tmp_path):
 def _unknown_format_flag(tmp_path):
     p = tmp_path / "ok.json"
     p.write_text(json.dumps({"0": [[0]]}))
-    return p, ("unknown format 'csv'",), ("--format", "csv")
+    return p, ("unknown input format 'csv'",), ("--format", "csv")
 
 
 def _truncated_npy(tmp_path):
