@@ -67,7 +67,7 @@ class Replicas(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
         s = str(value).strip().lower()
         try:
-            ok = (float(s[:-1]) >= 0) if s.endswith("x") else int(s) >= 0
+            ok = (0 <= float(s[:-1]) < math.inf) if s.endswith("x") else int(s) >= 0
         except ValueError:
             ok = False
         if not ok:
@@ -198,7 +198,7 @@ def topology_options(fn: Callable) -> Callable:
                           f"{DEFAULT_GPUS_PER_NODE}, else all in one node; evaluate: the placement's own]."),
         click.option("--inter-node-cost", type=NON_NEGATIVE, default=None,
                      help="Hop cost of a cross-node transfer, same-node = 1 [default: NVLink/NIC bandwidth ratio, 18]."),
-        click.option("--topology", "topology_file", type=click.Path(dir_okay=False), default=None,
+        click.option("--topology", "topology_file", type=BANDWIDTH_FILE, default=None,
                      help="G x G bandwidth matrix in bytes/s (.npy or text) instead of uniform nodes."),
     ])
 
@@ -215,7 +215,7 @@ def constraint_options(fn: Callable) -> Callable:
         click.option("--time-limit", type=SECONDS, default=60.0, show_default=True,
                      help="Seconds of search per solve."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of every randomised step."),
-        click.option("--backend", default=None,
+        click.option("--backend", type=BACKEND, default=None,
                      help="Exact backend: cpsat (default), highs, cbc, or a PuLP solver name."),
         click.option("--threads", type=POSITIVE_INT, default=1, show_default=True,
                      help="Backend threads (1 is deterministic)."),
@@ -258,7 +258,7 @@ def json_option(fn: Callable) -> Callable:
 
 
 def output_option(help: str) -> Callable:
-    return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help=help)
+    return click.option("-o", "--output", type=OUTPUT_PATH, required=True, help=help)
 
 
 SPLITS = ("all", "train", "test")
@@ -326,3 +326,62 @@ def load_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     """Pop :func:`import_options`' values from a command's keyword arguments for ``load_input``."""
     return {"fmt": kw.pop("fmt"), "num_experts": kw.pop("num_experts"), "key": kw.pop("key"),
             "top_k": kw.pop("top_k"), "num_hidden_layers": kw.pop("num_hidden_layers")}
+
+
+# =========================================================================== robustness (issue 15)
+# Types that check a value completely when it is parsed, before any work: where outputs may be
+# written (placer.fileio.check_output_file/_dir), the --topology file, the --backend name.
+# placer.cli also refuses an output that is one of the command's inputs.
+class OutputFile(click.ParamType):
+    """A file to write (:func:`placer.fileio.check_output_file`); the command gets ``path_type``."""
+
+    name = "file"
+
+    def __init__(self, path_type: type = str, folder: bool = False):
+        self.path_type, self.folder = path_type, folder
+        self.name = "folder" if folder else "file"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from placer.fileio import check_output_dir, check_output_file
+        try:
+            return self.path_type((check_output_dir if self.folder else check_output_file)(value))
+        except PlacerError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class BandwidthFile(click.ParamType):
+    """``--topology FILE``: a readable ``[G, G]`` bandwidth matrix (bytes/s), checked when parsed."""
+
+    name = "file"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from placer.model.topology import Topology, read_bandwidth_matrix
+        try:
+            Topology.from_bandwidth_matrix(read_bandwidth_matrix(value), name=str(value))
+        except PlacerError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+class Backend(click.ParamType):
+    """``--backend``: cpsat, highs, cbc (or an alias) or a PuLP solver name."""
+
+    name = "backend"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from placer.solvers.exact.milp import backend_name
+        if backend_name(str(value)) in ("cpsat", "highs", "cbc"):
+            return value
+        try:
+            import pulp
+            names = list(dict.fromkeys(pulp.listSolvers()))
+        except ImportError:
+            names = []
+        if value in names:
+            return value
+        self.fail(f"unknown backend {value!r}; use cpsat, highs, cbc" + (f" or a PuLP solver: {', '.join(names)}" if names else ""),
+                  param, ctx)
+
+
+OUTPUT_FILE, OUTPUT_PATH, OUTPUT_DIR = OutputFile(), OutputFile(Path), OutputFile(folder=True)
+BANDWIDTH_FILE, BACKEND = BandwidthFile(), Backend()

@@ -29,7 +29,7 @@ from placer.fileio import to_jsonable
               help="Replay the first N tokens of the trace (0 = all).")
 @click.option("--iters", type=POSITIVE_INT, default=3, show_default=True, help="Timed iterations (median reported).")
 @click.option("--warmup", type=NON_NEGATIVE_INT, default=1, show_default=True, help="Untimed iterations first.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds weights and activations.")
+@click.option("--seed", type=NON_NEGATIVE_INT, default=0, show_default=True, help="Seeds weights and activations.")
 @click.option("--timeout", "timeout_s", type=SECONDS, default=600.0, show_default=True,
               help="Seconds before a stuck run (or collective) is stopped.")
 @json_option

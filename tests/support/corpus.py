@@ -221,7 +221,7 @@ def native_trace(b: Builder) -> None:
     npz("metadata_2d", {**native_members(), "metadata": np.array([["a", "b"]])})
     npz("metadata_numeric", {**native_members(), "metadata": np.arange(3)})
     # expert ids of the wrong kind or size
-    ids = ids_base()
+    ids = ids_base().astype(np.int64)
     id_variants = {
         "float": ids.astype(np.float32) + 0.5, "float_nan": np.full(ids.shape, NAN), "complex": ids.astype(np.complex64),
         "bool": ids.astype(bool), "negative": ids.astype(np.int8) - 1,
@@ -267,10 +267,9 @@ def native_trace(b: Builder) -> None:
         p = b.path(f"truncated_{int(frac * 100)}", ".npz")
         p.write_bytes(data[: int(len(data) * frac)])
         b.add(p.stem, trace_runs(str(p)))
-    flipped = bytearray(data)
-    cd = data.rfind(b"PK\x01\x02")
-    flipped[cd + 20:cd + 28] = b"\xff" * 8          # central directory sizes
-    for name, content in {"central_dir_flipped": bytes(flipped), "empty": b"", "random": os.urandom(2048),
+    cd = data.find(b"PK\x01\x02")
+    garbled = data[:cd] + bytes(b ^ 0x5A for b in data[cd:])       # the central directory overwritten
+    for name, content in {"central_dir_garbled": garbled, "empty": b"", "random": os.urandom(2048),
                           "text": b"expert_ids,0,1\n", "zip_magic_only": b"PK\x05\x06" + bytes(18)}.items():
         p = b.path(name, ".npz")
         p.write_bytes(content)
@@ -491,7 +490,7 @@ def counts_npz(b: Builder) -> None:
                    "bool": np.array(True), "over_E": np.array(9)}.items():
         cn(f"top_k_{tag}", top_k=v)
     for tag, v in {"str": np.array("x"), "neg": np.array(-5), "frac": np.array(1.5), "array": np.array([12, 12]),
-                   "nan": np.array(NAN), "2^70": np.array(2.0**70), "mismatch": np.array(13)}.items():
+                   "nan": np.array(NAN), "2^70": np.array(2.0**70), "too_few": np.array(5)}.items():
         cn(f"num_tokens_{tag}", num_tokens=v)
     for tag, v in {"nan": np.where(load > 0, NAN, 0.0), "inf": np.full(load.shape, INF), "neg": -load,
                    "frac": load + 0.5, "complex": load.astype(complex), "bool": load > 0, "str": load.astype("U3"),
