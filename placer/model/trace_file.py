@@ -78,13 +78,13 @@ def write_trace_file(dest: str | Path, members: Mapping[str, np.ndarray | Path],
 
 
 def write_trace_from_shards(dest: str | Path, shards: Sequence[Mapping[str, Path]], metadata: dict[str, Any],
-                            workdir: Path, seq_offsets: np.ndarray | None = None) -> None:
+                            scratch: Any, seq_offsets: np.ndarray | None = None) -> None:
     """Concatenate token shards on disk into the native file at ``dest`` (atomically).
 
     ``shards[k][name]`` is an ``.npy`` file with shard k's tokens of member ``name`` (one of
     :data:`TOKEN_MEMBERS`, tokens along axis 1: ``[L, n_k, K]`` or ``[L, n_k]``); every shard has
     the same members, and the first shard's dtypes are the file's. Each member is filled shard by
-    shard through ``np.lib.format.open_memmap`` in ``workdir``, so memory is bounded by one shard
+    shard through ``np.lib.format.open_memmap`` in a file of ``scratch`` (a :class:`placer.fileio.Scratch`), so memory is bounded by one shard
     whatever the trace's size; ``seq_offsets [S + 1]`` (int64) is written as given.
     """
     if not shards:
@@ -94,7 +94,7 @@ def write_trace_from_shards(dest: str | Path, shards: Sequence[Mapping[str, Path
     members: dict[str, np.ndarray | Path] = {}
     for name in names:
         first = np.load(shards[0][name], mmap_mode="r")
-        out_path = workdir / f"{name}.npy"
+        out_path = scratch.new(f"{name}.npy")
         out = np.lib.format.open_memmap(out_path, mode="w+", dtype=first.dtype,
                                         shape=(first.shape[0], T, *first.shape[2:]))
         t0 = 0

@@ -7,6 +7,7 @@ import pytest
 
 from placer.errors import PlacerError
 from placer.model.trace import Trace, id_dtype
+from placer.fileio import Scratch
 from placer.model.trace_file import write_trace_from_shards
 from support.generate import random_trace
 
@@ -42,8 +43,11 @@ def test_shards_assemble_to_the_bytes_of_save(tmp_path):
             shard[name] = tmp_path / f"{k}.{name}.npy"
             np.save(shard[name], arr.astype(np.uint8) if name == "expert_ids" else arr)
         shards.append(shard)
-    write_trace_from_shards(tmp_path / "sharded.npz", shards, t.metadata(), tmp_path, seq_offsets=t.offsets)
+    with Scratch(tmp_path) as scratch:
+        write_trace_from_shards(tmp_path / "sharded.npz", shards, t.metadata(), scratch, seq_offsets=t.offsets)
     assert (tmp_path / "sharded.npz").read_bytes() == (tmp_path / "saved.npz").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["saved.npz", "sharded.npz", *(
+        f"{k}.{n}.npy" for k in range(3) for n in ("expert_ids", "gate_weights", "dropped"))])   # no scratch left
     back = Trace.load(tmp_path / "sharded.npz")
     assert isinstance(back.expert_ids, np.memmap) and np.array_equal(back.dropped, t.dropped)
 
