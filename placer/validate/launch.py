@@ -161,11 +161,12 @@ def spawn(cfg: ReplayConfig, timeout_s: float) -> dict[str, Any]:
             procs = [ctx.Process(target=_spawned_rank, args=(r, cfg, run_dir, init, threads), daemon=True)
                      for r in range(cfg.world_size)]
             try:
+                # registered before any rank starts: a kill while they start leaves nothing either
+                reaper.folder(util.get_temp_dir())
+                reaper.pid(_start_forkserver(ctx))
                 for p in procs:
                     p.start()
                     reaper.pid(p.pid)
-                reaper.folder(util.get_temp_dir())
-                reaper.pid(_forkserver_pid())
                 with progress("replaying", total=cfg.passes, unit="passes") as advance:
                     _wait(procs, run_dir, timeout_s, advance)
             finally:
@@ -178,8 +179,12 @@ def spawn(cfg: ReplayConfig, timeout_s: float) -> dict[str, Any]:
         reaper.close()
 
 
-def _forkserver_pid() -> int | None:
+def _start_forkserver(ctx) -> int | None:
+    """Start the fork server now (it would start with the first rank) and return its pid."""
+    if ctx.get_start_method() != "forkserver":
+        return None
     from multiprocessing import forkserver
+    forkserver.ensure_running()
     return getattr(forkserver._forkserver, "_forkserver_pid", None)
 
 
