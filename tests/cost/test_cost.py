@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from placer.cost import (cost_model_names, CoverLimits, alltoall_time, coherent_cost, ep_cost, evaluate,
+from placer.cost import (default_costs, CoverLimits, alltoall_time, coherent_cost, ep_cost, evaluate,
                          first_occurrence, load_cost, passes_over_trace)
 from placer.cost.cover import _popcount_swar, popcount
 from placer.errors import PlacerError
@@ -255,7 +255,7 @@ def test_progress_counts_every_token_of_every_pass(inst):
     trace, pl, topo = inst
     seen = []
     evaluate(trace, pl, topo, chunk_tokens=4, progress=seen.append)
-    assert sum(seen) == trace.num_tokens * passes_over_trace(trace, cost_model_names())
+    assert sum(seen) == trace.num_tokens * passes_over_trace(trace, default_costs())
     prof_seen = []
     evaluate(Profile.from_trace(trace), pl, topo, progress=prof_seen.append)
     assert prof_seen == []
