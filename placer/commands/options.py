@@ -207,8 +207,10 @@ def constraint_options(fn: Callable) -> Callable:
     """What every solver honours: ``--cost``, ``--replicas``, ``--max-imbalance``,
     ``--time-limit``, ``--seed``, ``--backend``, ``--threads``."""
     return _apply(fn, [
-        click.option("--cost", type=click.Choice(["coherent", "ep"]), default="coherent", show_default=True,
-                     help="Communication model to minimise (ep: within-layer co-activation cut)."),
+        click.option("--cost", type=click.Choice(["ep", "coherent"]), default="ep", show_default=True,
+                     help="Communication model: ep (standard expert parallelism, what SGLang, vLLM, DeepEP and "
+                          "Megatron run: two all-to-alls a layer) or coherent (ExFlow: one exchange per layer "
+                          "transition)."),
         click.option("--replicas", type=Replicas(), default="0", show_default=True,
                      help="Redundant expert slots per layer: a count (16) or per GPU (1x)."),
         click.option("--max-imbalance", type=IMBALANCE, default=None, help="Bound on per-layer max/mean GPU load."),

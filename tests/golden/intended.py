@@ -44,7 +44,8 @@ the ``metrics`` of every report are not touched: they must be the same as record
    report's ``constraints.objective`` is ``traffic`` and the first note reads :data:`TRAFFIC_NOTE`.
 
 Command lines changed with the options (``tests/golden/cases.py``): ``--load-weight 0.5`` is now
-``--param load_weight=0.5``; cases on 32 and 64 GPUs pass ``--gpus-per-node`` equal to the GPU
+``--param load_weight=0.5``; solve cases without ``--cost`` pass main's default ``--cost coherent``
+(the default is now ep, what engines run); cases on 32 and 64 GPUs pass ``--gpus-per-node`` equal to the GPU
 count, because the default is now nodes of 8 GPUs when G is a multiple of 8 (one node before).
 """
 
