@@ -207,8 +207,10 @@ def constraint_options(fn: Callable) -> Callable:
     """What every solver honours: ``--cost``, ``--replicas``, ``--max-imbalance``,
     ``--time-limit``, ``--seed``, ``--backend``, ``--threads``."""
     return _apply(fn, [
-        click.option("--cost", type=click.Choice(["coherent", "ep"]), default="coherent", show_default=True,
-                     help="Communication model to minimise (ep: within-layer co-activation cut)."),
+        click.option("--cost", type=click.Choice(["ep", "coherent"]), default="ep", show_default=True,
+                     help="Communication model: ep (standard expert parallelism, what SGLang, vLLM, DeepEP and "
+                          "Megatron run: two all-to-alls a layer) or coherent (ExFlow: one exchange per layer "
+                          "transition)."),
         click.option("--replicas", type=Replicas(), default="0", show_default=True,
                      help="Redundant expert slots per layer: a count (16) or per GPU (1x)."),
         click.option("--max-imbalance", type=IMBALANCE, default=None, help="Bound on per-layer max/mean GPU load."),
@@ -385,3 +387,45 @@ class Backend(click.ParamType):
 
 OUTPUT_FILE, OUTPUT_PATH, OUTPUT_DIR = OutputFile(), OutputFile(Path), OutputFile(folder=True)
 BANDWIDTH_FILE, BACKEND = BandwidthFile(), Backend()
+
+
+def step_options(fn: Callable) -> Callable:
+    """What the step-time model needs (``docs/time-model.md``): ``--hardware``, ``--model``,
+    ``--expert-intermediate-size``, ``--phase``, ``--tokens-per-step``. ``--hidden-size`` and
+    ``--dtype-bytes`` come from :func:`bytes_options`."""
+    return _apply(fn, [
+        click.option("--hardware", default="h100", show_default=True, metavar="NAME|FILE",
+                     help="GPU preset (h100, h200, h800, b200, a100, mi300x) or a JSON file of its figures."),
+        click.option("--model", "model_shape", default=None, metavar="NAME|CONFIG",
+                     help="The model's expert shape: a known model (deepseek-v2-lite, deepseek-v3, mixtral-8x7b, "
+                          "olmoe-1b-7b, qwen3-30b-a3b) or its config.json; enables the step-time model."),
+        click.option("--expert-intermediate-size", type=POSITIVE_INT, default=None,
+                     help="Routed experts' intermediate size (with --hidden-size, instead of --model)."),
+        click.option("--phase", type=click.Choice(["prefill", "decode"]), default="prefill", show_default=True,
+                     help="prefill (compute-bound, 8192 tokens a step) or decode (memory-bound, 256)."),
+        click.option("--tokens-per-step", type=POSITIVE_INT, default=None,
+                     help="Tokens in one forward step [default: 8192 prefill, 256 decode]."),
+    ])
+
+
+def step_spec(hardware: str, model_shape: str | None, hidden_size: int | None, intermediate: int | None,
+              dtype_bytes: int, phase: str, tokens_per_step: int | None):
+    """The :class:`~placer.cost.time.StepSpec` the options describe, or None without an expert shape."""
+    import dataclasses
+
+    from placer.cost.time import PHASES, StepSpec
+    from placer.model.experts import ExpertShape, expert_shape
+    from placer.model.hardware import hardware as hardware_of
+
+    if model_shape is not None:
+        shape = expert_shape(model_shape)
+        if hidden_size is not None:
+            shape = dataclasses.replace(shape, hidden_size=hidden_size)
+        if intermediate is not None:
+            shape = dataclasses.replace(shape, intermediate_size=intermediate)
+    elif hidden_size is not None and intermediate is not None:
+        shape = ExpertShape(hidden_size, intermediate, name=f"H={hidden_size}, I={intermediate}")
+    else:
+        return None
+    shape = dataclasses.replace(shape, dispatch_bytes=float(dtype_bytes), combine_bytes=float(dtype_bytes))
+    return StepSpec(hardware_of(hardware), shape, tokens_per_step or PHASES[phase], phase)

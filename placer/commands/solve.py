@@ -19,8 +19,9 @@ import click
 
 from placer.analysis.report import (SCORE_SHARE, input_summary, metrics_table, scoring_parts, scoring_seconds,
                                     solve_report)
-from placer.commands.options import (POSITIVE_INT, constraint_options, holdout_option, json_option, output_option,
-                                     param_option, params_dict, topology_options)
+from placer.commands.options import (POSITIVE_INT, bytes_options, constraint_options, holdout_option, json_option,
+                                     output_option, param_option, params_dict, step_options, step_spec,
+                                     topology_options)
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
 from placer.model.topology import Topology
@@ -53,12 +54,20 @@ def _list_solvers(ctx: click.Context, _param: Any, value: bool) -> None:
               help="List the solvers with their parameters and defaults, and exit.")
 @param_option
 @constraint_options
+@click.option("--objective", type=click.Choice(["time", "traffic"]), default=None,
+              help="time: least predicted step time (the all-to-all of --cost plus the busiest GPU's experts; needs "
+                   "the expert shape, --model); traffic: least --cost traffic [default: time when the expert shape "
+                   "is known, else traffic].")
+@step_options
+@bytes_options
 @holdout_option(None, "Hold out this share of sequences: solve on the rest, score on both.")
 @output_option("Placement JSON to write.")
 @json_option
 def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: float | None,
             topology_file: str | None, solver: str, params: tuple, cost: str, replicas: str,
             max_imbalance: float | None, time_limit: float, seed: int, backend: str | None, threads: int,
+            objective: str | None, hardware: str, model_shape: str | None, expert_intermediate_size: int | None,
+            phase: str, tokens_per_step: int | None, hidden_size: int | None, dtype_bytes: int,
             holdout: float | None, output: Path, as_json: bool) -> None:
     """Solve an expert placement for TRACE on --gpus GPUs and write it to -o.
 
@@ -74,6 +83,16 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
                               time_limit=time_limit, seed=seed, backend=backend, threads=threads)
     # an unknown solver or parameter fails before the trace is read
     solver_params = make_params(get_solver(solver).params, params_dict(params), solver)
+    step = step_spec(hardware, model_shape, hidden_size, expert_intermediate_size, dtype_bytes, phase,
+                     tokens_per_step)
+    notes = []
+    if objective == "time" and step is None:
+        raise PlacerError("--objective time needs the model's expert shape: pass --model NAME or its config.json "
+                          "(or --hidden-size and --expert-intermediate-size)")
+    if objective is None:
+        objective = "time" if step is not None else "traffic"
+        if step is None:
+            notes.append("minimised traffic: the step-time objective needs the model's expert shape (--model)")
     topology = Topology.for_cluster(gpus, gpus_per_node, inter_node_cost, topology_file)
     data = load_input(trace)
     train, test = data, None
@@ -91,12 +110,19 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
     reserve = scoring_seconds(score_train, score_test) + WRITE_MARGIN_S
     search = dataclasses.replace(constraints, time_limit=max(MIN_SEARCH_S, budget.left(reserve)))
     with progress(f"solving ({solver})"):
-        result = solve(solver, profile, topology, search, solver_params)
+        if objective == "time":
+            from placer.solvers.tradeoff import solve_step_time
+            result = solve_step_time(solver, train, profile, topology, search, solver_params, step, cost,
+                                     lambda part: profile_of(part, coact=cost == "ep"))
+        else:
+            result = solve(solver, profile, topology, search, solver_params)
+    result.notes = notes + result.notes
     placements = {"solution": result.placement}
     for name in ("contiguous", "eplb"):
         placements[name] = solve(name, profile, topology, constraints).placement
     report = solve_report(result, solver, topology, constraints, holdout, input_summary(trace.name, profile, test),
-                          metrics_table(placements, topology, score_train, score_test), scored)
+                          metrics_table(placements, topology, score_train, score_test, step, cost), scored,
+                          objective, step)
     placement = result.placement
     placement.report = report
     placement.save(output)

@@ -16,7 +16,7 @@ SAMPLE = "traces/sample.npz"
 @pytest.fixture(scope="module")
 def placement(tmp_path_factory):
     out = tmp_path_factory.mktemp("p") / "contiguous.json"
-    proc = run_cli("solve", SAMPLE, "--gpus", 4, "--solver", "contiguous", "-o", out)
+    proc = run_cli("solve", "--cost", "coherent", SAMPLE, "--gpus", 4, "--solver", "contiguous", "-o", out)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -64,7 +64,7 @@ def test_auto_is_a_solver_like_any_other(cli, tmp_path):
 @pytest.mark.slow
 def test_replicas_per_gpu_and_holdout_read_the_same_in_solve_and_plan(cli, tmp_path):
     out = tmp_path / "p.json"
-    proc = cli("solve", SAMPLE, "--gpus", 4, "--replicas", "1x", "--solver", "eplb", "--holdout", "0.25", "-o", out,
+    proc = cli("solve", "--cost", "coherent", SAMPLE, "--gpus", 4, "--replicas", "1x", "--solver", "eplb", "--holdout", "0.25", "-o", out,
                "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
@@ -82,7 +82,7 @@ def test_solve_takes_a_bandwidth_matrix_like_evaluate(cli, tmp_path, placement):
     path = tmp_path / "bw.txt"
     np.savetxt(path, bw)
     out = tmp_path / "p.json"
-    proc = cli("solve", SAMPLE, "--gpus", 4, "--topology", path, "--solver", "partition", "--gpus-per-node", 2,
+    proc = cli("solve", "--cost", "coherent", SAMPLE, "--gpus", 4, "--topology", path, "--solver", "partition", "--gpus-per-node", 2,
                "--time-limit", 30, "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
@@ -91,7 +91,7 @@ def test_solve_takes_a_bandwidth_matrix_like_evaluate(cli, tmp_path, placement):
     proc = cli("evaluate", SAMPLE, out, "--topology", path, "--gpus-per-node", 2, "--cost", "coherent", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["coherent"]["total"] == pytest.approx(rep["objective"], rel=1e-9)
-    assert_user_error(cli("solve", SAMPLE, "--gpus", 8, "--topology", path, "-o", tmp_path / "q.json"),
+    assert_user_error(cli("solve", "--cost", "coherent", SAMPLE, "--gpus", 8, "--topology", path, "-o", tmp_path / "q.json"),
                       "bandwidth matrix is for 4 GPUs")
 
 

@@ -27,7 +27,7 @@ def tiny(tmp_path):
 def test_solve_is_optimal_and_writes_report(cli, tiny, tmp_path):
     trace, path = tiny
     out = tmp_path / "p.json"
-    proc = cli("solve", path, "--gpus", 2, "-o", out, "--json")
+    proc = cli("solve", "--cost", "coherent", path, "--gpus", 2, "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
     topo = Topology.uniform(2)
@@ -48,7 +48,7 @@ def test_solve_is_optimal_and_writes_report(cli, tiny, tmp_path):
 def test_holdout_scores_on_unseen_sequences(cli, tiny, tmp_path):
     trace, path = tiny
     out = tmp_path / "p.json"
-    proc = cli("solve", path, "--gpus", 2, "--holdout", "0.5", "-o", out, "--json")
+    proc = cli("solve", "--cost", "coherent", path, "--gpus", 2, "--holdout", "0.5", "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
     assert rep["input"]["train_tokens"] == 30 and rep["input"]["held_out_tokens"] == 30
@@ -73,7 +73,7 @@ def test_same_seed_gives_identical_bytes(cli, tmp_path, extra):
     for k in range(2):
         out = tmp_path / f"p{k}.json"
         # a generous limit: a run stopped by the wall clock (a starved CPU) need not repeat
-        proc = cli("solve", path, "--gpus", 4, "--seed", 7, "--time-limit", 120, "-o", out, *extra)
+        proc = cli("solve", "--cost", "coherent", path, "--gpus", 4, "--seed", 7, "--time-limit", 120, "-o", out, *extra)
         assert proc.returncode == 0, proc.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
@@ -85,11 +85,11 @@ def test_profile_input(cli, tiny, tmp_path):
     prof_path = tmp_path / "prof.npz"
     Profile.from_trace(trace).save(prof_path)
     out = tmp_path / "p.json"
-    proc = cli("solve", prof_path, "--gpus", 2, "-o", out, "--json")
+    proc = cli("solve", "--cost", "coherent", prof_path, "--gpus", 2, "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
     assert rep["status"] == "optimal" and "ep_copies" not in rep["metrics"]["solution"]["in_sample"]
-    proc = cli("solve", prof_path, "--gpus", 2, "--holdout", "0.5", "-o", tmp_path / "q.json")
+    proc = cli("solve", "--cost", "coherent", prof_path, "--gpus", 2, "--holdout", "0.5", "-o", tmp_path / "q.json")
     assert_user_error(proc, "--holdout needs a per-token trace")
     assert not (tmp_path / "q.json").exists()
 
@@ -98,7 +98,7 @@ def test_profile_input(cli, tiny, tmp_path):
 def test_max_imbalance_is_honoured(cli, tiny, tmp_path):
     _, path = tiny
     out = tmp_path / "p.json"
-    proc = cli("solve", path, "--gpus", 2, "--solver", "joint", "--max-imbalance", "1.25", "-o", out, "--json")
+    proc = cli("solve", "--cost", "coherent", path, "--gpus", 2, "--solver", "joint", "--max-imbalance", "1.25", "-o", out, "--json")
     if proc.returncode == 2:  # infeasible for this trace: the message must say so
         assert_user_error(proc, "max-imbalance")
         return
@@ -108,7 +108,7 @@ def test_max_imbalance_is_honoured(cli, tiny, tmp_path):
 
 def bad(cli, tmp_path, path, *args):
     out = tmp_path / "never.json"
-    proc = cli("solve", path, *args, "-o", out)
+    proc = cli("solve", "--cost", "coherent", path, *args, "-o", out)
     assert not out.exists()
     return proc
 
@@ -163,7 +163,7 @@ def test_real_mixtral_trace_solves_to_optimality(cli, shared_traces, tmp_path):
     path = tmp_path / "m.npz"
     Trace(expert_ids=ids, num_experts=8).save(path)
     out = tmp_path / "p.json"
-    proc = cli("solve", path, "--gpus", 4, "--holdout", "0.5", "-o", out, "--json")
+    proc = cli("solve", "--cost", "coherent", path, "--gpus", 4, "--holdout", "0.5", "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
     assert rep["status"] == "optimal" and rep["gap"] == 0.0
@@ -175,7 +175,7 @@ def test_real_mixtral_trace_solves_to_optimality(cli, shared_traces, tmp_path):
 def test_real_mixtral_json_through_the_importers(cli, shared_traces, tmp_path):
     # one expert per GPU: the chained matchings prove the optimum on the whole trace at once
     out = tmp_path / "p.json"
-    proc = cli("solve", shared_traces / "mixtral_mtbench" / "math.json", "--gpus", 8, "--holdout", "0.5",
+    proc = cli("solve", "--cost", "coherent", shared_traces / "mixtral_mtbench" / "math.json", "--gpus", 8, "--holdout", "0.5",
                "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)

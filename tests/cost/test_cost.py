@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from placer.cost import (cost_model_names, CoverLimits, alltoall_time, coherent_cost, ep_cost, evaluate,
+from placer.cost import (default_costs, CoverLimits, alltoall_time, coherent_cost, ep_cost, evaluate,
                          first_occurrence, load_cost, passes_over_trace)
 from placer.cost.cover import _popcount_swar, popcount
 from placer.errors import PlacerError
@@ -132,8 +132,6 @@ def test_relabelling_gpus_changes_no_cost(inst, seed):
     b = ep_cost(trace, pl2, topo, home=new_of_old[home], hidden_size=8)
     assert (a.copies, a.bytes) == (b.copies, b.bytes)
     np.testing.assert_array_equal(a.per_layer, b.per_layer)
-    assert a.inter_node_share == pytest.approx(b.inter_node_share)
-    assert a.mean_gpus_spanned == pytest.approx(b.mean_gpus_spanned)
     c1, c2 = coherent_cost(trace, pl, topo), coherent_cost(trace, pl2, topo)
     assert c1.total == pytest.approx(c2.total)
     np.testing.assert_allclose(c1.per_layer, c2.per_layer, atol=1e-9)
@@ -141,6 +139,10 @@ def test_relabelling_gpus_changes_no_cost(inst, seed):
     np.testing.assert_allclose(l1.gpu_load[:, perm], l2.gpu_load, atol=1e-9)
     np.testing.assert_allclose(l1.imbalance, l2.imbalance)
     if pl.num_replicas == 0:   # with replicas, equal-cost tie-breaks may pick other GPUs
+        # (whether a pick is served at home or on a GPU the token visits anyway, and so how many
+        # GPUs it spans and which of its copies cross nodes, is such a tie)
+        assert a.inter_node_share == pytest.approx(b.inter_node_share)
+        assert a.mean_gpus_spanned == pytest.approx(b.mean_gpus_spanned)
         np.testing.assert_array_equal(a.traffic[np.ix_(perm, perm)], b.traffic)
         assert a.time_s == pytest.approx(b.time_s)
         np.testing.assert_allclose(c1.traffic[np.ix_(perm, perm)], c2.traffic, atol=1e-9)
@@ -255,7 +257,7 @@ def test_progress_counts_every_token_of_every_pass(inst):
     trace, pl, topo = inst
     seen = []
     evaluate(trace, pl, topo, chunk_tokens=4, progress=seen.append)
-    assert sum(seen) == trace.num_tokens * passes_over_trace(trace, cost_model_names())
+    assert sum(seen) == trace.num_tokens * passes_over_trace(trace, default_costs())
     prof_seen = []
     evaluate(Profile.from_trace(trace), pl, topo, progress=prof_seen.append)
     assert prof_seen == []

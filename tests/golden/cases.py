@@ -10,7 +10,8 @@ Placeholders: ``{sample}`` the shipped ``traces/sample.npz``; ``{esft}``, ``{esf
 ``{mixtral}`` real traces from ``../shared/traces``; ``{out}`` the output file;
 ``{golden:NAME}`` the recorded output of another case (an input to this one).
 
-Command lines changed after recording (``tests/golden/intended.py``): two with the options, and
+Command lines changed after recording (``tests/golden/intended.py``): two with the options, the
+solve cases name main's default ``--cost coherent`` (the default is now ep), and
 the ``partition`` cases pass ``--param kicks=200`` (the count main ran; partition is now an
 anytime search, and a count keeps the cases quick and machine-independent).
 """
@@ -39,7 +40,8 @@ class Case:
 
 
 def _solve(name: str, trace: str, *args: str) -> Case:
-    return Case(name, ("solve", trace, *args, "--time-limit", LONG, "--seed", "0", "-o", "{out}"), "file",
+    cost = () if "--cost" in args else ("--cost", "coherent")      # main's default cost model
+    return Case(name, ("solve", trace, *args, *cost, "--time-limit", LONG, "--seed", "0", "-o", "{out}"), "file",
                 shared=trace != "{sample}")
 
 

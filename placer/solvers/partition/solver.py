@@ -60,7 +60,7 @@ class PartitionParams:
                           min=1, max=6)
     lns_window: int = param(3, "layers per window move (coherent; ep moves one layer)", min=1)
     patience: int = param(0, "kicks (and window moves) in a row without gain that end a phase "
-                             "(0: 500 kicks, 50 + 4 G window moves)", min=0)
+                             "(0: 300 kicks, 50 + 4 G window moves)", min=0)
     bound: bool = param(True, "compute the lower bound (inside the time limit)")
     replica_imbalance: float = param(DEFAULT_REPLICA_IMBALANCE, "load cap (max/mean) with replicas when "
                                                                 "--max-imbalance is not given", min=1.0)
@@ -106,7 +106,7 @@ def _improve(prob: Problem, gpu: np.ndarray, obj: float, params: PartitionParams
     the work (``stopped_by`` says whether the time limit decided the result, which then depends
     on the machine's speed; a count or convergence does not)."""
     rng = np.random.default_rng([int(seed), 7919])
-    kick_patience = params.patience or 500
+    kick_patience = params.patience or 300
     lns_patience = params.patience or 50 + 4 * prob.G
     kicks_left = params.kicks
     record = {"kicks": 0, "kicks_accepted": 0, "window_moves": 0, "window_moves_kept": 0}
