@@ -62,7 +62,7 @@ def _paths(value: Any) -> list[str]:
 
 def _guard_outputs(command: click.Command, callback: Callable) -> Callable:
     """``callback`` preceded by the check that no output names one of the inputs."""
-    from placer.commands.options import OutputFile
+    from placer.commands.types import OutputFile
 
     outputs = [p for p in command.params if isinstance(p.type, OutputFile)]
 

@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import click
 
-from placer.commands.options import OUTPUT_FILE, POSITIVE_INT
+from placer.commands.types import OUTPUT_FILE, POSITIVE_INT
 from placer.errors import PlacerError
 from placer.progress import interactive
 

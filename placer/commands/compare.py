@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from placer.commands.options import (POSITIVE_INT, SECONDS, SPLITS, Replicas, import_options, load_kwargs,
-                                     scoring_options, split_part)
+from placer.commands.options import SPLITS, import_options, load_kwargs, scoring_options, split_part
+from placer.commands.types import POSITIVE_INT, SECONDS, Replicas
 from placer.commands.render import describe_data, describe_topology, format_table
 from placer.errors import PlacerError
 

@@ -12,8 +12,7 @@ import json
 
 import click
 
-from placer.commands.options import (import_options, load_kwargs, scoring_options, split_part, step_options,
-                                     step_spec)
+from placer.commands.options import import_options, load_kwargs, scoring_options, split_part, step_options, step_spec
 from placer.commands.render import describe_data, describe_topology, format_table, metric_rows
 
 

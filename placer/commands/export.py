@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from placer.commands.options import OUTPUT_FILE, POSITIVE_INT, Registered
+from placer.commands.types import OUTPUT_FILE, POSITIVE_INT, Registered
 from placer.export import EXPORTERS, WriteOptions, export_formats, parse_layers
 from placer.model.placement import Placement
 

@@ -10,7 +10,8 @@ import json
 
 import click
 
-from placer.commands.options import OUTPUT_FILE, POSITIVE_INT, import_options, load_kwargs
+from placer.commands.options import import_options, load_kwargs
+from placer.commands.types import OUTPUT_FILE, POSITIVE_INT
 from placer.errors import PlacerError
 
 

@@ -12,7 +12,7 @@ import json
 
 import click
 
-from placer.commands.options import NON_NEGATIVE, OUTPUT_FILE, POSITIVE_INT
+from placer.commands.types import NON_NEGATIVE, OUTPUT_FILE, POSITIVE_INT
 from placer.errors import PlacerError
 from placer.export import ReadOptions, migration_cost, parse_layers, read_placement_any
 from placer.model.placement import Placement

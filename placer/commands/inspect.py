@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from placer.commands.options import OUTPUT_DIR, POSITIVE_INT, import_options, json_option, load_kwargs
+from placer.commands.options import import_options, json_option, load_kwargs
+from placer.commands.types import OUTPUT_DIR, POSITIVE_INT
 from placer.model.trace import DEFAULT_CHUNK_TOKENS
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 
 from placer.analysis import plan as pl
-from placer.commands.options import (IMBALANCE, OUTPUT_FILE, POSITIVE_FLOAT, POSITIVE_INT, SECONDS, Bandwidth, IntList,
-                                     ReplicasList, Size, bytes_options, holdout_option, import_options, json_option,
-                                     load_kwargs, topology_options)
+from placer.commands.options import bytes_options, holdout_option, import_options, json_option, load_kwargs, topology_options
+from placer.commands.types import IMBALANCE, OUTPUT_FILE, POSITIVE_FLOAT, POSITIVE_INT, SECONDS, Bandwidth, IntList, ReplicasList, Size
 from placer.errors import PlacerError
 from placer.fileio import atomic_path, to_jsonable
 from placer.progress import progress

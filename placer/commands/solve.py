@@ -19,9 +19,8 @@ import click
 
 from placer.analysis.report import (SCORE_SHARE, input_summary, metrics_table, scoring_parts, scoring_seconds,
                                     solve_report)
-from placer.commands.options import (POSITIVE_INT, bytes_options, constraint_options, holdout_option, json_option,
-                                     output_option, param_option, params_dict, step_options, step_spec,
-                                     topology_options)
+from placer.commands.options import bytes_options, constraint_options, holdout_option, json_option, output_option, param_option, params_dict, step_options, step_spec, topology_options
+from placer.commands.types import POSITIVE_INT
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
 from placer.model.topology import Topology

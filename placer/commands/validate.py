@@ -6,7 +6,8 @@ import json
 
 import click
 
-from placer.commands.options import NON_NEGATIVE_INT, POSITIVE_INT, SECONDS, json_option
+from placer.commands.options import json_option
+from placer.commands.types import NON_NEGATIVE_INT, POSITIVE_INT, SECONDS
 from placer.fileio import to_jsonable
 
 

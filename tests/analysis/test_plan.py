@@ -110,7 +110,7 @@ def test_unknown_solver_fails_before_work():
 def test_option_types():
     import click
 
-    from placer.commands.options import Bandwidth, ReplicasList, Size
+    from placer.commands.types import Bandwidth, ReplicasList, Size
     from placer.solvers.replicate import replicas_for
 
     size = Size()
