@@ -38,6 +38,7 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
             topology_file: str | None, split: str, holdout: float, hidden_size: int | None, dtype_bytes: int,
             as_json: bool, **kw) -> None:
     """Compare placement files and solver names (ITEMS) on the routing of TRACE."""
+    from placer.commands.import_placement import warn_wasted
     from placer.cost import default_costs, evaluate, passes_over_trace
     from placer.fileio import to_jsonable
     from placer.model.placement import Placement
@@ -55,6 +56,7 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
     for item in items:
         if Path(item).is_file():
             files[item] = Placement.load(item)
+            warn_wasted(files[item], item)
         elif item not in available_solvers():
             raise PlacerError(f"{item}: neither a placement file nor a solver name; "
                               f"give a placement .json or one of: {', '.join(available_solvers())}")
@@ -86,6 +88,8 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
             e["name"] = name
             e["result"] = evaluate(data, e["placement"], topo, costs=costs, hidden_size=hidden_size,
                                    dtype_bytes=dtype_bytes, matrices=False, progress=advance)
+            if e["placement"].wasted_slots.any():
+                e["result"]["wasted_slots"] = int(e["placement"].wasted_slots.sum())
     if as_json:
         out = {"trace_file": trace, "split": split, "fit": fit, "topology": topo.describe(),
                "placements": [{"name": e["name"], "source": e["source"], **({"solver": e["solver"]} if "solver" in e else {}),

@@ -33,7 +33,10 @@ def command(trace: str, placement: str, cost: str, gpus_per_node: int | None, in
     from placer.progress import progress
     from placer.traces.load import load_input
 
+    from placer.commands.import_placement import warn_wasted
+
     pl = Placement.load(placement)
+    wasted = warn_wasted(pl, placement)
     data = split_part(load_input([trace], **load_kwargs(kw)), split, holdout, trace)
     topo = Topology.for_cluster(pl.num_gpus, gpus_per_node if gpus_per_node is not None else pl.gpus_per_node,
                                 inter_node_cost, topology_file)
@@ -50,6 +53,8 @@ def command(trace: str, placement: str, cost: str, gpus_per_node: int | None, in
         result["time"]["baselines"] = to_jsonable(time_against_baselines(data, pl, topo, step,
                                                                          result["time"]["step_s"]))
     result = {"trace_file": trace, "placement_file": placement, "split": split, **result}
+    if wasted:
+        result["wasted_slots"] = wasted
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -18,6 +18,15 @@ from placer.export import ReadOptions, migration_cost, parse_layers, read_placem
 from placer.model.placement import Placement
 
 
+def warn_wasted(placement: Placement, name: str) -> int:
+    """Warn once on stderr when ``placement`` holds duplicate copies on one GPU (what DeepSeek's
+    EPLB often writes); returns the number of wasted slots, for the command's report."""
+    warning = placement.wasted_warning(name)
+    if warning is not None:
+        click.echo(f"moe-place: warning: {warning}", err=True)
+    return int(placement.wasted_slots.sum())
+
+
 def import_placement(src: str, out: str | None, num_experts: int | None, gpus: int | None,
                      gpus_per_node: int | None, moe_layers: str | None, target: str | None = None,
                      expert_bytes: float | None = None) -> tuple[dict, str]:
@@ -33,7 +42,8 @@ def import_placement(src: str, out: str | None, num_experts: int | None, gpus: i
     layers = tuple(parse_layers(moe_layers)) if moe_layers is not None else None
     placement = read_placement_any(src, ReadOptions(num_experts, gpus, layers, gpus_per_node))
     summary: dict = {"source": src, "layers": placement.num_layers, "experts": placement.num_experts,
-                     "gpus": placement.num_gpus, "slots_per_gpu": placement.slots_per_gpu}
+                     "gpus": placement.num_gpus, "slots_per_gpu": placement.slots_per_gpu,
+                     "wasted_slots": warn_wasted(placement, src)}
     lines = [f"read {src}: {placement.num_layers} MoE layers, {placement.num_experts} experts, "
              f"{placement.num_gpus} GPUs x {placement.slots_per_gpu} slots"]
     if target is not None:

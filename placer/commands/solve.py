@@ -26,7 +26,7 @@ from placer.fileio import to_jsonable
 from placer.model.topology import Topology
 from placer.model.trace import Trace
 from placer.progress import progress
-from placer.solvers.base import Constraints, SolveResult, describe_params, get_solver, make_params, solve
+from placer.solvers.base import Constraints, SolveResult, describe_params, get_solver, has_pairs, make_params, solve
 from placer.solvers.base import SOLVERS
 from placer.solvers.replicate import replicas_for
 
@@ -75,7 +75,7 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
     """
     from placer.budget import Budget
     from placer.solvers.exact.models import gpu_load_caps
-    from placer.traces.load import load_input, profile_of
+    from placer.traces.load import load_input, profile_of, top1_fallback
 
     budget = Budget.since_process_start(time_limit)
     constraints = Constraints(replicas=replicas_for(replicas, gpus), max_imbalance=max_imbalance, cost=cost,
@@ -93,7 +93,9 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
         if step is None:
             notes.append("minimised traffic: the step-time objective needs the model's expert shape (--model)")
     topology = Topology.for_cluster(gpus, gpus_per_node, inter_node_cost, topology_file)
-    data = load_input(trace)
+    data, top1 = top1_fallback(load_input(trace))
+    if top1 is not None:
+        notes.append(top1)
     train, test = data, None
     if holdout is not None:
         if not isinstance(data, Trace):
@@ -105,6 +107,13 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
     constraints.slots_per_gpu(profile.num_experts, gpus)
     if not constraints.replicas:
         gpu_load_caps(profile, gpus, max_imbalance)
+    if objective == "time" and not has_pairs(profile, cost):
+        if cost == "coherent":
+            raise PlacerError(f"{trace}: the step time with --cost coherent needs inter-layer transition counts, which "
+                              f"this input lacks; use --cost ep (estimated from the loads) or give a per-token trace")
+        notes.append("step time from loads only: each GPU's expert time is scored from the loads, the ep all-to-all "
+                     "is estimated as if a token's picks were independent (no co-activation counts); traffic "
+                     "metrics are not scored")
     score_train, score_test, scored = scoring_parts(train, test, SCORE_SHARE * time_limit)
     reserve = scoring_seconds(score_train, score_test) + WRITE_MARGIN_S
     search = dataclasses.replace(constraints, time_limit=max(MIN_SEARCH_S, budget.left(reserve)))

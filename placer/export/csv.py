@@ -77,7 +77,7 @@ def from_csv(text: str, num_experts: int | None = None, gpus_per_node: int | Non
     phy = np.empty((L, P), dtype=np.int64)
     phy[layer, slot] = expert
     E = int(expert.max()) + 1 if num_experts is None else int(num_experts)
-    return Placement(phy, E, G, gpus_per_node, import_report(name, "csv")).validate(name)
+    return Placement(phy, E, G, gpus_per_node, import_report(name, "csv")).validate(name, allow_duplicates=True)
 
 
 def _write(placement: Placement, path: Path, options: WriteOptions) -> Written:

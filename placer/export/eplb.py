@@ -48,7 +48,7 @@ def from_eplb(arrays: dict[str, Any], num_gpus: int | None, gpus_per_node: int |
             raise PlacerError(f"{name}: logcnt has shape {list(logcnt.shape)}, which does not fit phy2log "
                               f"{list(phy2log.shape)}; export the placement again")
     E = int(logcnt.shape[1]) if logcnt is not None else int(phy2log.max()) + 1
-    pl = Placement(phy2log, E, num_gpus, gpus_per_node, import_report(name, "eplb")).validate(name)
+    pl = Placement(phy2log, E, num_gpus, gpus_per_node, import_report(name, "eplb")).validate(name, allow_duplicates=True)
     if logcnt is not None and not np.array_equal(logcnt, pl.logcnt):
         raise PlacerError(f"{name}: logcnt does not count the replicas in phy2log; export the placement again")
     return pl

@@ -121,7 +121,7 @@ def from_sglang(obj: Any, num_experts: int | None, num_gpus: int | None, moe_lay
         raise PlacerError(f"{name}: --moe-layers names layer {max(layers)} but the map has {H} rows")
     pl = Placement(rows[layers], num_experts, num_gpus, gpus_per_node,
                    import_report(name, "sglang", layers, H))
-    return pl.validate(name)
+    return pl.validate(name, allow_duplicates=True)
 
 
 # ----------------------------------------------------------------------------- the loads

@@ -61,7 +61,7 @@ def from_vllm_ascend(obj: Any, num_experts: int | None = None, gpus_per_node: in
             raise PlacerError(f"{name}: every layer needs device_count={G} devices with the same number of integer expert ids")
     phy = phy2log_table(rows, f"{name}: device_expert")
     E = int(phy.max()) + 1 if num_experts is None else int(num_experts)
-    return Placement(phy, E, G, gpus_per_node, import_report(name, "vllm-ascend")).validate(name)
+    return Placement(phy, E, G, gpus_per_node, import_report(name, "vllm-ascend")).validate(name, allow_duplicates=True)
 
 
 def _write(placement: Placement, path: Path, options: WriteOptions) -> Written:

@@ -6,7 +6,12 @@ experts) are extra slots: ``P - E`` replicas per layer. This is the convention o
 EPLB and DeepSeek's EPLB.
 
 Valid means: ids in ``[0, E)``, every logical expert in every layer at least once, no two
-replicas of one expert on one GPU, ``P`` a multiple of G.
+replicas of one expert on one GPU, ``P`` a multiple of G. Placements read from files may break
+the third rule (``allow_duplicates``): DeepSeek's EPLB, and SGLang's copy of it, put two copies of
+one expert on one GPU in many configurations, and a user must be able to score what they serve.
+Such a copy is a wasted slot (:attr:`Placement.wasted_slots`): the GPU serves the expert no
+faster and no token closer. It is scored as it is (a pick goes to each slot of its expert alike,
+so that GPU carries both copies' shares); our solvers never produce one.
 
 Canonical JSON (``"format": "moe-place/placement@1"``): ``num_layers``, ``num_experts``,
 ``num_gpus``, ``gpus_per_node``, ``slots_per_gpu``, ``phy2log`` and a free ``report`` object.
@@ -69,8 +74,9 @@ class Placement:
         return np.arange(self.num_slots) // self.slots_per_gpu
 
     # ------------------------------------------------------------ validity
-    def validate(self, name: str = "placement") -> "Placement":
-        """Raise :class:`PlacerError` (naming ``name``) unless the placement is valid."""
+    def validate(self, name: str = "placement", allow_duplicates: bool = False) -> "Placement":
+        """Raise :class:`PlacerError` (naming ``name``) unless the placement is valid
+        (``allow_duplicates``: two copies of one expert on one GPU are accepted, module docstring)."""
         p = self.phy2log
         E, G = self.num_experts, self.num_gpus
         if p.ndim != 2 or p.shape[0] == 0:
@@ -93,14 +99,35 @@ class Placement:
         if len(missing):
             l, e = missing[0]
             raise PlacerError(f"{name}: expert {e} has no slot in layer {l}; every expert needs at least one")
-        S = P // G
-        per_gpu = np.sort(p.reshape(p.shape[0], G, S), axis=2)
-        dup = np.argwhere(per_gpu[:, :, 1:] == per_gpu[:, :, :-1])
+        if allow_duplicates:
+            return self
+        dup = np.argwhere(self._duplicate_slots())
         if len(dup):
             l, g, _ = dup[0]
             raise PlacerError(f"{name}: layer {l} puts two replicas of one expert on GPU {g}; "
-                              f"replicas must sit on different GPUs")
+                              f"replicas must sit on different GPUs (import-placement, evaluate and compare accept such "
+                              f"a file and count its wasted slots)")
         return self
+
+    def _duplicate_slots(self) -> np.ndarray:
+        """``[L, G, S-1]`` bool over each GPU's sorted slots: this one repeats the expert before it."""
+        per_gpu = np.sort(self.phy2log.reshape(self.num_layers, self.num_gpus, self.slots_per_gpu), axis=2)
+        return per_gpu[:, :, 1:] == per_gpu[:, :, :-1]
+
+    @property
+    def wasted_slots(self) -> np.ndarray:
+        """``[L]`` slots per layer that hold a second (third, ...) copy of an expert already on their GPU."""
+        return self._duplicate_slots().sum(axis=(1, 2))
+
+    def wasted_warning(self, name: str) -> str | None:
+        """One line saying how many slots of ``name`` are wasted on duplicate copies, or None."""
+        wasted = self.wasted_slots
+        if not wasted.any():
+            return None
+        layers = np.flatnonzero(wasted)
+        return (f"{name}: {int(wasted.sum())} of {self.num_layers * self.num_slots} slots hold a second copy of an "
+                f"expert on the same GPU ({len(layers)} of {self.num_layers} layers, first layer {int(layers[0])}); "
+                f"they are wasted and scored as they are")
 
     # ------------------------------------------------------- derived views
     @property
@@ -177,14 +204,16 @@ class Placement:
         }
 
     def save(self, path: str | Path) -> None:
-        """Validate, then write the canonical JSON atomically."""
-        self.validate(str(path))
+        """Validate (duplicate copies allowed: an imported placement is saved as it is; solvers
+        are held to the strict rule by :func:`placer.solvers.base.solve`), then write the
+        canonical JSON atomically."""
+        self.validate(str(path), allow_duplicates=True)
         write_json(path, self.to_json(), indent=None)
 
     @classmethod
     def from_json(cls, obj: Any, name: str = "placement") -> "Placement":
         """The placement in a parsed canonical JSON object; every field typed (never coerced) and
-        the table checked before anything is built from it."""
+        the table checked before anything is built from it (duplicate copies accepted)."""
         from placer.model.fields import as_dict, as_int, as_optional_int
 
         if not isinstance(obj, dict) or obj.get("format") != PLACEMENT_FORMAT:
@@ -199,7 +228,7 @@ class Placement:
                  as_int(obj["num_gpus"], f"{name}: num_gpus", 1, phy.shape[1], fix=fix),
                  as_optional_int(obj.get("gpus_per_node"), f"{name}: gpus_per_node", 1, fix=fix),
                  as_dict(obj.get("report"), f"{name}: report", fix))
-        pl.validate(name)
+        pl.validate(name, allow_duplicates=True)
         for key, actual in (("num_layers", pl.num_layers), ("slots_per_gpu", pl.slots_per_gpu)):
             if key in obj and as_int(obj[key], f"{name}: {key}", fix=fix) != actual:
                 raise PlacerError(f"{name}: {key} says {obj[key]} but phy2log implies {actual}")

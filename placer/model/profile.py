@@ -25,6 +25,7 @@ time, so memory is bounded by the chunk size and a memory-mapped trace of any le
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,20 @@ class Profile:
             raise PlacerError("this profile has no inter-layer transition counts (aggregate loads only); "
                               "give a per-token trace or counts with layer-pair matrices for the coherent cost")
         return self.trans.astype(np.float64) / float(self.top_k ** 2)
+
+    def with_top1_transitions(self) -> "Profile":
+        """A copy that stands in top-1 transitions for all of them, when only those were counted.
+
+        Aggregate inputs such as OLMoE's cross-layer counts hold ``trans_top1 [L-1, E, E]`` but no
+        ``trans``. The copy's ``trans`` is ``trans_top1 * K**2``: each token's K x K pairs are
+        taken to be its top-1 pair, so ``transition_weights()`` equals ``trans_top1`` (one unit a
+        token) and the coherent cost counts only the top-1 pick's moves. ``extra["transitions"]``
+        is ``"top-1"``. Any other profile is returned as it is.
+        """
+        if self.trans is not None or self.trans_top1 is None:
+            return self
+        return dataclasses.replace(self, trans=self.trans_top1.astype(np.int64) * self.top_k ** 2,
+                                   extra={**self.extra, "transitions": "top-1"})
 
     # ------------------------------------------------------------ building
     @classmethod

@@ -12,6 +12,10 @@ whole budget. When an admitted MILP stops without proving optimality, ``partitio
 left and the better placement is kept, compared on the same objective
 (:class:`placer.cost.objectives.Objective`). The result names the solver that produced the
 placement; ``choice`` says why it was chosen.
+
+An input without the pair counts of the cost model (loads only: SGLang ``stat`` dumps, fiddler
+or OLMoE per-expert counts) has no traffic to minimise: ``auto`` then runs ``eplb``, which
+balances the loads and places the replicas, and says so.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from placer.cost.objectives import Objective
 from placer.errors import PlacerError
 from placer.model.profile import Profile
 from placer.model.topology import Topology
-from placer.solvers.base import Constraints, SolveResult, Status, param, register, solve
+from placer.solvers.base import PAIR_COUNTS, Constraints, SolveResult, Status, has_pairs, param, register, solve
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,18 @@ def exact_is_small(profile: Profile, topology: Topology, max_vars: int) -> bool:
 
 
 @register("auto", "exact model when small enough to prove (says which), else partition; replicas: partition",
-          AutoParams, replicas=True)
+          AutoParams, replicas=True, needs=())
 def solve_auto(profile: Profile, topology: Topology, constraints: Constraints, params: AutoParams) -> SolveResult:
     t0 = time.perf_counter()
+    if not has_pairs(profile, constraints.cost):
+        why = (f"the input has no {PAIR_COUNTS[constraints.cost]} for the {constraints.cost} cost, so only the loads "
+               f"can be balanced")
+        result = _chosen(solve("eplb", profile, topology, constraints), f"eplb ({why})", t0)
+        other = "coherent" if constraints.cost == "ep" else "ep"
+        fix = (f"--cost {other} places by its {PAIR_COUNTS[other]}" if has_pairs(profile, other)
+               else "a per-token trace lets solve cut traffic too")
+        result.notes.append(f"placed by load balance alone (eplb): {why}; {fix}")
+        return result
     heur = "partition"
     exact = "joint" if constraints.cost == "ep" else "exflow"
     size = profile.num_layers * profile.num_experts * topology.num_gpus

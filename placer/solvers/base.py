@@ -8,6 +8,10 @@ so ``moe-place solve``, ``compare``, ``plan`` and the benchmarks treat every sol
 
 - :class:`Constraints`: what every solver honours (replicas, balance cap, cost model) and how
   long it may run (time limit, seed, backend, threads).
+- What a solver reads (``needs``): every solver reads the loads; most also read the pair
+  counts of the cost model they minimise (:data:`PAIRS`: transitions for ``coherent``,
+  co-activations for ``ep``). :func:`solve` checks that once, before the solver runs, and names
+  the solvers that fit the input when it does not (a loads-only input: ``eplb``, the baselines).
 - :class:`SolveResult`: the placement, a :class:`Status`, the objective and bound in the units of
   the objective it names (``objective_model``: ``coherent``, ``ep-pairwise``, either ``+ w x max
   GPU load``; see :mod:`placer.cost.objectives`), deterministic ``details``, and wall-clock
@@ -227,15 +231,35 @@ class SolveResult:
 SolverFn = Callable[[Profile, Topology, Constraints, Any], SolveResult]
 
 
+# What a solver reads from a Profile besides the loads [L, E], which every solver reads.
+PAIRS = "pairs"    # the cost model's pair counts: trans [L-1, E, E] (coherent) or coact [L, E, E] (ep)
+
+PAIR_COUNTS = {"coherent": "inter-layer transition counts", "ep": "co-activation counts"}
+
+
+def has_pairs(profile: Profile, cost: str) -> bool:
+    """Does ``profile`` hold the pair counts the ``cost`` model needs? (One layer has no transitions
+    to count, so the coherent cost needs none there.)"""
+    if cost == "ep":
+        return profile.coact is not None
+    return profile.trans is not None or profile.num_layers < 2
+
+
 @dataclass(frozen=True)
 class SolverSpec:
-    """A registered solver: its function, parameter class, one-line description and what it can place."""
+    """A registered solver: its function, parameter class, one-line description, what it can place
+    and what it reads (``needs``: :data:`PAIRS`, or nothing beyond the loads)."""
 
     name: str
     fn: SolverFn
     params: type = NoParams
     description: str = ""
     replicas: bool = False     # can place redundant experts
+    needs: tuple[str, ...] = (PAIRS,)
+
+    def fits(self, profile: Profile, cost: str) -> bool:
+        """Can this solver run on ``profile`` under the ``cost`` model?"""
+        return PAIRS not in self.needs or has_pairs(profile, cost)
 
 
 SOLVERS: Registry[SolverSpec] = Registry("solver", (
@@ -243,11 +267,11 @@ SOLVERS: Registry[SolverSpec] = Registry("solver", (
     "placer.solvers.exact.moetuner", "placer.solvers.layer_descent", "placer.solvers.auto"))
 
 
-def register(name: str, description: str, params: type = NoParams,
-             replicas: bool = False) -> Callable[[SolverFn], SolverFn]:
+def register(name: str, description: str, params: type = NoParams, replicas: bool = False,
+             needs: tuple[str, ...] = (PAIRS,)) -> Callable[[SolverFn], SolverFn]:
     """Decorator: make ``fn`` the solver ``name`` (see :class:`SolverSpec`)."""
     def deco(fn: SolverFn) -> SolverFn:
-        SOLVERS.add(name, SolverSpec(name, fn, params, description, replicas), fn.__module__)
+        SOLVERS.add(name, SolverSpec(name, fn, params, description, replicas, needs), fn.__module__)
         return fn
     return deco
 
@@ -262,16 +286,33 @@ def available_solvers() -> dict[str, str]:
     return {name: spec.description for name, spec in SOLVERS.items().items()}
 
 
+def check_inputs(spec: SolverSpec, profile: Profile, cost: str) -> None:
+    """A one-line :class:`PlacerError` unless ``spec`` can run on what ``profile`` holds, naming
+    the solvers that can (``eplb`` first: it balances loads and places replicas)."""
+    if spec.fits(profile, cost):
+        return
+    fit = [n for n, s in SOLVERS.items().items() if s.fits(profile, cost) and n != "auto"]
+    fit.sort(key=lambda n: n != "eplb")
+    other = "coherent" if cost == "ep" else "ep"
+    also = f", or --cost {other}" if has_pairs(profile, other) else ""
+    has = "loads only" if not has_pairs(profile, other) else f"loads and {PAIR_COUNTS[other]}"
+    raise PlacerError(f"solver '{spec.name}' minimises {cost} traffic, which needs {PAIR_COUNTS[cost]}, but this input "
+                      f"has {has}; use --solver {fit[0]} (fits this input: {', '.join(fit)}){also}, "
+                      f"or give a per-token trace")
+
+
 def solve(name: str, profile: Profile, topology: Topology, constraints: Constraints,
           params: Any = None) -> SolveResult:
     """Run solver ``name``: build its parameters (a mapping, an instance or None for defaults),
-    call it, check the placement, record its wall time in ``timings["solver_s"]``, and mark a
+    check that it can use what ``profile`` holds (:func:`check_inputs`), call it, check the
+    placement, record its wall time in ``timings["solver_s"]``, and mark a
     result whose objective meets its proven bound as optimal, whatever the algorithm."""
     spec = get_solver(name)
     if params is None or isinstance(params, Mapping):
         params = make_params(spec.params, params, name)
     elif not isinstance(params, spec.params):
         raise TypeError(f"solver {name} takes {spec.params.__name__}, got {type(params).__name__}")
+    check_inputs(spec, profile, constraints.cost)
     t0 = time.perf_counter()
     result = spec.fn(profile, topology, constraints, params)
     result.timings.setdefault("solver_s", time.perf_counter() - t0)

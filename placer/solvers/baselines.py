@@ -33,7 +33,7 @@ from placer.cost.objectives import Objective
 from placer.model.placement import Placement
 from placer.model.profile import Profile
 from placer.model.topology import Topology
-from placer.solvers.base import Constraints, NoParams, SolveResult, Status, register
+from placer.solvers.base import Constraints, NoParams, SolveResult, Status, has_pairs, register
 from placer.solvers.packing import DistinctBins
 from placer.solvers.replicate import replicate
 
@@ -104,7 +104,7 @@ def load_summary(profile: Profile, placement: Placement, max_imbalance: float | 
 
 def objective_of(profile: Profile, topology: Topology, cost: str, placement: Placement) -> float | None:
     """The ``cost`` objective of a fixed placement, or None when ``profile`` lacks its counts."""
-    if (cost == "coherent" and profile.trans is None and profile.num_layers > 1) or (cost == "ep" and profile.coact is None):
+    if not has_pairs(profile, cost):
         return None
     return Objective(cost).of_placement(profile, topology, placement)
 
@@ -123,19 +123,19 @@ def _solve(kind: str, profile: Profile, topology: Topology, constraints: Constra
     return fixed_result(kind, Status.BASELINE, placement, profile, topology, constraints)
 
 
-@register("contiguous", "Baseline: expert e on GPU e // (E/G), the Megatron/DeepSpeed default", replicas=True)
+@register("contiguous", "Baseline: expert e on GPU e // (E/G), the Megatron/DeepSpeed default", replicas=True, needs=())
 def solve_contiguous(profile: Profile, topology: Topology, constraints: Constraints, params: NoParams) -> SolveResult:
     """Baseline: expert e on GPU e // (E/G) (replicas: see module docstring)."""
     return _solve("contiguous", profile, topology, constraints)
 
 
-@register("round_robin", "Baseline: expert e on GPU e % G", replicas=True)
+@register("round_robin", "Baseline: expert e on GPU e % G", replicas=True, needs=())
 def solve_round_robin(profile: Profile, topology: Topology, constraints: Constraints, params: NoParams) -> SolveResult:
     """Baseline: expert e on GPU e % G (replicas: see module docstring)."""
     return _solve("round_robin", profile, topology, constraints)
 
 
-@register("random", "Baseline: seeded random balanced permutation per layer", replicas=True)
+@register("random", "Baseline: seeded random balanced permutation per layer", replicas=True, needs=())
 def solve_random(profile: Profile, topology: Topology, constraints: Constraints, params: NoParams) -> SolveResult:
     """Baseline: per-layer seeded random balanced permutation (replicas: see module docstring)."""
     return _solve("random", profile, topology, constraints)

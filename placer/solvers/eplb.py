@@ -152,7 +152,7 @@ class EplbParams:
 
 
 @register("eplb", "DeepSeek EPLB: replicate hot experts, pack groups to nodes and copies to GPUs (load balance only)",
-          EplbParams, replicas=True)
+          EplbParams, replicas=True, needs=())
 def solve_eplb(profile: Profile, topology: Topology, constraints: Constraints, params: EplbParams) -> SolveResult:
     """DeepSeek's EPLB on ``profile.load``.
 

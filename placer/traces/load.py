@@ -50,6 +50,23 @@ def load_trace(path: Paths, needed_by: str = "this command", fmt: str | None = N
     return data
 
 
+def top1_fallback(data: Trace | Profile) -> tuple[Trace | Profile, str | None]:
+    """``data`` ready for the coherent cost, and a note when that took top-1 transitions for all.
+
+    A Profile holding only top-1 transitions (``trans_top1``, e.g. OLMoE's counts) becomes
+    :meth:`Profile.with_top1_transitions`; the note says what is then counted (the top-1 pick's
+    moves between the counted MoE layers). Anything else passes through with no note.
+    """
+    if not isinstance(data, Profile):
+        return data, None
+    out = data.with_top1_transitions()
+    if out is data:
+        return data, None
+    note = (f"this input has top-1 transitions only (trans_top1): the coherent cost counts each token's top-1 pick "
+            f"from one counted MoE layer to the next ({out.moe_layers}), not all its top-{out.top_k} picks")
+    return out, note
+
+
 # Expert pairs (transitions and co-activations) counted per second; a conservative figure (264-336
 # M/s were measured on one core, docs/benchmarks.md). A constant, so that whether a profile is
 # sampled depends only on the inputs and the time limit, never on the machine's load.
