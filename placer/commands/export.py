@@ -26,9 +26,12 @@ from placer.model.placement import Placement
                    "else last MoE layer + 1).")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
               help="sglang-counts: the trace (or counts profile) whose per-expert loads to write.")
+@click.option("--model-config", "model_config", type=click.Path(dir_okay=False), default=None,
+              help="sglang, sglang-counts: the model's config.json; its architecture says whether SGLang honours the "
+                   "file (default: the model name in the placement's trace metadata).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary to stdout.")
 def command(placement_path: str, fmt: str, out: str, moe_layers: str | None, num_hidden_layers: int | None,
-            trace_path: str | None, as_json: bool) -> None:
+            trace_path: str | None, model_config: str | None, as_json: bool) -> None:
     """Export PLACEMENT (a moe-place placement JSON) for a serving engine.
 
     Formats: sglang (--init-expert-location file; prints the launch flags), sglang-counts
@@ -38,7 +41,8 @@ def command(placement_path: str, fmt: str, out: str, moe_layers: str | None, num
     placement = Placement.load(placement_path)
     layers = tuple(parse_layers(moe_layers)) if moe_layers is not None else None
     out_path = Path(out)
-    written = EXPORTERS.get(fmt).write(placement, out_path, WriteOptions(layers, num_hidden_layers, trace_path))
+    written = EXPORTERS.get(fmt).write(placement, out_path, WriteOptions(layers, num_hidden_layers, trace_path,
+                                                                            model_config))
     summary = {"format": fmt, "output": str(out_path), "layers": placement.num_layers,
                "experts": placement.num_experts, "gpus": placement.num_gpus,
                "redundant_experts": placement.num_replicas, **written.fields}

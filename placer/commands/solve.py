@@ -126,11 +126,18 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
             result = solve(solver, profile, topology, search, solver_params)
     result.notes = notes + result.notes
     placements = {"solution": result.placement}
+    eplb_policy = None
     for name in ("contiguous", "eplb"):
-        placements[name] = solve(name, profile, topology, constraints).placement
+        baseline = solve(name, profile, topology, constraints)
+        placements[name] = baseline.placement
+        if "policies" in baseline.details:
+            eplb_policy = {k: baseline.details[k] for k in ("policy", "eplb_rule", "policies")}
     report = solve_report(result, solver, topology, constraints, holdout, input_summary(trace.name, profile, test),
                           metrics_table(placements, topology, score_train, score_test, step, cost), scored,
                           objective, step)
+    if eplb_policy is not None:
+        # on several nodes the eplb baseline is the better of EPLB's two policies: say which
+        report["baselines"] = {"eplb": eplb_policy}
     placement = result.placement
     placement.report = report
     placement.save(output)

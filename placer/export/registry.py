@@ -35,12 +35,15 @@ class WriteOptions:
     ``moe_layers``: the decoder layer number of each of the ``L`` placement layers (default: the
     placement's recorded trace metadata, else ``0..L-1``); ``num_hidden_layers``: ``H``, dense
     layers included (default: recorded, else last MoE layer + 1); ``trace``: the trace or counts
-    profile whose per-expert loads ``sglang-counts`` writes (default: the placement's report).
+    profile whose per-expert loads ``sglang-counts`` writes (default: the placement's report);
+    ``model_config``: the model's ``config.json``, whose ``architectures`` tell the SGLang writers
+    whether SGLang honours the file (default: the model name of the placement's trace metadata).
     """
 
     moe_layers: tuple[int, ...] | None = None
     num_hidden_layers: int | None = None
     trace: str | None = None
+    model_config: str | None = None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,15 @@
 
 SGLang reads ``--init-expert-location`` as a file only when the name ends in ``.json`` (``.pt``:
 torch); any other string it parses as inline JSON and fails, so both writers refuse other names.
+
+Both formats take effect only for architectures whose SGLang model class builds expert-location
+metadata (:mod:`placer.export.sglang_models`, checked against SGLang 0.5.23's source); for the
+others (Mixtral, OLMoE) SGLang ignores the file without a word. The architecture comes from
+``--model-config config.json`` (an ignored one is refused) or, guessed, from the model name in
+the placement's trace metadata (an ignored one is warned about, with the reason); without
+either the writers warn that it is unchecked. SGLang checks neither ``--ep-size`` nor
+``--ep-num-redundant-experts`` against the file, so the printed launch line
+(:func:`sglang_launch_flags`) is the only guard.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from placer.errors import PlacerError
+from placer.export import sglang_models
 from placer.export.layers import resolve_layers
 from placer.export.registry import (Exporter, ReadOptions, WriteOptions, Written, import_report, json_head_has,
                                     read_json, register)
@@ -94,9 +104,61 @@ def to_sglang(placement: Placement, moe_layers: Sequence[int] | None = None,
 
 
 def sglang_launch_flags(placement: Placement, path: str | Path) -> str:
-    """The SGLang server flags that make it load ``path`` (EP size = G, R redundant experts)."""
-    return (f"--tp-size {placement.num_gpus} --ep-size {placement.num_gpus} "
-            f"--ep-num-redundant-experts {placement.num_replicas} --init-expert-location {path}")
+    """The SGLang (0.5.23) server flags that make it load ``path`` as written.
+
+    EP size G (with TP size G: SGLang's EP groups split the TP group); ``--ep-num-redundant-experts
+    R`` only with replicas (the file has E + R slots a row; SGLang sizes its slots by this flag and
+    does not compare it with the file); ``--moe-a2a-backend deepep``: without an a2a backend
+    every EP rank runs the MoE over all tokens and sums the partial outputs, so no token moves
+    by the placement, and replicas are picked alike on every rank (``dynamic`` dispatch) instead
+    of the one on the token's own GPU or node (``static``, what the placement was scored with).
+    """
+    G, R = placement.num_gpus, placement.num_replicas
+    redundant = f" --ep-num-redundant-experts {R}" if R else ""
+    return f"--tp-size {G} --ep-size {G}{redundant} --moe-a2a-backend deepep --init-expert-location {path}"
+
+
+def architecture(placement: Placement, model_config: str | None) -> tuple[str | None, str]:
+    """The model architecture and where it was read (``config.json`` or the trace's model name)."""
+    if model_config is not None:
+        from placer.fileio import read_json as read_json_file
+
+        cfg = read_json_file(model_config, "model config", "give the model's config.json")
+        archs = cfg.get("architectures") if isinstance(cfg, dict) else None
+        if not isinstance(archs, list) or not archs or not isinstance(archs[0], str):
+            raise PlacerError(f"{model_config}: has no \"architectures\" list; give the model's Hugging Face config.json")
+        return archs[0], model_config
+    report = placement.report if isinstance(placement.report, dict) else {}
+    for key in ("input", "trace"):
+        part = report.get(key)
+        name = part.get("model") if isinstance(part, dict) else None
+        if isinstance(name, str) and name:
+            return sglang_models.architecture_of_name(name), f"model {name!r} of the trace metadata"
+    return None, "nothing"
+
+
+def check_architecture(placement: Placement, model_config: str | None) -> list[str]:
+    """Refuse an architecture that ``config.json`` names and SGLang ignores the file for; warn
+    when the architecture is only guessed from the trace's model name, or unknown."""
+    arch, where = architecture(placement, model_config)
+    version = sglang_models.SGLANG_VERSION
+    kind = sglang_models.support(arch)
+    if kind == "ignored":
+        why = (f"SGLang {version} ignores --init-expert-location for {arch} (from {where}): its model class builds "
+               f"no expert-location metadata, so SGLang would run its trivial layout without a word")
+        if model_config is not None:
+            raise PlacerError(f"{why}; serve it with another engine (--format eplb or csv) or check a newer SGLang")
+        return [f"warning: {why}; pass --model-config config.json to check the architecture (an ignored one is "
+                f"then refused)"]
+    if kind == "conditional":
+        return [f"warning: SGLang {version} honours --init-expert-location for {arch} only when its config gives the "
+                f"expert count (num_experts); check the model's config.json"]
+    if kind == "unknown":
+        return [f"warning: the model's architecture is unknown (no model name in the placement's trace metadata), so "
+                f"whether SGLang honours this file is not checked: SGLang {version} ignores it for Mixtral and OLMoE, "
+                f"honours it for DeepSeek-V2/V3, Qwen2/3-MoE and the others in placer/export/sglang_models.py; "
+                f"pass --model-config config.json to check"]
+    return []
 
 
 def from_sglang(obj: Any, num_experts: int | None, num_gpus: int | None, moe_layers: Sequence[int] | None = None,
@@ -167,16 +229,23 @@ def check_file_name(path: Path) -> None:
                           f"use -o {path.with_suffix('.json')}")
 
 
+def _written(placement: Placement, path: Path, warnings: list[str], fields: dict[str, Any], what: str) -> Written:
+    flags = sglang_launch_flags(placement, path)
+    return Written({**fields, "launch_flags": flags, "sglang_version_checked": sglang_models.SGLANG_VERSION,
+                    "warnings": warnings},
+                   "\n".join([f"wrote {path}: {what}", *warnings,
+                               f"launch SGLang {sglang_models.SGLANG_VERSION} with: {flags}"]))
+
+
 def _write_map(placement: Placement, path: Path, options: WriteOptions) -> Written:
     check_file_name(path)
+    warnings = check_architecture(placement, options.model_config)
     obj = to_sglang(placement, options.moe_layers, options.num_hidden_layers)
     write_json(path, obj, indent=None)
-    flags = sglang_launch_flags(placement, path)
     rows = obj[SGLANG_KEY]
-    return Written({"num_hidden_layers": len(rows), "physical_experts": len(rows[0]), "launch_flags": flags},
-                   f"wrote {path}: {len(rows)} decoder layers x {len(rows[0])} physical experts "
-                   f"({placement.num_replicas} redundant) on {placement.num_gpus} EP ranks\n"
-                   f"launch SGLang with: {flags}")
+    return _written(placement, path, warnings, {"num_hidden_layers": len(rows), "physical_experts": len(rows[0])},
+                    f"{len(rows)} decoder layers x {len(rows[0])} physical experts ({placement.num_replicas} "
+                    f"redundant) on {placement.num_gpus} EP ranks")
 
 
 def _read_map(path: Path, options: ReadOptions) -> Placement:
@@ -186,12 +255,12 @@ def _read_map(path: Path, options: ReadOptions) -> Placement:
 
 def _write_counts(placement: Placement, path: Path, options: WriteOptions) -> Written:
     check_file_name(path)
+    warnings = check_architecture(placement, options.model_config)
     moe, H = resolve_layers(placement, options.moe_layers, options.num_hidden_layers)
     write_json(path, to_sglang_counts(loads_for_counts(placement, options.trace), moe, H), indent=None)
-    flags = (f"--ep-size {placement.num_gpus} --ep-num-redundant-experts {placement.num_replicas} "
-             f"--init-expert-location {path}")
-    return Written({"num_hidden_layers": H, "launch_flags": flags},
-                   f"wrote {path}: expert loads for {H} decoder layers; SGLang balances them itself with: {flags}")
+    return _written(placement, path, warnings, {"num_hidden_layers": H},
+                    f"expert loads for {H} decoder layers; SGLang balances them itself (its EPLB, "
+                    f"{placement.num_replicas} redundant experts)")
 
 
 register(Exporter("sglang", "SGLang --init-expert-location map (physical_to_logical_map JSON)", (".json",),

@@ -14,6 +14,8 @@ Hierarchical policy (used when the number of nodes divides the number of expert 
 3. pack each node's physical experts (load = expert load / copies) onto its GPUs, each GPU the
    same number of slots, balancing GPU loads (:func:`balanced_packing` again).
 Global policy (otherwise): the same with one group and one node.
+On several nodes the registered solver runs both policies on the same replicas and keeps the
+better one (:func:`solve_eplb`); EPLB's own rule is ``--param policy=eplb``.
 
 ``balanced_packing`` is the greedy "heaviest item first, into the lightest pack that still has
 room". Ties: items of equal weight keep index order, packs of equal load go to the lowest index.
@@ -145,29 +147,74 @@ def is_hierarchical(num_experts: int, num_physical: int, num_groups: int, num_no
             and per_node_slots <= (num_experts // num_nodes) * (num_gpus // num_nodes))
 
 
+POLICIES = ("best", "eplb", "hierarchical", "global")
+
+
 @dataclass(frozen=True)
 class EplbParams:
     num_groups: int | None = param(None, "expert groups packed to nodes (EPLB's num_groups); default E, "
                                          "one group per expert", min=1)
+    policy: str = param("best", "best: run EPLB's hierarchical and global policies on the same replicas and keep "
+                                "the one of lower objective (of max imbalance without pair counts); eplb: EPLB's own "
+                                "rule; hierarchical or global: that policy", choices=POLICIES)
 
 
-@register("eplb", "DeepSeek EPLB: replicate hot experts, pack groups to nodes and copies to GPUs (load balance only)",
-          EplbParams, replicas=True, needs=())
+def _policy_result(policy: str, profile: Profile, topology: Topology, constraints: Constraints,
+                   groups: int) -> SolveResult:
+    E, G = profile.num_experts, topology.num_gpus
+    P = constraints.slots_per_gpu(E, G) * G
+    nodes, grouped = (topology.num_nodes, groups) if policy == "hierarchical" else (1, 1)
+    phy2log, _, _ = rebalance_experts(profile.load, P, grouped, nodes, G)
+    placement = Placement(phy2log, E, G, topology.gpus_per_node)
+    return fixed_result("eplb", Status.HEURISTIC, placement, profile, topology, constraints,
+                        {"policy": policy, "num_groups": groups})
+
+
+def _score(result: SolveResult) -> tuple[float, float]:
+    # the requested cost model's objective first; without its pair counts the load balance
+    return (result.objective if result.objective is not None else 0.0, result.details["max_imbalance"])
+
+
+@register("eplb", "DeepSeek EPLB: replicate hot experts, pack groups to nodes and copies to GPUs (load balance only); "
+                  "on several nodes the better of its hierarchical and global policies", EplbParams, replicas=True,
+          needs=())
 def solve_eplb(profile: Profile, topology: Topology, constraints: Constraints, params: EplbParams) -> SolveResult:
     """DeepSeek's EPLB on ``profile.load``.
 
-    Hierarchical over ``topology``'s nodes when they divide the groups (and each node can hold
-    its experts' copies on distinct GPUs), global otherwise. Communication is not considered.
+    EPLB's own rule (``policy=eplb``): hierarchical over ``topology``'s nodes when they divide
+    the groups (and each node can hold its experts' copies on distinct GPUs), global otherwise.
+    On one node the two are the same. On several, hierarchical keeps each group's copies in one
+    node, which can cost far more traffic than global (1.2x on ESFT to 12.5x on Mixtral with one
+    slot per GPU, coherent cost), so ``best`` (the default, what ``solve``'s and ``compare``'s
+    ``eplb`` baseline runs) scores both on the same replicas and keeps the better, ties going to
+    EPLB's rule; ``details`` names the policy kept, EPLB's rule and both scores.
+    Communication is not considered by either policy.
     """
     E, G = profile.num_experts, topology.num_gpus
-    S = constraints.slots_per_gpu(E, G)
-    P = S * G
+    P = constraints.slots_per_gpu(E, G) * G
     groups = params.num_groups or E
     if E % groups:
         raise PlacerError(f"num_groups {groups} does not divide the {E} experts; give a divisor of {E}")
-    nodes = topology.num_nodes
-    phy2log, _, _ = rebalance_experts(profile.load, P, groups, nodes, G)
-    placement = Placement(phy2log, E, G, topology.gpus_per_node)
-    policy = "hierarchical" if is_hierarchical(E, P, groups, nodes, G) else "global"
-    return fixed_result("eplb", Status.HEURISTIC, placement, profile, topology, constraints,
-                        {"policy": policy, "num_groups": groups})
+    rule = "hierarchical" if is_hierarchical(E, P, groups, topology.num_nodes, G) else "global"
+    if params.policy in ("hierarchical", "global"):
+        if params.policy == "hierarchical" and rule != "hierarchical":
+            raise PlacerError(f"EPLB's hierarchical policy does not apply here ({topology.num_nodes} node(s), {groups} "
+                              f"groups, {P} slots); use --param policy=global")
+        return _policy_result(params.policy, profile, topology, constraints, groups)
+    result = _policy_result(rule, profile, topology, constraints, groups)
+    if params.policy == "eplb" or rule == "global" or topology.num_nodes == 1:
+        return result
+    other = _policy_result("global", profile, topology, constraints, groups)
+    scores = {"hierarchical": _score(result), "global": _score(other)}
+    if scores["global"] < scores["hierarchical"]:
+        result = other
+    result.details["eplb_rule"] = rule
+    result.details["policies"] = {name: {"objective": obj if result.objective is not None else None,
+                                         "max_imbalance": imb} for name, (obj, imb) in scores.items()}
+    if result.details["policy"] != rule:
+        h, g = scores["hierarchical"], scores["global"]
+        what = (f"{result.objective_model} {g[0]:.6g} vs {h[0]:.6g}" if result.objective is not None
+                else f"max imbalance {g[1]:.4g} vs {h[1]:.4g}")
+        result.notes.append(f"eplb: kept EPLB's global policy, better here than the hierarchical one EPLB itself "
+                            f"would run on {topology.num_nodes} nodes ({what})")
+    return result

@@ -233,10 +233,14 @@ def test_every_format_round_trips_phy2log(tmp_path, L, E, G, R, seed):
     for (name, suffix), path in paths.items():
         options = ReadOptions(num_experts=E, num_gpus=G, moe_layers=tuple(moe) if name == "sglang" else None)
         if ex.EXPORTERS.get(name).read is None:
-            assert name == "sglang-counts"  # expert loads: no placement to read back
+            assert name == "sglang-counts"  # expert loads: no placement, they read back as counts
             assert not ex.looks_like_placement(path)
             with pytest.raises(PlacerError, match="not a placement"):
                 ex.read_placement_any(path, options)
+            from placer.traces.load import load_input
+            loads = load_input(path, top_k=2)
+            np.testing.assert_array_equal(loads.load[:, :E], np.array(pl.report["load"])[[
+                i for i in range(L) if sum(pl.report["load"][i])]])
             continue
         assert ex.looks_like_placement(path), name
         back = ex.read_placement_any(path, options)
@@ -425,3 +429,20 @@ def test_cli_round_trip_solve_export_import_evaluate(cli, tmp_path):
         return out
 
     assert evaluate(back) == evaluate(placement)
+
+
+def test_cli_eplb_pt_reads_back_and_evaluates(cli, tmp_path):
+    """``export --format eplb -o x.pt`` (torch.save) is read by import-placement and scored by evaluate."""
+    pytest.importorskip("torch")
+    trace = zipf_trace(L=3, E=8, K=2, T=300, S=4, seed=2)
+    tpath = tmp_path / "t.npz"
+    trace.save(tpath)
+    pl = random_placement(np.random.default_rng(0), 3, 8, 4, replicas=4)
+    pl.save(tmp_path / "p.json")
+    assert cli("export", tmp_path / "p.json", "--format", "eplb", "-o", tmp_path / "x.pt").returncode == 0
+    proc = cli("import-placement", tmp_path / "x.pt", "--gpus", 4, "-o", tmp_path / "back.json")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(Placement.load(tmp_path / "back.json").phy2log, pl.phy2log)
+    proc = cli("evaluate", tpath, tmp_path / "back.json", "--json", "--cost", "load")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["load"]["max_imbalance"] >= 1

@@ -43,6 +43,15 @@ the ``metrics`` of every report are not touched: they must be the same as record
    no recorded case gives one (``--model``), so they minimise traffic as before and say so: the
    report's ``constraints.objective`` is ``traffic`` and the first note reads :data:`TRAFFIC_NOTE`.
 
+12. On several nodes the ``eplb`` baseline, and ``--solver eplb``, is the better of EPLB's
+   hierarchical and global policies on the same replicas (issue 14; before: EPLB's own rule, the
+   hierarchical policy, whose cost can be several times the global one's). On those cases
+   (:func:`eplb_best_of_both`) ``metrics.eplb`` may differ, never worse in the requested cost
+   model, and the report gains ``baselines.eplb`` (the policy kept, EPLB's rule and both scores);
+   a case that solves with ``eplb`` gets the kept policy's layout (:func:`relayout`), and its
+   ``details`` (``policy``, ``eplb_rule``, ``policies``, ``max_imbalance``) and ``notes`` are
+   today's. Cases on one node are unchanged.
+
 Command lines changed with the options (``tests/golden/cases.py``): ``--load-weight 0.5`` is now
 ``--param load_weight=0.5``; solve cases without ``--cost`` pass main's default ``--cost coherent``
 (the default is now ep, what engines run); cases on 32 and 64 GPUs pass ``--gpus-per-node`` equal to the GPU
@@ -67,9 +76,15 @@ def objective_name(cost: str, load_weight: float = 0.0) -> str:
     return base if not load_weight else f"{base} + {load_weight:g} x max GPU load"
 
 
+def eplb_best_of_both(old_report: dict[str, Any]) -> bool:
+    """Step 12: the case runs on several nodes, where the eplb baseline is the better EPLB policy."""
+    return old_report["topology"]["num_nodes"] > 1
+
+
 def relayout(name: str, old_report: dict[str, Any]) -> bool:
-    """Steps 7 and 9: the case's layout may differ from the recorded one (never worse)."""
-    return name in NEW_LAYOUT or old_report["solver"] == "partition"
+    """Steps 7, 9 and 12: the case's layout may differ from the recorded one (never worse)."""
+    return (name in NEW_LAYOUT or old_report["solver"] == "partition"
+            or (old_report["solver"] == "eplb" and eplb_best_of_both(old_report)))
 
 
 def migrate_report(old: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -107,4 +122,6 @@ def migrate_report(old: dict[str, Any], params: dict[str, Any]) -> dict[str, Any
            "objective": r["objective"], "bound": r["bound"], "bound_method": bound_method, "gap": r["gap"],
            "notes": notes, "details": details, "params": params, "topology": r["topology"],
            "constraints": cons, "input": r["input"], "metrics": r["metrics"]}
+    if eplb_best_of_both(old):
+        out["baselines"] = None      # step 12: today's, checked by the test
     return out

@@ -13,6 +13,10 @@
   circular buffer of per-pass counts). Aggregate only: the buffer is summed into per-layer
   loads, all-zero layers are taken as dense and dropped, and a Profile (loads only) results.
   K is not in the file: pass ``--top-k`` (tokens = picks / K).
+
+The ``sglang-counts`` JSON that ``moe-place export --format sglang-counts`` writes for SGLang's
+own balancer, ``{"logical_count": [num_hidden_layers, E]}``, is the same counts in JSON (no torch
+needed) and is read the same way (importer ``sglang-counts``).
 """
 
 from __future__ import annotations
@@ -154,6 +158,24 @@ def _stat(path: Path, obj: dict, options: ImportOptions) -> Profile:
                    moe_layers=moe, num_hidden_layers=load.shape[0], source=path.name).validate(str(path))
 
 
+def _sniff_counts(path: Path) -> bool:
+    from placer.export.registry import json_head_has
+
+    return json_head_has(path, "logical_count")
+
+
+def _load_counts(path: Path, options: ImportOptions) -> Profile:
+    from placer.fileio import read_json
+
+    obj = read_json(path, "counts", "export it again")
+    if not isinstance(obj, dict) or "logical_count" not in obj:
+        raise PlacerError(f"{path}: no 'logical_count' key; not an SGLang expert-count file")
+    return _stat(path, obj, options)
+
+
+register(Importer("sglang-counts", (".json",), _sniff_counts, _load_counts,
+                  "SGLang logical_count JSON (what export --format sglang-counts writes): per-layer loads; "
+                  "needs --top-k", aggregate=True))
 register(Importer("sglang-dump", (".pt", ".pth"), _sniff, _load,
                   "SGLang expert-distribution recorder torch.save dump, mode per_token (trace) or stat (counts); needs torch",
                   aggregate=False))
