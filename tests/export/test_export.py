@@ -79,7 +79,7 @@ def test_cli_export_writes_expected_files(cli, tmp_path, fmt, expected):
     else:
         assert json.loads(out.read_text()) == json.loads((DATA / expected).read_text())
     if fmt == "sglang":
-        assert f"--ep-num-redundant-experts 2 --init-expert-location {out}" in proc.stdout
+        assert f"--ep-num-redundant-experts 2 --moe-a2a-backend deepep --init-expert-location {out}" in proc.stdout
         assert "--ep-size 2" in proc.stdout
 
 

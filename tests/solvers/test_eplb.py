@@ -58,7 +58,8 @@ def test_readme_vector(distinct):
 
 def test_registered_solver_reproduces_readme_vector():
     prof = Profile(load=np.array(README_WEIGHT), num_tokens=0, top_k=1)
-    res = solve("eplb", prof, Topology.uniform(8, 4), Constraints(replicas=4), {"num_groups": 4})
+    # EPLB's own rule (policy=eplb); the default keeps the better of both policies on 2+ nodes
+    res = solve("eplb", prof, Topology.uniform(8, 4), Constraints(replicas=4), {"num_groups": 4, "policy": "eplb"})
     assert res.placement.phy2log.tolist() == README_PHY2LOG
     assert res.details["policy"] == "hierarchical"
     assert res.placement.gpus_per_node == 4
@@ -226,7 +227,7 @@ def test_policy_choice():
     prof = Profile(load=np.arange(1, 13)[None, :], num_tokens=0, top_k=1)
     topo = Topology.uniform(4, 2)  # 2 nodes of 2 GPUs
     def eplb(constraints, groups):
-        return solve("eplb", prof, topo, constraints, {"num_groups": groups})
+        return solve("eplb", prof, topo, constraints, {"num_groups": groups, "policy": "eplb"})
     assert eplb(Constraints(), 4).details["policy"] == "hierarchical"
     assert eplb(Constraints(), 3).details["policy"] == "global"
     # 12 experts + 20 replicas on 2 nodes: a node's 16 slots would need more than 2 copies of

@@ -246,7 +246,18 @@ def test_fiddler_layout(tmp_path):
 def test_every_registered_format_is_tested():
     names = set(formats())
     assert names == {"layer-json", "npz", "exflow-npy", "token-jsonl", "megatron-router", "routed-experts",
-                     "sglang-dump", "counts", "olmoe-counts", "fiddler-counts"}
+                     "sglang-dump", "sglang-counts", "counts", "olmoe-counts", "fiddler-counts"}
+
+
+def test_sglang_counts_json_reads_as_loads(tmp_path):
+    """What ``export --format sglang-counts`` writes: ``logical_count [H, E]``, dense rows zero."""
+    path = tmp_path / "counts.json"
+    path.write_text('{"logical_count": [[0, 0, 0, 0], [3, 1, 2, 2], [4, 0, 2, 2]]}')
+    prof = load_any([path], top_k=2)
+    assert prof.load.tolist() == [[3, 1, 2, 2], [4, 0, 2, 2]] and prof.moe_layers == [1, 2]
+    assert prof.num_tokens == 4 and prof.num_hidden_layers == 3 and prof.trans is None
+    with pytest.raises(PlacerError, match="--top-k"):
+        load_any([path])
 
 
 def test_concat_of_sources_and_override(tmp_path):
