@@ -19,7 +19,6 @@ IPython, aiohttp and their dependencies) on PYTHONPATH.
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,9 +38,8 @@ E, G, R, DENSE = 16, 4, 4, 1
 
 
 @pytest.fixture
-def served(monkeypatch, tmp_path):
+def served(monkeypatch):
     """SGLang's expert-location module as a server launched with our flags would run it."""
-    state = {}
 
     def serve(path: Path, placement, rank: int = 0, backend: str = "deepep"):
         H = placement.num_layers + DENSE
@@ -58,7 +56,6 @@ def served(monkeypatch, tmp_path):
                                 num_layers=H, num_logical_experts=E, num_groups=None)))
         return expert_location.compute_initial_expert_location_metadata(None, moe_ep_rank=rank)
 
-    state["serve"] = serve
     return serve
 
 
@@ -141,4 +138,3 @@ def test_architecture_lists_match_the_installed_sglang():
     assert {n for n, k in found.items() if k == "yes"} == sglang_models.HONOURS
     assert {n for n, k in found.items() if k == "cond"} == sglang_models.CONDITIONAL
     assert sglang_models.KNOWN_MOE_IGNORED <= {n for n, k in found.items() if k in (None, "none")}
-    assert json.dumps(sorted(sglang_models.HONOURS))  # plain names
