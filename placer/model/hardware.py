@@ -105,7 +105,7 @@ def hardware(spec: str | Path) -> Hardware:
     if base is not None and base not in PRESETS:
         raise PlacerError(f"{path}: base {base!r} is not a preset; use one of {', '.join(PRESETS)}")
     values.update(obj)
-    values.setdefault("name", path.stem)
+    values["name"] = obj.get("name", path.stem)     # not the base's: the report names this file
     missing = sorted(fields - set(values))
     if missing:
         raise PlacerError(f"{path}: missing hardware field {missing[0]!r}; give it, or \"base\": a preset to start from")
