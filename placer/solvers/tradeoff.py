@@ -14,7 +14,8 @@ the knob of the trade-off, and the time model turns it (docs/time-model.md):
    token: routing drifts between batches, and a cap that only holds in sample shows up here.
    A candidate's score is its **worst case over the two windows** of its step time over the better
    baseline's on that window (:func:`worst_case`); with replicas, candidates less balanced than
-   EPLB on their worst window are dropped.
+   EPLB on their worst window are dropped. The baselines are scored first; caps are tried in the
+   grid's order until half of the time limit is spent (at least one cap).
 3. The least worst case wins (ties: the requested solver) and is refitted on all training tokens:
    the solver with the chosen cap, or the baseline itself when a baseline won.
 
@@ -37,8 +38,10 @@ from placer.model.topology import Topology
 from placer.model.trace import Trace
 from placer.solvers.base import Constraints, SolveResult, Status, solve
 
-CAPS = (None, 2.0, 1.5, 1.25, 1.1, 1.05, 1.02)
-REPLICA_CAPS = (None, 1.5, 1.25, 1.1, 1.05, 1.02, 1.01)
+# in the order they are tried: where the trade-off usually lands first (the grid stops when its
+# half of the time limit is spent)
+CAPS = (1.05, 1.25, 1.02, 1.5, 1.1, 2.0, None)
+REPLICA_CAPS = (1.05, 1.02, 1.25, 1.01, 1.1, 1.5, None)
 BASELINES = ("contiguous", "eplb")
 VALIDATION_SHARE = 1 / 3
 
@@ -54,7 +57,7 @@ def caps_for(profile: Profile, topology: Topology, constraints: Constraints) -> 
     floor, _ = imbalance_floor(profile.load, topology.num_gpus)
     caps = [c for c in CAPS if c is None or c >= floor * (1 + 1e-6)]
     if floor > 1.05:
-        caps.append(round(floor * 1.001 + 5e-4, 3))
+        caps.insert(0, round(floor * 1.001 + 5e-4, 3))
     return caps
 
 
@@ -81,25 +84,32 @@ def solve_step_time(name: str, train: Trace | Profile, profile: Profile, topolog
         parts = [(profile, None)]
     grid = caps_for(parts[0][0], topology, constraints) if tunable else [constraints.max_imbalance]
     share = 0.5 * constraints.time_limit / max(1, len(grid) * len(parts))
+    grid_until = t0 + 0.5 * constraints.time_limit
     rows: list[dict[str, Any]] = []
+
+    def score(data, placement) -> dict[str, float]:
+        return {"step_s": time_cost(data, placement, topology, spec, comm).step_s,
+                "window_imbalance": float(load_cost(data, placement).max_imbalance)}
+
     for fold, (fit_profile, window) in enumerate(parts):
-        data = window if window is not None else fit_profile
-
-        def score(placement) -> dict[str, float]:
-            return {"step_s": time_cost(data, placement, topology, spec, comm).step_s,  # noqa: B023
-                    "window_imbalance": float(load_cost(data, placement).max_imbalance)}  # noqa: B023
-
-        for cap in grid:
+        for base in BASELINES:
+            res = solve(base, fit_profile, topology, constraints)
+            rows.append({"fold": fold, "candidate": base, "max_imbalance": None,
+                         **score(window if window is not None else fit_profile, res.placement)})
+    for i, cap in enumerate(grid):
+        if i and time.perf_counter() > grid_until:
+            # the grid's half of the budget is spent (a solver may take longer than its share)
+            rows.append({"candidate": name, "max_imbalance": cap, "skipped": "the grid's time was spent"})
+            continue
+        for fold, (fit_profile, window) in enumerate(parts):
             try:
                 res = solve(name, fit_profile, topology, dataclasses.replace(constraints, max_imbalance=cap,
                                                                              time_limit=share), params)
             except PlacerError as exc:
                 rows.append({"fold": fold, "candidate": name, "max_imbalance": cap, "skipped": str(exc)})
                 continue
-            rows.append({"fold": fold, "candidate": name, "max_imbalance": cap, **score(res.placement)})
-        for base in BASELINES:
-            res = solve(base, fit_profile, topology, constraints)
-            rows.append({"fold": fold, "candidate": base, "max_imbalance": None, **score(res.placement)})
+            rows.append({"fold": fold, "candidate": name, "max_imbalance": cap,
+                         **score(window if window is not None else fit_profile, res.placement)})
     scored = worst_case(rows, len(parts), bool(constraints.replicas))
     if not scored:
         raise PlacerError(f"no placement of {name} meets the constraints at any load cap; raise --max-imbalance "
