@@ -41,7 +41,7 @@ from placer.solvers.base import Constraints, SolveResult, Status, solve
 # in the order they are tried: where the trade-off usually lands first (the grid stops when its
 # half of the time limit is spent)
 CAPS = (1.05, 1.25, 1.02, 1.5, 1.1, 2.0, None)
-REPLICA_CAPS = (1.05, 1.02, 1.25, 1.01, 1.1, 1.5, None)
+REPLICA_CAPS = (1.02, 1.01, 1.05, 1.1, 1.25, 1.5, None)
 BASELINES = ("contiguous", "eplb")
 VALIDATION_SHARE = 1 / 3
 
