@@ -1,6 +1,6 @@
 """The step-time model against published measurements: DeepEP's all-to-all kernels, DeepGEMM's grouped GEMMs.
 
-Usage (repository root): ``python benchmarks/bench_calibration.py [--hardware h800] [--fit] [--markdown]``
+Usage (repository root): ``python benchmarks/bench_calibration.py [--hardware h800] [--fit]``
 
 DeepEP (github.com/deepseek-ai/DeepEP, ``docs/legacy.md`` "Performance", the V1 kernels) on H800
 (NVLink ~160 GB/s measured, CX7 400 Gb/s RDMA, 8 GPUs a node):
