@@ -13,6 +13,9 @@ on the held-out part (or in-sample with ``holdout=0``) with :mod:`placer.cost`:
 - ``imbalance_*``: the **load** model, per-layer max/mean GPU load, mean and worst over layers.
 - ``expert_mem_gib``: expert weights per GPU, ``S * L * expert_bytes`` (S slots per GPU per
   layer, L MoE layers), and ``fits`` against ``gpu_memory``.
+- with a step spec (``--model``): ``step_ms``, the **time** model's predicted step time
+  (``docs/time-model.md``; the all-to-alls of ``cost``), and ``step_vs_baselines``, its ratio to
+  the faster of the ``contiguous`` and ``eplb`` rows of the same configuration (when swept).
 
 A configuration that cannot hold the experts (E + R not divisible by G, ...) or a solver that
 fails gives a row with ``status`` ``infeasible`` or ``error`` and the reason, not an abort.
@@ -37,6 +40,7 @@ DEFAULT_TOKENS_PER_STEP = 8192
 COLUMNS = ["gpus", "nodes", "replica_spec", "replicas", "slots_per_gpu", "solver", "status", "solve_s",
            "ep_copies_per_token", "ep_bytes_per_step", "ep_time_per_step_ms", "ep_inter_node_share",
            "coherent_per_transition", "imbalance_mean", "imbalance_max", "expert_mem_gib", "fits", "note"]
+TIME_COLUMNS = ["step_ms", "step_vs_baselines"]
 
 @dataclass(frozen=True)
 class PlanOptions:
@@ -62,6 +66,7 @@ class PlanOptions:
     max_imbalance: float | None = None
     time_limit: float = 10.0
     seed: int = 0
+    step: Any = None                 # placer.cost.time.StepSpec: adds the time columns
 
 
 def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Sequence[str],
@@ -114,7 +119,23 @@ def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Se
                 rows.append(row)
                 if advance:
                     advance(1)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    if options.step is None:
+        return pd.DataFrame(rows, columns=COLUMNS)
+    _against_baselines(rows)
+    return pd.DataFrame(rows, columns=COLUMNS[:-1] + TIME_COLUMNS + COLUMNS[-1:])
+
+
+def _against_baselines(rows: list[dict[str, Any]]) -> None:
+    """``step_vs_baselines``: each row's step time over the faster baseline row of its configuration."""
+    best: dict[tuple, float] = {}
+    for r in rows:
+        if r.get("solver") in ("contiguous", "eplb") and r.get("step_ms") is not None:
+            key = (r["gpus"], r["replica_spec"])
+            best[key] = min(best.get(key, float("inf")), r["step_ms"])
+    for r in rows:
+        base = best.get((r["gpus"], r["replica_spec"]))
+        if r.get("step_ms") is not None and base:
+            r["step_vs_baselines"] = r["step_ms"] / base
 
 
 def _score(cost: Any, test: Trace, placement: Any, topo: Topology, options: PlanOptions) -> dict[str, Any]:
@@ -131,6 +152,9 @@ def _score(cost: Any, test: Trace, placement: Any, topo: Topology, options: Plan
         out["ep_time_per_step_ms"] = _float(ep.time_s) * scale * 1e3 if ep.time_s is not None else None
     if test.num_layers > 1:
         out["coherent_per_transition"] = float(cost.coherent_cost(test, placement, topo).per_transition)
+    if options.step is not None:
+        from placer.cost.time import time_cost
+        out["step_ms"] = time_cost(test, placement, topo, options.step, options.cost).step_s * 1e3
     return out
 
 

@@ -3,7 +3,8 @@
 Each item is a placement file or a solver name (``moe-place solve --list-solvers``). A solver is
 fitted on the Profile of the ``--fit`` part (default: ``train`` when scoring on ``--split test``,
 else the scored part) and placed on the GPU count of the placement files or ``--gpus``. Every
-placement is then scored on the ``--split`` tokens under the chosen cost models.
+placement is then scored on the ``--split`` tokens under the chosen cost models; with the expert
+shape (``--model``) also by predicted step time, beside contiguous's and EPLB's (docs/time-model.md).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import click
 
-from placer.commands.options import SPLITS, import_options, load_kwargs, scoring_options, split_part
+from placer.commands.options import SPLITS, import_options, load_kwargs, scoring_options, split_part, step_options, step_spec
 from placer.commands.types import POSITIVE_INT, SECONDS, Replicas
 from placer.commands.render import describe_data, describe_topology, format_table
 from placer.errors import PlacerError
@@ -32,11 +33,13 @@ from placer.errors import PlacerError
 @click.option("--fit", type=click.Choice(SPLITS), default=None,
               help="Tokens solver names are fitted on (default: train with --split test, else the --split tokens).")
 @scoring_options
+@step_options
 @import_options
 def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str, seed: int, time_limit: float,
             fit: str | None, cost: str, gpus_per_node: int | None, inter_node_cost: float | None,
             topology_file: str | None, split: str, holdout: float, hidden_size: int | None, dtype_bytes: int,
-            as_json: bool, **kw) -> None:
+            as_json: bool, hardware: str, model_shape: str | None, expert_intermediate_size: int | None,
+            phase: str, tokens_per_step: int | None, **kw) -> None:
     """Compare placement files and solver names (ITEMS) on the routing of TRACE."""
     from placer.commands.import_placement import warn_wasted
     from placer.cost import default_costs, evaluate, passes_over_trace
@@ -66,18 +69,24 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
         raise PlacerError("no placement file gives the GPU count; pass --gpus N for the solver names")
     gpn = gpus_per_node if gpus_per_node is not None else (first.gpus_per_node if first else None)
     topo = Topology.for_cluster(G, gpn, inter_node_cost, topology_file)
-    costs = default_costs() if cost == "all" else (cost,)
+    step = step_spec(hardware, model_shape, hidden_size, expert_intermediate_size, dtype_bytes, phase,
+                     tokens_per_step)
+    costs = tuple(default_costs(step)) if cost == "all" else (cost,)
     constraints = Constraints(replicas=replicas_for(replicas, G), seed=seed, time_limit=time_limit)
 
     entries: list[dict[str, Any]] = []
-    profile: Profile | None = None
+    profiles: list[Profile] = []
+
+    def fit_profile() -> Profile:
+        if not profiles:
+            profiles.append(profile_of(split_part(full, fit, holdout, trace), coact=False))
+        return profiles[0]
+
     for item in items:
         if item in files:
             entries.append({"name": Path(item).stem, "source": item, "placement": files[item]})
             continue
-        if profile is None:
-            profile = profile_of(split_part(full, fit, holdout, trace), coact=False)
-        res = solve(item, profile, topo, constraints)
+        res = solve(item, fit_profile(), topo, constraints)
         entries.append({"name": item, "source": f"solver {item} (fitted on {fit})",
                         "placement": res.placement, "solver": res.summary()})
 
@@ -87,9 +96,10 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
         for e, name in zip(entries, names):
             e["name"] = name
             e["result"] = evaluate(data, e["placement"], topo, costs=costs, hidden_size=hidden_size,
-                                   dtype_bytes=dtype_bytes, matrices=False, progress=advance)
+                                   dtype_bytes=dtype_bytes, matrices=False, progress=advance, step=step)
             if e["placement"].wasted_slots.any():
                 e["result"]["wasted_slots"] = int(e["placement"].wasted_slots.sum())
+    _time_against_baselines(entries, data, fit_profile, topo, step)
     if as_json:
         out = {"trace_file": trace, "split": split, "fit": fit, "topology": topo.describe(),
                "placements": [{"name": e["name"], "source": e["source"], **({"solver": e["solver"]} if "solver" in e else {}),
@@ -100,6 +110,28 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
     click.echo(f"topology: {describe_topology(topo)}")
     header, rows = _table(entries, costs, hidden_size is not None)
     click.echo(format_table(header, rows))
+
+
+def _time_against_baselines(entries: list[dict[str, Any]], data: Any, fit_profile: Any, topo: Any, step: Any) -> None:
+    """Each placement's predicted step time beside contiguous's and EPLB's of the same replicas
+    (``time.baselines``, as ``evaluate`` reports them), the baselines fitted on ``fit_profile`` as
+    the solver names are (so an ``eplb`` item is 1.000x EPLB), scored on ``data``."""
+    from placer.cost.time import time_cost
+    from placer.solvers.base import Constraints, solve
+
+    cache: dict[tuple[int, str], float] = {}
+    for e in entries:
+        tm = e["result"].get("time", {})
+        if "step_s" not in tm:
+            continue
+        R = e["placement"].num_replicas
+        tm["baselines"] = {}
+        for name in ("contiguous", "eplb"):
+            if (R, name) not in cache:
+                base = solve(name, fit_profile(), topo, Constraints(replicas=R)).placement
+                cache[R, name] = time_cost(data, base, topo, step).step_s
+            t = cache[R, name]
+            tm["baselines"][name] = {"step_s": t, "ratio": tm["step_s"] / t if t > 0 else None}
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -121,6 +153,9 @@ def _table(entries: list[dict[str, Any]], costs: tuple[str, ...], with_time: boo
             header += ["a2a time ms"]
     if "load" in costs:
         header += ["imbalance mean", "imbalance max"]
+    timed = "time" in costs and any("step_s" in e["result"].get("time", {}) for e in entries)
+    if timed:
+        header += ["step ms", "vs contiguous", "vs eplb"]
     rows = []
     for e in entries:
         r = e["result"]
@@ -141,5 +176,9 @@ def _table(entries: list[dict[str, Any]], costs: tuple[str, ...], with_time: boo
         if "load" in costs:
             lo = r["load"]
             row += [f"{lo['mean_imbalance']:.4f}", f"{lo['max_imbalance']:.4f}"]
+        if timed:
+            tm = r.get("time", {})
+            row += (["n/a"] * 3 if "step_s" not in tm else
+                    [f"{tm['step_s'] * 1e3:.4g}"] + [f"{tm['baselines'][b]['ratio']:.3f}x" for b in ("contiguous", "eplb")])
         rows.append(row)
     return header, rows

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from placer.analysis import plan as pl
-from placer.commands.options import bytes_options, holdout_option, import_options, json_option, load_kwargs, topology_options
-from placer.commands.types import IMBALANCE, OUTPUT_FILE, POSITIVE_FLOAT, POSITIVE_INT, SECONDS, Bandwidth, IntList, ReplicasList, Size
+from placer.commands.options import bytes_options, holdout_option, import_options, json_option, load_kwargs, step_options, step_spec, topology_options
+from placer.commands.types import IMBALANCE, OUTPUT_FILE, POSITIVE_FLOAT, SECONDS, Bandwidth, IntList, ReplicasList, Size
 from placer.errors import PlacerError
 from placer.fileio import atomic_path, to_jsonable
 from placer.progress import progress
@@ -21,8 +21,8 @@ def _fmt_table(table) -> str:
         show[col] = show[col].map(lambda v: "" if v != v or v is None else f"{v / 2**20:.1f} MiB")
     floats = {"solve_s": "{:.2f}", "ep_copies_per_token": "{:.2f}", "ep_time_per_step_ms": "{:.3f}",
               "ep_inter_node_share": "{:.2f}", "coherent_per_transition": "{:.3f}", "imbalance_mean": "{:.2f}",
-              "imbalance_max": "{:.2f}", "expert_mem_gib": "{:.2f}"}
-    for col, f in floats.items():
+              "imbalance_max": "{:.2f}", "expert_mem_gib": "{:.2f}", "step_ms": "{:.3f}", "step_vs_baselines": "{:.3f}"}
+    for col, f in ((c, f) for c, f in floats.items() if c in show):
         show[col] = show[col].map(lambda v, f=f: "" if v is None or v != v else f.format(v))
     for col in ("nodes", "slots_per_gpu"):
         show[col] = show[col].map(lambda v: "" if v is None or v != v else str(int(v)))
@@ -52,8 +52,7 @@ def _fmt_table(table) -> str:
 @click.option("--gpu-memory", type=Size(), default=None, help="Memory per GPU for the fit check, e.g. 80GiB.")
 @click.option("--bandwidth", type=Bandwidth(), default="intra=900GB/s,inter=50GB/s", show_default=True,
               help="Link bandwidths per direction.")
-@click.option("--tokens-per-step", type=POSITIVE_INT, default=pl.DEFAULT_TOKENS_PER_STEP, show_default=True,
-              help="Tokens in one forward step (per-token figures are scaled to it).")
+@step_options
 @holdout_option(0.5, "Share of sequences held out for scoring (0: score in-sample).")
 @click.option("--time-limit", type=SECONDS, default=10.0, show_default=True, help="Seconds per solve.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -64,7 +63,8 @@ def _fmt_table(table) -> str:
 def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_node_cost: float | None,
             topology_file: str | None, replicas: list[str], solvers: str, cost: str, max_imbalance: float | None,
             hidden_size: int | None, dtype_bytes: int, expert_bytes: float | None, expert_params: float | None,
-            gpu_memory: float | None, bandwidth: tuple[float, float], tokens_per_step: int, holdout: float,
+            gpu_memory: float | None, bandwidth: tuple[float, float], hardware: str, model_shape: str | None,
+            expert_intermediate_size: int | None, phase: str, tokens_per_step: int | None, holdout: float,
             time_limit: float, seed: int, as_json: bool, csv_path: str | None, plot_path: str | None, **kw) -> None:
     """Sweep GPU counts and replica budgets on TRACE: solve each, predict traffic, balance and memory.
 
@@ -77,6 +77,10 @@ def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_n
         raise PlacerError("give --expert-bytes or --expert-params, not both")
     ebytes = expert_bytes if expert_bytes is not None else (
         expert_params * dtype_bytes if expert_params is not None else None)
+    from placer.cost.time import PHASES
+
+    step = step_spec(hardware, model_shape, hidden_size, expert_intermediate_size, dtype_bytes, phase, tokens_per_step)
+    tokens_per_step = tokens_per_step or PHASES[phase]
     solver_list = [s.strip() for s in solvers.split(",") if s.strip()]
     if not solver_list:
         raise PlacerError("--solvers is empty; name at least one solver")
@@ -84,7 +88,7 @@ def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_n
                              topology_file=topology_file, hidden_size=hidden_size, dtype_bytes=dtype_bytes,
                              expert_bytes=ebytes, gpu_memory=gpu_memory, intra_bandwidth=bandwidth[0],
                              inter_bandwidth=bandwidth[1], tokens_per_step=tokens_per_step, holdout=holdout,
-                             cost=cost, time_limit=time_limit, seed=seed, max_imbalance=max_imbalance)
+                             cost=cost, time_limit=time_limit, seed=seed, max_imbalance=max_imbalance, step=step)
     trace = load_trace(trace_path, "plan (the ep cost depends on each token's experts)", **load_kwargs(kw))
     total = len(gpus) * len(replicas) * len(solver_list)
     with progress("planning", total=total, unit="solves") as advance:

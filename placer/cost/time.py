@@ -90,8 +90,8 @@ def exchange_times(nbytes: np.ndarray, topology: Topology, hw: Hardware) -> np.n
     off = ~np.eye(G, dtype=bool)
     inter = topology.inter_node & off
     intra = off & ~inter
-    up = hw.scale_up_bytes_per_s * hw.comm_efficiency
-    out = hw.scale_out_bytes_per_s * hw.comm_efficiency
+    up = hw.scale_up_bytes_per_s * hw.scale_up_efficiency
+    out = hw.scale_out_bytes_per_s * hw.scale_out_efficiency
     t_up = np.maximum((B * intra).sum(axis=2), (B * intra).sum(axis=1)) / up           # [n, G]
     t_out = np.maximum((B * inter).sum(axis=2), (B * inter).sum(axis=1)) / out
     slowest = np.maximum(t_up, t_out).max(axis=1)

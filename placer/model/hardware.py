@@ -39,8 +39,9 @@ class Hardware:
     hbm_bytes_per_s: float
     bf16_flops: float
     fp8_flops: float
-    comm_efficiency: float = 0.8      # of the link peaks an all-to-all kernel reaches
-    compute_efficiency: float = 0.6   # of the FLOP/s peak a grouped expert GEMM reaches
+    scale_up_efficiency: float = 0.66   # of the scale-up peak an all-to-all kernel reaches (DeepEP fit)
+    scale_out_efficiency: float = 0.90  # of the NIC peak an all-to-all kernel reaches (DeepEP fit)
+    compute_efficiency: float = 0.62    # of the FLOP/s peak a grouped expert GEMM reaches (DeepGEMM)
     memory_efficiency: float = 0.8    # of the HBM peak streaming expert weights reaches
 
     def __post_init__(self) -> None:
@@ -63,7 +64,7 @@ class Hardware:
         return dataclasses.asdict(self)
 
 
-def _preset(name, gpn, up, out, hbm, bf16, fp8, up_lat=3e-6, out_lat=6e-6) -> Hardware:
+def _preset(name, gpn, up, out, hbm, bf16, fp8, up_lat=20e-6, out_lat=20e-6) -> Hardware:
     return Hardware(name, gpn, up, out, up_lat, out_lat, hbm, bf16, fp8)
 
 
@@ -104,7 +105,7 @@ def hardware(spec: str | Path) -> Hardware:
     if base is not None and base not in PRESETS:
         raise PlacerError(f"{path}: base {base!r} is not a preset; use one of {', '.join(PRESETS)}")
     values.update(obj)
-    values.setdefault("name", path.stem)
+    values["name"] = obj.get("name", path.stem)     # not the base's: the report names this file
     missing = sorted(fields - set(values))
     if missing:
         raise PlacerError(f"{path}: missing hardware field {missing[0]!r}; give it, or \"base\": a preset to start from")

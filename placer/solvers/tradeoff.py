@@ -3,22 +3,24 @@
 A placement's step time (:mod:`placer.cost.time`) is its all-to-all time plus, per layer, the
 slowest GPU's experts: moving fewer tokens helps until the busiest GPU becomes the straggler.
 Every solver here minimises traffic under a per-layer load cap (``--max-imbalance``); the cap is
-the knob of the trade-off, and the time model turns it:
+the knob of the trade-off, and the time model turns it (docs/time-model.md):
 
-1. The training sequences are split into a fitting part and the last third, consecutive
-   sequences the solver does not see (a validation window; tokens when the trace has one
-   sequence). On the fitting part the solver runs once per cap of a grid (no cap, 2.0, 1.5, 1.25,
-   1.1, 1.05, and the least any placement reaches without replicas), and ``contiguous`` and
-   ``eplb`` are fitted too.
-2. Every candidate is scored by the time model on the validation window, counted token by token
-   (so the choice rests on tokens the placements were not fitted on: routing drifts between
-   batches, and a cap that only holds in sample shows up here).
-3. The winner is refitted on all training tokens: the solver with the chosen cap, or the baseline
-   itself when a baseline won, so the result is never slower on the window than the better of
-   ``contiguous`` and ``eplb``.
+1. Two folds of the training sequences (:func:`folds`; tokens when the trace has one sequence):
+   fit on the first two thirds and hold out the last third, then fit on the last two thirds and
+   hold out the first. On each fold's fitting part the solver runs once per cap of a grid
+   (:data:`CAPS` the instance can meet and the least any placement reaches without replicas; with
+   replicas :data:`REPLICA_CAPS`), and ``contiguous`` and ``eplb`` are fitted too.
+2. Every candidate is scored by the time model on its fold's held-out window, counted token by
+   token: routing drifts between batches, and a cap that only holds in sample shows up here.
+   A candidate's score is its **worst case over the two windows** of its step time over the better
+   baseline's on that window (:func:`worst_case`); with replicas, candidates less balanced than
+   EPLB on their worst window are dropped. The baselines are scored first; caps are tried in the
+   grid's order until half of the time limit is spent (at least one cap).
+3. The least worst case wins (ties: the requested solver) and is refitted on all training tokens:
+   the solver with the chosen cap, or the baseline itself when a baseline won.
 
 Without per-token data (a Profile of counts) the candidates are scored on the profile in sample.
-The time limit is split: half for the grid (evenly), half for the refit.
+The time limit is split: half for the grid (evenly over folds and caps), half for the refit.
 """
 
 from __future__ import annotations
@@ -36,14 +38,12 @@ from placer.model.topology import Topology
 from placer.model.trace import Trace
 from placer.solvers.base import Constraints, SolveResult, Status, solve
 
-CAPS = (None, 2.0, 1.5, 1.25, 1.1, 1.05)
-REPLICA_CAPS = (None, 1.5, 1.25, 1.1, 1.05, 1.02)
+# in the order they are tried: where the trade-off usually lands first (the grid stops when its
+# half of the time limit is spent)
+CAPS = (1.05, 1.25, 1.02, 1.5, 1.1, 2.0, None)
+REPLICA_CAPS = (1.02, 1.01, 1.05, 1.1, 1.25, 1.5, None)
 BASELINES = ("contiguous", "eplb")
 VALIDATION_SHARE = 1 / 3
-
-
-def _window(scores: dict[str, float]) -> dict[str, float]:
-    return {"step_s": scores["step_s"], "window_imbalance": scores["max_imbalance"]}
 
 
 def objective_name(spec: StepSpec, comm: str) -> str:
@@ -57,8 +57,15 @@ def caps_for(profile: Profile, topology: Topology, constraints: Constraints) -> 
     floor, _ = imbalance_floor(profile.load, topology.num_gpus)
     caps = [c for c in CAPS if c is None or c >= floor * (1 + 1e-6)]
     if floor > 1.05:
-        caps.append(round(floor * 1.001 + 5e-4, 3))
+        caps.insert(0, round(floor * 1.001 + 5e-4, 3))
     return caps
+
+
+def folds(train: Trace) -> list[tuple[Trace, Trace]]:
+    """``(fit, window)`` pairs: the last third of the sequences held out, then the first third."""
+    fit, window = train.split(VALIDATION_SHARE)
+    first, rest = train.split(1 - VALIDATION_SHARE)
+    return [(fit, window), (rest, first)]
 
 
 def solve_step_time(name: str, train: Trace | Profile, profile: Profile, topology: Topology,
@@ -71,53 +78,79 @@ def solve_step_time(name: str, train: Trace | Profile, profile: Profile, topolog
     """
     t0 = time.perf_counter()
     tunable = name not in BASELINES and name not in ("round_robin", "random")
-    if isinstance(train, Trace) and train.num_tokens >= 2 and tunable:
-        fit, window = train.split(VALIDATION_SHARE)
-        fit_profile = profile_of(fit)
+    if isinstance(train, Trace) and train.num_tokens >= 3 and tunable:
+        parts = [(profile_of(fit), window) for fit, window in folds(train)]
     else:
-        fit, window, fit_profile = profile, None, profile
-    grid = caps_for(fit_profile, topology, constraints) if tunable else [constraints.max_imbalance]
-    share = 0.5 * constraints.time_limit / max(1, len(grid))
+        parts = [(profile, None)]
+    grid = caps_for(parts[0][0], topology, constraints) if tunable else [constraints.max_imbalance]
+    share = 0.5 * constraints.time_limit / max(1, len(grid) * len(parts))
+    grid_until = t0 + 0.5 * constraints.time_limit
     rows: list[dict[str, Any]] = []
 
-    data = window if window is not None else fit_profile
-
-    def score(placement) -> dict[str, float]:
+    def score(data, placement) -> dict[str, float]:
         return {"step_s": time_cost(data, placement, topology, spec, comm).step_s,
-                "max_imbalance": float(load_cost(data, placement).max_imbalance)}
+                "window_imbalance": float(load_cost(data, placement).max_imbalance)}
 
-    for cap in grid:
-        try:
-            res = solve(name, fit_profile, topology, dataclasses.replace(constraints, max_imbalance=cap,
-                                                                         time_limit=share), params)
-        except PlacerError as exc:
-            rows.append({"candidate": name, "max_imbalance": cap, "skipped": str(exc)})
+    for fold, (fit_profile, window) in enumerate(parts):
+        for base in BASELINES:
+            res = solve(base, fit_profile, topology, constraints)
+            rows.append({"fold": fold, "candidate": base, "max_imbalance": None,
+                         **score(window if window is not None else fit_profile, res.placement)})
+    for i, cap in enumerate(grid):
+        if i and time.perf_counter() > grid_until:
+            # the grid's half of the budget is spent (a solver may take longer than its share)
+            rows.append({"candidate": name, "max_imbalance": cap, "skipped": "the grid's time was spent"})
             continue
-        rows.append({"candidate": name, "max_imbalance": cap, **_window(score(res.placement))})
-    for base in BASELINES:
-        res = solve(base, fit_profile, topology, constraints)
-        rows.append({"candidate": base, "max_imbalance": None, **_window(score(res.placement))})
-    scored = [r for r in rows if "step_s" in r]
-    if constraints.replicas:
-        eplb = next(r for r in scored if r["candidate"] == "eplb")
-        scored = [r for r in scored if r["window_imbalance"] <= eplb["window_imbalance"] * (1 + 1e-9)]
+        for fold, (fit_profile, window) in enumerate(parts):
+            try:
+                res = solve(name, fit_profile, topology, dataclasses.replace(constraints, max_imbalance=cap,
+                                                                             time_limit=share), params)
+            except PlacerError as exc:
+                rows.append({"fold": fold, "candidate": name, "max_imbalance": cap, "skipped": str(exc)})
+                continue
+            rows.append({"fold": fold, "candidate": name, "max_imbalance": cap,
+                         **score(window if window is not None else fit_profile, res.placement)})
+    scored = worst_case(rows, len(parts), bool(constraints.replicas))
     if not scored:
         raise PlacerError(f"no placement of {name} meets the constraints at any load cap; raise --max-imbalance "
                           f"or add --replicas")
-    best = min(scored, key=lambda r: (r["step_s"], r["candidate"] != name))
+    best = min(scored, key=lambda r: (r["worst_ratio"], r["candidate"] != name))
     left = max(0.1, constraints.time_limit - (time.perf_counter() - t0))
     final = dataclasses.replace(constraints, max_imbalance=best["max_imbalance"], time_limit=left)
     result = solve(best["candidate"], profile, topology, final, params if best["candidate"] == name else None)
     step = time_cost(profile, result.placement, topology, spec, comm)
+    windows = [w.num_tokens for _, w in parts if w is not None]
     details = {"traffic": {"solver": result.solver, "objective_model": result.objective_model,
                            "objective": result.objective, "bound": result.bound, "status": str(result.status)},
-               "tradeoff": rows, "chosen": {"candidate": best["candidate"], "max_imbalance": best["max_imbalance"]},
-               "validation_tokens": None if window is None else window.num_tokens,
-               "fit_tokens": fit_profile.num_tokens, "solver_details": result.details}
+               "tradeoff": rows, "candidates": scored,
+               "chosen": {"candidate": best["candidate"], "max_imbalance": best["max_imbalance"],
+                          "worst_ratio": best["worst_ratio"]},
+               "validation_tokens": windows or None, "fit_tokens": [p.num_tokens for p, _ in parts],
+               "solver_details": result.details}
+    where = f"{len(windows)} validation window(s)" if windows else "the profile"
     return SolveResult(result.placement, result.solver, Status.HEURISTIC, objective_name(spec, comm),
                        objective=step.step_s, details=details, notes=result.notes,
                        timings={**result.timings, "tradeoff_s": time.perf_counter() - t0},
-                       choice=f"{best['candidate']} with max-imbalance {best['max_imbalance']}: the least predicted "
-                              f"step time on {'a validation window' if window is not None else 'the profile'} of "
-                              f"{len(scored)} candidates")
+                       choice=f"{best['candidate']} with max-imbalance {best['max_imbalance']}: the least worst-case "
+                              f"predicted step time against the better baseline on {where}, of {len(scored)} "
+                              f"candidates")
 
+
+def worst_case(rows: list[dict[str, Any]], num_folds: int, replicas: bool) -> list[dict[str, Any]]:
+    """One entry per candidate scored on every fold: ``worst_ratio``, the largest over the folds of
+    its window step time over the better baseline's there; with replicas only those no less
+    balanced than EPLB on their worst window (worst-layer max/mean)."""
+    by: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        if "step_s" in r:
+            by.setdefault((r["candidate"], r["max_imbalance"]), []).append(r)
+    best = [min(r["step_s"] for r in rows if r.get("fold") == k and r["candidate"] in BASELINES)
+            for k in range(num_folds)]
+    out = [{"candidate": c, "max_imbalance": cap,
+            "worst_ratio": max(r["step_s"] / best[r["fold"]] for r in rs),
+            "worst_imbalance": max(r["window_imbalance"] for r in rs)}
+           for (c, cap), rs in by.items() if len(rs) == num_folds]
+    if replicas:
+        eplb = next(r for r in out if r["candidate"] == "eplb")
+        out = [r for r in out if r["worst_imbalance"] <= eplb["worst_imbalance"] * (1 + 1e-9)]
+    return out
