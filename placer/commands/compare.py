@@ -8,6 +8,7 @@ placement is then scored on the ``--split`` tokens under the chosen cost models.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from placer.errors import PlacerError
 @click.option("--replicas", type=Replicas(), default="0", show_default=True,
               help="Redundant slots per layer for solver names: a count (16) or per GPU (1x).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for randomised solvers.")
-@click.option("--time-limit", type=SECONDS, default=60.0, show_default=True, help="Seconds per solver name.")
+@click.option("--time-limit", type=SECONDS, default=60.0, show_default=True,
+              help="Seconds for the whole command; solver names share what scoring leaves.")
 @click.option("--fit", type=click.Choice(SPLITS), default=None,
               help="Tokens solver names are fitted on (default: train with --split test, else the --split tokens).")
 @scoring_options
@@ -38,6 +40,8 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
             topology_file: str | None, split: str, holdout: float, hidden_size: int | None, dtype_bytes: int,
             as_json: bool, **kw) -> None:
     """Compare placement files and solver names (ITEMS) on the routing of TRACE."""
+    from placer.analysis.report import SCORE_PICKS_PER_S
+    from placer.budget import Budget
     from placer.cost import default_costs, evaluate, passes_over_trace
     from placer.fileio import to_jsonable
     from placer.model.placement import Placement
@@ -48,6 +52,7 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
     from placer.solvers.replicate import replicas_for
     from placer.traces.load import load_input, profile_of
 
+    budget = Budget.since_process_start(time_limit)
     full = load_input([trace], **load_kwargs(kw))
     data = split_part(full, split, holdout, trace)
     fit = fit or ("train" if split == "test" else split)
@@ -69,33 +74,71 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
 
     entries: list[dict[str, Any]] = []
     profile: Profile | None = None
+    passes = passes_over_trace(data, costs)
+    # scoring every item after the solves: the picks of each pass at the scoring rate
+    reserve = len(items) * passes * data.num_tokens * data.num_layers * data.top_k / SCORE_PICKS_PER_S + 0.3
+    searches = [i for i in items if i not in files]
     for item in items:
         if item in files:
             entries.append({"name": Path(item).stem, "source": item, "placement": files[item]})
             continue
         if profile is None:
             profile = profile_of(split_part(full, fit, holdout, trace), coact=False)
-        res = solve(item, profile, topo, constraints)
+        share = max(0.1, budget.left(reserve) / (len(searches) - searches.index(item)))
+        res = solve(item, profile, topo, dataclasses.replace(constraints, time_limit=share))
         entries.append({"name": item, "source": f"solver {item} (fitted on {fit})",
                         "placement": res.placement, "solver": res.summary()})
 
     names = _unique([e["name"] for e in entries])
-    total = data.num_tokens * passes_over_trace(data, costs) * len(entries)
-    with progress("evaluating", total=total or None, unit="tokens") as advance:
+    # progress in placements: evaluate reports the tokens of every pass over the scored part
+    per_placement = data.num_tokens * passes
+    with progress("evaluating", total=len(entries), unit=f"placements ({data.num_tokens} tokens each)") as advance:
         for e, name in zip(entries, names):
             e["name"] = name
             e["result"] = evaluate(data, e["placement"], topo, costs=costs, hidden_size=hidden_size,
-                                   dtype_bytes=dtype_bytes, matrices=False, progress=advance)
+                                   dtype_bytes=dtype_bytes, matrices=False,
+                                   progress=lambda n: advance(n / per_placement) if per_placement else None)
+            if not per_placement:
+                advance(1)
+    warnings = _in_sample_warnings(entries, full, data, split, fit, trace, holdout)
+    for w in warnings:
+        click.echo(f"moe-place: warning: {w}", err=True)
     if as_json:
         out = {"trace_file": trace, "split": split, "fit": fit, "topology": topo.describe(),
                "placements": [{"name": e["name"], "source": e["source"], **({"solver": e["solver"]} if "solver" in e else {}),
-                               **e["result"]} for e in entries]}
+                               **e["result"]} for e in entries], **({"warnings": warnings} if warnings else {})}
         click.echo(json.dumps(to_jsonable(out)))
         return
     click.echo(describe_data(data, split) + ("" if fit == split else f"; solvers fitted on {fit}"))
     click.echo(f"topology: {describe_topology(topo)}")
     header, rows = _table(entries, costs, hidden_size is not None)
     click.echo(format_table(header, rows))
+
+
+def _in_sample_warnings(entries: list[dict[str, Any]], full: Any, data: Any, split: str, fit: str,
+                        trace: str, holdout: float) -> list[str]:
+    """With ``--split test``: the placements fitted on tokens they are scored on (files whose
+    report records what they were fitted on, solver names fitted on ``--fit all`` or ``test``)."""
+    from placer.analysis.report import tokens_fitted_and_scored
+    from placer.model.trace import Trace
+
+    if split != "test" or not isinstance(full, Trace):
+        return []
+    scored = (full.num_tokens - data.num_tokens, full.num_tokens)
+    out = []
+    for e in entries:
+        if "solver" in e:
+            if fit != "train":
+                out.append(f"{e['name']} was fitted on --fit {fit}, which holds the test tokens it is scored on: "
+                           f"its figures are in-sample; use --fit train")
+            continue
+        both = tokens_fitted_and_scored(e["placement"].report, full, scored)
+        if both:
+            how = "in-sample" if both == data.num_tokens else "partly in-sample"
+            out.append(f"{e['source']} was fitted on {both} of the {data.num_tokens} test tokens of {trace} it is "
+                       f"scored on: its figures are {how}, not held out; solve it with --holdout {holdout:g} "
+                       f"(or more) to score it on unseen tokens")
+    return out
 
 
 def _unique(names: list[str]) -> list[str]:

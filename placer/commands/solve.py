@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from placer.analysis.report import (SCORE_SHARE, input_summary, metrics_table, scoring_parts, scoring_seconds,
+from placer.analysis.report import (SCORE_SHARE, fitted_on, input_summary, metrics_table, scoring_parts, scoring_seconds,
                                     solve_report)
 from placer.commands.render import solve_summary
 from placer.commands.options import bytes_options, constraint_options, holdout_option, json_option, output_option, param_option, params_dict, step_options, step_spec, topology_options
@@ -120,7 +120,7 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
     placements = {"solution": result.placement}
     for name in ("contiguous", "eplb"):
         placements[name] = solve(name, profile, topology, constraints).placement
-    report = solve_report(result, solver, topology, constraints, holdout, input_summary(trace.name, profile, test),
+    report = solve_report(result, solver, topology, constraints, holdout, input_summary(trace.name, profile, test, fitted_on(data, train)),
                           metrics_table(placements, topology, score_train, score_test, step, cost), scored,
                           objective, step)
     placement = result.placement

@@ -43,6 +43,11 @@ the ``metrics`` of every report are not touched: they must be the same as record
    no recorded case gives one (``--model``), so they minimise traffic as before and say so: the
    report's ``constraints.objective`` is ``traffic`` and the first note reads :data:`TRAFFIC_NOTE`.
 
+12. ``input.fitted_on`` (issue 14): what a placement was fitted on (the trace's digest and the
+   token range of the fitting part), for ``compare --split test`` to warn about in-sample scores.
+   Recorded reports lack it: :func:`without_fitted_on` checks its shape and drops it before the
+   comparison; every other ``input`` field is compared as before.
+
 Command lines changed with the options (``tests/golden/cases.py``): ``--load-weight 0.5`` is now
 ``--param load_weight=0.5``; solve cases without ``--cost`` pass main's default ``--cost coherent``
 (the default is now ep, what engines run); cases on 32 and 64 GPUs pass ``--gpus-per-node`` equal to the GPU
@@ -108,3 +113,14 @@ def migrate_report(old: dict[str, Any], params: dict[str, Any]) -> dict[str, Any
            "notes": notes, "details": details, "params": params, "topology": r["topology"],
            "constraints": cons, "input": r["input"], "metrics": r["metrics"]}
     return out
+
+
+def without_fitted_on(report: dict[str, Any]) -> dict[str, Any]:
+    """Step 12: ``report`` with ``input.fitted_on`` checked (a token range from 0 within the
+    trace, a 16-hex-digit digest) and removed."""
+    inputs = dict(report["input"])
+    fit = inputs.pop("fitted_on", None)
+    if fit is not None:
+        lo, hi = fit["tokens"]
+        assert lo == 0 and 0 < hi <= fit["of_tokens"] and len(fit["trace_digest"]) == 16, fit
+    return {**report, "input": inputs}
