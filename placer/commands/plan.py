@@ -126,6 +126,11 @@ def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_n
     total = len(gpus) * len(replicas) * len(solver_list)
     with progress("planning", total=total, unit="solves") as advance:
         table = pl.plan(trace, gpus, replicas, solver_list, options, advance, budget)
+    if budget.left() < -max(0.05 * time_limit, 0.5):
+        # scoring every row and each search's minimum work are not cut short
+        click.echo(f"moe-place: warning: the sweep took {budget.elapsed():.1f} s of its --time-limit {time_limit:g} s: "
+                   f"its {total} solves and their scoring need more; raise --time-limit or sweep fewer "
+                   f"configurations", err=True)
     if csv_path:
         with atomic_path(csv_path) as tmp:
             table.to_csv(tmp, index=False)
