@@ -17,7 +17,7 @@ import click
 
 from placer.commands.options import SPLITS, import_options, load_kwargs, scoring_options, split_part
 from placer.commands.types import POSITIVE_INT, SECONDS, Replicas
-from placer.commands.render import describe_data, describe_topology, format_table
+from placer.commands.render import describe_data, describe_topology, format_table, hop_scale
 from placer.errors import PlacerError
 
 
@@ -113,6 +113,9 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
     click.echo(f"topology: {describe_topology(topo)}")
     header, rows = _table(entries, costs, hidden_size is not None)
     click.echo(format_table(header, rows))
+    if "coherent" in costs:
+        click.echo(f"coherent/transition: mean hop cost of a token's move to the next layer's GPU "
+                   f"({hop_scale(topo.describe())}); lower is better in every column")
 
 
 def _in_sample_warnings(entries: list[dict[str, Any]], full: Any, data: Any, split: str, fit: str,
