@@ -19,15 +19,21 @@ on the held-out part (or in-sample with ``holdout=0``) with :mod:`placer.cost`:
 
 A configuration that cannot hold the experts (E + R not divisible by G, ...) or a solver that
 fails gives a row with ``status`` ``infeasible`` or ``error`` and the reason, not an abort.
+
+``time_limit`` is the budget of the whole sweep (:class:`placer.budget.Budget`): each searching
+solve gets an equal share of what is left after the scoring still to come; the baselines
+(:data:`INSTANT_SOLVERS`) take no share.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 
+from placer.budget import Budget
 from placer.errors import PlacerError
 from placer.model.profile import Profile
 from placer.solvers.base import Constraints, get_solver, solve
@@ -36,6 +42,8 @@ from placer.model.topology import NIC_BYTES_PER_S, NVLINK_BYTES_PER_S, Topology
 from placer.model.trace import Trace
 
 GIB = 2 ** 30
+INSTANT_SOLVERS = frozenset({"contiguous", "round_robin", "random", "eplb"})   # closed forms: no search budget
+SCORE_MARGIN_S = 0.3                # the table, CSV and plot after the last row
 DEFAULT_TOKENS_PER_STEP = 8192
 COLUMNS = ["gpus", "nodes", "replica_spec", "replicas", "slots_per_gpu", "solver", "status", "solve_s",
            "ep_copies_per_token", "ep_bytes_per_step", "ep_time_per_step_ms", "ep_inter_node_share",
@@ -64,18 +72,20 @@ class PlanOptions:
     holdout: float = 0.5
     cost: str = "ep"
     max_imbalance: float | None = None
-    time_limit: float = 10.0
+    time_limit: float = 60.0
     seed: int = 0
     step: Any = None                 # placer.cost.time.StepSpec: adds the time columns
 
 
 def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Sequence[str],
          options: PlanOptions = PlanOptions(),
-         advance: Callable[[float], None] | None = None) -> "pandas.DataFrame":  # noqa: F821
-    """One row per (GPUs, replicas, solver); columns :data:`COLUMNS` (see the module docstring)."""
+         advance: Callable[[float], None] | None = None, budget: Budget | None = None) -> "pandas.DataFrame":  # noqa: F821
+    """One row per (GPUs, replicas, solver); columns :data:`COLUMNS` (see the module docstring).
+    ``budget``: the command's (default: ``options.time_limit`` from now)."""
     import pandas as pd
 
     from placer import cost
+    from placer.analysis.report import SCORE_PICKS_PER_S
 
     for name in solvers:
         get_solver(name)  # unknown names fail before any work
@@ -85,6 +95,11 @@ def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Se
         train = test = trace
     profile = Profile.from_trace(train)
     E, L = trace.num_experts, trace.num_layers
+    budget = budget or Budget(options.time_limit, time.perf_counter())
+    # seconds to score one row: the constant's estimate until rows were timed, then the slowest timed
+    row_score_s = test.num_tokens * L * test.top_k / SCORE_PICKS_PER_S
+    rows_left = len(gpus) * len(replicas) * len(solvers)
+    searches_left = len(gpus) * len(replicas) * sum(n not in INSTANT_SOLVERS for n in solvers)
     rows: list[dict[str, Any]] = []
     for G in gpus:
         for spec in replicas:
@@ -101,6 +116,8 @@ def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Se
                     rows.append({**base, "solver": name, "status": "infeasible", "note": str(exc)})
                     if advance:
                         advance(1)
+                rows_left -= len(solvers)
+                searches_left -= sum(n not in INSTANT_SOLVERS for n in solvers)
                 continue
             base.update(nodes=topo.num_nodes, slots_per_gpu=S)
             mem = S * L * options.expert_bytes / GIB if options.expert_bytes else None
@@ -108,11 +125,16 @@ def plan(trace: Trace, gpus: Sequence[int], replicas: Sequence[str], solvers: Se
                         fits=None if mem is None or options.gpu_memory is None else bool(mem * GIB <= options.gpu_memory))
             for name in solvers:
                 row = {**base, "solver": name}
+                share = budget.left(rows_left * row_score_s + SCORE_MARGIN_S) / max(1, searches_left)
+                rows_left -= 1
+                searches_left -= name not in INSTANT_SOLVERS
                 t0 = time.perf_counter()
                 try:
-                    result = solve(name, profile, topo, constraints)
+                    result = solve(name, profile, topo, dataclasses.replace(constraints, time_limit=max(0.1, share)))
                     row["solve_s"] = time.perf_counter() - t0
+                    t1 = time.perf_counter()
                     row.update(_score(cost, test, result.placement, topo, options))
+                    row_score_s = max(row_score_s, time.perf_counter() - t1) if rows else time.perf_counter() - t1
                     row["status"] = result.status
                 except PlacerError as exc:
                     row.update(status="error", note=str(exc), solve_s=time.perf_counter() - t0)

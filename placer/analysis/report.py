@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 
 from placer.fileio import to_jsonable
 from placer.model.placement import Placement
@@ -77,11 +78,44 @@ def metrics_table(placements: dict[str, Placement], topology: Topology, train: T
     return table
 
 
-def input_summary(path: str, profile: Profile, test: Trace | None) -> dict[str, Any]:
+def trace_digest(trace: Trace) -> str:
+    """A short SHA-256 of a trace's routing (``expert_ids [L, T, K]`` and the sequence offsets):
+    the same tokens give the same digest, whatever file or format held them."""
+    import hashlib
+
+    h = hashlib.sha256(str(trace.expert_ids.shape).encode())
+    for layer in trace.expert_ids:      # a layer at a time: no copy of the whole array
+        h.update(np.ascontiguousarray(layer, dtype=np.int64).tobytes())
+    h.update(np.asarray(trace.offsets, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def fitted_on(data: Trace | Profile, train: Trace | Profile) -> dict[str, Any] | None:
+    """What a placement was fitted on: the trace's digest and the token range ``[start, end)`` of
+    the fitting part (:meth:`Trace.split` keeps the first sequences), for ``compare`` to check."""
+    if not isinstance(data, Trace) or not isinstance(train, Trace):
+        return None
+    return {"trace_digest": trace_digest(data), "tokens": [0, int(train.num_tokens)], "of_tokens": int(data.num_tokens)}
+
+
+def tokens_fitted_and_scored(report: Any, full: Trace, scored: tuple[int, int]) -> int | None:
+    """How many of the scored tokens ``[start, end)`` of ``full`` the placement whose report is
+    ``report`` was fitted on; None when the report does not say or names another trace."""
+    fit = (report.get("input") or {}).get("fitted_on") if isinstance(report, dict) else None
+    if not isinstance(fit, dict) or fit.get("of_tokens") != full.num_tokens or fit.get("trace_digest") != trace_digest(full):
+        return None
+    lo, hi = fit["tokens"]
+    return max(0, min(hi, scored[1]) - max(lo, scored[0]))
+
+
+def input_summary(path: str, profile: Profile, test: Trace | None,
+                  fitted: dict[str, Any] | None = None) -> dict[str, Any]:
     out = {"path": path, "num_layers": profile.num_layers, "num_experts": profile.num_experts,
            "top_k": profile.top_k, "train_tokens": profile.num_tokens,
            "moe_layers": list(profile.moe_layers), "num_hidden_layers": profile.num_hidden_layers,
            "model": profile.model, "held_out_tokens": None if test is None else test.num_tokens}
+    if fitted is not None:
+        out["fitted_on"] = fitted
     if "sampled_from" in profile.extra:
         # the solver saw a sample of the training tokens (the profile's share of the budget)
         out["train_tokens"] = profile.extra["sampled_from"]["tokens"]

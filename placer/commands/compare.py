@@ -9,6 +9,7 @@ shape (``--model``) also by predicted step time, beside contiguous's and EPLB's 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import click
 
 from placer.commands.options import SPLITS, import_options, load_kwargs, scoring_options, split_part, step_options, step_spec
 from placer.commands.types import POSITIVE_INT, SECONDS, Replicas
-from placer.commands.render import describe_data, describe_topology, format_table
+from placer.commands.render import describe_data, describe_topology, format_table, hop_scale
 from placer.errors import PlacerError
 
 
@@ -29,7 +30,8 @@ from placer.errors import PlacerError
 @click.option("--replicas", type=Replicas(), default="0", show_default=True,
               help="Redundant slots per layer for solver names: a count (16) or per GPU (1x).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for randomised solvers.")
-@click.option("--time-limit", type=SECONDS, default=60.0, show_default=True, help="Seconds per solver name.")
+@click.option("--time-limit", type=SECONDS, default=60.0, show_default=True,
+              help="Seconds for the whole command; solver names share what scoring leaves.")
 @click.option("--fit", type=click.Choice(SPLITS), default=None,
               help="Tokens solver names are fitted on (default: train with --split test, else the --split tokens).")
 @scoring_options
@@ -42,6 +44,8 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
             phase: str, tokens_per_step: int | None, **kw) -> None:
     """Compare placement files and solver names (ITEMS) on the routing of TRACE."""
     from placer.commands.import_placement import warn_wasted
+    from placer.analysis.report import SCORE_PICKS_PER_S
+    from placer.budget import Budget
     from placer.cost import default_costs, evaluate, passes_over_trace
     from placer.fileio import to_jsonable
     from placer.model.placement import Placement
@@ -52,6 +56,7 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
     from placer.solvers.replicate import replicas_for
     from placer.traces.load import load_input, profile_of
 
+    budget = Budget.since_process_start(time_limit)
     full = load_input([trace], **load_kwargs(kw))
     data = split_part(full, split, holdout, trace)
     fit = fit or ("train" if split == "test" else split)
@@ -82,34 +87,75 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
             profiles.append(profile_of(split_part(full, fit, holdout, trace), coact=False))
         return profiles[0]
 
+    passes = passes_over_trace(data, costs)
+    # scoring every item after the solves: the picks of each pass at the scoring rate
+    reserve = len(items) * passes * data.num_tokens * data.num_layers * data.top_k / SCORE_PICKS_PER_S + 0.3
+    searches = [i for i in items if i not in files]
     for item in items:
         if item in files:
             entries.append({"name": Path(item).stem, "source": item, "placement": files[item]})
             continue
-        res = solve(item, fit_profile(), topo, constraints)
+        share = max(0.1, budget.left(reserve) / (len(searches) - searches.index(item)))
+        res = solve(item, fit_profile(), topo, dataclasses.replace(constraints, time_limit=share))
         entries.append({"name": item, "source": f"solver {item} (fitted on {fit})",
                         "placement": res.placement, "solver": res.summary()})
 
     names = _unique([e["name"] for e in entries])
-    total = data.num_tokens * passes_over_trace(data, costs) * len(entries)
-    with progress("evaluating", total=total or None, unit="tokens") as advance:
+    # progress in placements: evaluate reports the tokens of every pass over the scored part
+    per_placement = data.num_tokens * passes
+    with progress("evaluating", total=len(entries), unit=f"placements ({data.num_tokens} tokens each)") as advance:
         for e, name in zip(entries, names):
             e["name"] = name
             e["result"] = evaluate(data, e["placement"], topo, costs=costs, hidden_size=hidden_size,
-                                   dtype_bytes=dtype_bytes, matrices=False, progress=advance, step=step)
+                                   dtype_bytes=dtype_bytes, matrices=False, step=step,
+                                   progress=lambda n: advance(n / per_placement) if per_placement else None)
+            if not per_placement:
+                advance(1)
             if e["placement"].wasted_slots.any():
                 e["result"]["wasted_slots"] = int(e["placement"].wasted_slots.sum())
     _time_against_baselines(entries, data, fit_profile, topo, step)
+    warnings = _in_sample_warnings(entries, full, data, split, fit, trace, holdout)
+    for w in warnings:
+        click.echo(f"moe-place: warning: {w}", err=True)
     if as_json:
         out = {"trace_file": trace, "split": split, "fit": fit, "topology": topo.describe(),
                "placements": [{"name": e["name"], "source": e["source"], **({"solver": e["solver"]} if "solver" in e else {}),
-                               **e["result"]} for e in entries]}
+                               **e["result"]} for e in entries], **({"warnings": warnings} if warnings else {})}
         click.echo(json.dumps(to_jsonable(out)))
         return
     click.echo(describe_data(data, split) + ("" if fit == split else f"; solvers fitted on {fit}"))
     click.echo(f"topology: {describe_topology(topo)}")
     header, rows = _table(entries, costs, hidden_size is not None)
     click.echo(format_table(header, rows))
+    if "coherent" in costs:
+        click.echo(f"coherent/transition: mean hop cost of a token's move to the next layer's GPU "
+                   f"({hop_scale(topo.describe())}); lower is better in every column")
+
+
+def _in_sample_warnings(entries: list[dict[str, Any]], full: Any, data: Any, split: str, fit: str,
+                        trace: str, holdout: float) -> list[str]:
+    """With ``--split test``: the placements fitted on tokens they are scored on (files whose
+    report records what they were fitted on, solver names fitted on ``--fit all`` or ``test``)."""
+    from placer.analysis.report import tokens_fitted_and_scored
+    from placer.model.trace import Trace
+
+    if split != "test" or not isinstance(full, Trace):
+        return []
+    scored = (full.num_tokens - data.num_tokens, full.num_tokens)
+    out = []
+    for e in entries:
+        if "solver" in e:
+            if fit != "train":
+                out.append(f"{e['name']} was fitted on --fit {fit}, which holds the test tokens it is scored on: "
+                           f"its figures are in-sample; use --fit train")
+            continue
+        both = tokens_fitted_and_scored(e["placement"].report, full, scored)
+        if both:
+            how = "in-sample" if both == data.num_tokens else "partly in-sample"
+            out.append(f"{e['source']} was fitted on {both} of the {data.num_tokens} test tokens of {trace} it is "
+                       f"scored on: its figures are {how}, not held out; solve it with --holdout {holdout:g} "
+                       f"(or more) to score it on unseen tokens")
+    return out
 
 
 def _time_against_baselines(entries: list[dict[str, Any]], data: Any, fit_profile: Any, topo: Any, step: Any) -> None:

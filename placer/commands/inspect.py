@@ -58,11 +58,15 @@ def _span(layers: list[int]) -> str:
 @click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @import_options
 @click.option("--gpus", type=POSITIVE_INT, default=None, help="GPU count for the locality bound.")
-@click.option("--plots", "plots", type=OUTPUT_DIR, default=None, help="Write PNG plots into this folder.")
+@click.option("--plots", "plots", type=OUTPUT_DIR, default=None,
+              help="Write PNG figures into this folder: load.png, transitions.png, summary.png.")
+@click.option("--placement", "placement_path", type=click.Path(dir_okay=False), default=None,
+              help="A placement JSON: the plots group experts by its GPUs and show what it keeps on one GPU.")
 @click.option("--chunk-tokens", type=POSITIVE_INT, default=DEFAULT_CHUNK_TOKENS, show_default=True,
               help="Tokens read per chunk (bounds memory).")
 @json_option
-def command(sources: tuple[str, ...], gpus: int | None, plots: str | None, chunk_tokens: int, as_json: bool, **kw) -> None:
+def command(sources: tuple[str, ...], gpus: int | None, plots: str | None, placement_path: str | None,
+            chunk_tokens: int, as_json: bool, **kw) -> None:
     """Routing statistics of SOURCES: a trace, a profile, or anything importable."""
     from placer.analysis.stats import summarize
     from placer.fileio import to_jsonable
@@ -75,8 +79,16 @@ def command(sources: tuple[str, ...], gpus: int | None, plots: str | None, chunk
              "sequences": None if isinstance(data, Profile) else data.num_sequences}
     stats.update(summarize(prof, gpus))
     if plots:
-        from placer.analysis.plots import inspect_plots
-        stats["plots"] = [str(Path(plots) / n) for n in inspect_plots(prof, Path(plots))]
+        from placer.analysis.routing_plots import inspect_plots
+        placement = None
+        if placement_path is not None:
+            from placer.cost.inputs import check_compatible
+            from placer.model.placement import Placement
+            from placer.model.topology import Topology
+            placement = Placement.load(placement_path)
+            check_compatible(prof, placement, Topology.uniform(placement.num_gpus))
+        stats["plots"] = [str(Path(plots) / n) for n in inspect_plots(prof, Path(plots), placement, gpus,
+                                                                        Path(sources[0]).name)]
     if as_json:
         click.echo(json.dumps(to_jsonable(stats)))
     else:

@@ -48,7 +48,7 @@ def constraint_options(fn: Callable) -> Callable:
                      help="Redundant expert slots per layer: a count (16) or per GPU (1x)."),
         click.option("--max-imbalance", type=IMBALANCE, default=None, help="Bound on per-layer max/mean GPU load."),
         click.option("--time-limit", type=SECONDS, default=60.0, show_default=True,
-                     help="Seconds of search per solve."),
+                     help="Seconds for the whole command, from its start to the file written."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of every randomised step."),
         click.option("--backend", type=BACKEND, default=None,
                      help="Exact backend: cpsat (default), highs, cbc, or a PuLP solver name."),

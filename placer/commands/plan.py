@@ -15,22 +15,57 @@ from placer.fileio import atomic_path, to_jsonable
 from placer.progress import progress
 
 
+TERMINAL_COLUMNS = 120
+# (table column, header, format of a value, what it means) in display order; "" formats: as is
+DISPLAY = (("gpus", "GPUs", "{:d}", ""), ("nodes", "nodes", "{:d}", ""),
+           ("replicas", "replicas", "", "redundant expert slots per layer (per-GPU multiple)"),
+           ("slots_per_gpu", "slots", "{:d}", "expert slots per GPU per layer"), ("solver", "solver", "", ""),
+           ("status", "status", "", ""), ("solve_s", "solve s", "{:.2f}", "seconds the solver ran"),
+           ("ep_copies_per_token", "copies/tok", "{:.2f}", "ep: remote copies a token is dispatched as, all layers"),
+           ("ep_bytes_per_step", "MiB/step", "{:.1f}", "ep: dispatch + combine MiB per step"),
+           ("ep_time_per_step_ms", "a2a ms", "{:.3f}", "ep: all-to-all ms per step (alpha-beta estimate)"),
+           ("ep_inter_node_share", "x-node", "{:.0%}", "ep: share of copies that cross nodes"),
+           ("coherent_per_transition", "coh/trans", "{:.3f}", "coherent: hop cost per layer transition (above 1: inter-node hops)"),
+           ("imbalance_mean", "imb mean", "{:.2f}", "per-layer max/mean GPU load, mean over layers (1 = even)"),
+           ("imbalance_max", "imb max", "{:.2f}", "the same, worst layer"),
+           ("expert_mem_gib", "GiB/GPU", "{:.2f}", "expert weights per GPU"), ("fits", "fits", "", "in --gpu-memory"),
+           ("note", "note", "", ""))
+
+
+def _cell(v, fmt: str) -> str:
+    if v is None or v != v:
+        return ""
+    if fmt == "{:d}":
+        return str(int(v))
+    return fmt.format(v) if fmt else str(v)
+
+
 def _fmt_table(table) -> str:
-    show = table.copy()
-    for col in ("ep_bytes_per_step",):
-        show[col] = show[col].map(lambda v: "" if v != v or v is None else f"{v / 2**20:.1f} MiB")
-    floats = {"solve_s": "{:.2f}", "ep_copies_per_token": "{:.2f}", "ep_time_per_step_ms": "{:.3f}",
-              "ep_inter_node_share": "{:.2f}", "coherent_per_transition": "{:.3f}", "imbalance_mean": "{:.2f}",
-              "imbalance_max": "{:.2f}", "expert_mem_gib": "{:.2f}", "step_ms": "{:.3f}", "step_vs_baselines": "{:.3f}"}
-    for col, f in ((c, f) for c, f in floats.items() if c in show):
-        show[col] = show[col].map(lambda v, f=f: "" if v is None or v != v else f.format(v))
-    for col in ("nodes", "slots_per_gpu"):
-        show[col] = show[col].map(lambda v: "" if v is None or v != v else str(int(v)))
-    show["fits"] = show["fits"].map(lambda v: "" if v is None or v != v else ("yes" if v else "NO"))
-    show["note"] = show["note"].map(lambda v: "" if v is None or v != v else str(v)[:60])
-    if (show["note"] == "").all():
-        show = show.drop(columns=["note"])
-    return show.to_string(index=False)
+    """The sweep for a terminal of :data:`TERMINAL_COLUMNS`: short headers, empty columns left
+    out (and inter-node on one node), then what each column means; lower is better from
+    ``ep copies/token`` on."""
+    import pandas as pd
+
+    show = pd.DataFrame()
+    for col, head, fmt, _ in DISPLAY:
+        if col not in table:  # the step-time columns exist only with --model
+            continue
+        if col == "replicas":
+            show[head] = [f"{r} ({s})" if str(s).endswith("x") else str(r) for r, s in zip(table["replicas"], table["replica_spec"])]
+        elif col == "ep_bytes_per_step":
+            show[head] = table[col].map(lambda v: _cell(v / 2 ** 20 if v == v and v is not None else v, fmt))
+        elif col == "fits":
+            show[head] = table[col].map(lambda v: "" if v is None or v != v else ("yes" if v else "NO"))
+        elif col == "note":
+            show[head] = table[col].map(lambda v: "" if v is None or v != v else str(v)[:60])
+        else:
+            show[head] = table[col].map(lambda v, f=fmt: _cell(v, f))
+    single_node = (table["nodes"].fillna(1) == 1).all()
+    keep = [h for h in show.columns if (show[h] != "").any() and not (h == "x-node" and single_node)]
+    show = show[keep]
+    text = show.to_string(index=False, line_width=TERMINAL_COLUMNS)
+    legend = [f"  {head}: {what}" for _, head, _, what in DISPLAY if what and head in keep]
+    return "\n".join([text, "columns (lower is better from copies/tok on):", *legend])
 
 
 @click.command("plan")
@@ -54,7 +89,8 @@ def _fmt_table(table) -> str:
               help="Link bandwidths per direction.")
 @step_options
 @holdout_option(0.5, "Share of sequences held out for scoring (0: score in-sample).")
-@click.option("--time-limit", type=SECONDS, default=10.0, show_default=True, help="Seconds per solve.")
+@click.option("--time-limit", type=SECONDS, default=60.0, show_default=True,
+              help="Seconds for the whole command; the searching solves share what scoring leaves.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @import_options
 @json_option
@@ -71,7 +107,10 @@ def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_n
     TRACE is a native trace or any format ``moe-place import`` reads (per-token data: the ep
     cost needs each token's experts).
     """
+    from placer.budget import Budget
     from placer.traces.load import load_trace
+
+    budget = Budget.since_process_start(time_limit)
 
     if expert_bytes is not None and expert_params is not None:
         raise PlacerError("give --expert-bytes or --expert-params, not both")
@@ -92,7 +131,12 @@ def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_n
     trace = load_trace(trace_path, "plan (the ep cost depends on each token's experts)", **load_kwargs(kw))
     total = len(gpus) * len(replicas) * len(solver_list)
     with progress("planning", total=total, unit="solves") as advance:
-        table = pl.plan(trace, gpus, replicas, solver_list, options, advance)
+        table = pl.plan(trace, gpus, replicas, solver_list, options, advance, budget)
+    if budget.left() < -max(0.05 * time_limit, 0.5):
+        # scoring every row and each search's minimum work are not cut short
+        click.echo(f"moe-place: warning: the sweep took {budget.elapsed():.1f} s of its --time-limit {time_limit:g} s: "
+                   f"its {total} solves and their scoring need more; raise --time-limit or sweep fewer "
+                   f"configurations", err=True)
     if csv_path:
         with atomic_path(csv_path) as tmp:
             table.to_csv(tmp, index=False)
@@ -105,7 +149,7 @@ def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_n
         click.echo(json.dumps({"trace": trace_path, "tokens_per_step": tokens_per_step,
                                "holdout": holdout, "rows": records}))
     else:
-        click.echo(f"{trace_path}: {trace.describe()}; scored on "
-                   f"{'held-out ' + str(int(holdout * 100)) + '% of sequences' if holdout else 'all tokens'}, "
+        click.echo(f"{trace_path}: {trace.describe()}")
+        click.echo(f"scored on {'held-out ' + str(int(holdout * 100)) + '% of sequences' if holdout else 'all tokens'}, "
                    f"{tokens_per_step} tokens per step")
         click.echo(_fmt_table(table))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from placer.model.profile import Profile
@@ -16,7 +17,8 @@ def metric_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     if c and "skipped" in c:
         rows.append(("coherent", f"skipped: {c['skipped']}"))
     elif c:
-        rows += [("coherent: hop cost per token transition", f"{c['per_transition']:.4f}"),
+        rows += [(f"coherent: hop cost per token transition ({hop_scale(result.get('topology') or {})})",
+                  f"{c['per_transition']:.4f}"),
                  ("coherent: total (hop-weighted transitions)", f"{c['total']:.6g}"),
                  ("coherent: inter-node share of moves", _pct(c["inter_node_share"])),
                  ("coherent: busiest GPU pair (token moves)", f"{c['max_link']:.6g}")]
@@ -49,6 +51,15 @@ def metric_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         rows += [("load: imbalance max/mean, mean over layers", f"{lo['mean_imbalance']:.4f}"),
                  ("load: imbalance, worst layer", f"{lo['max_imbalance']:.4f}")]
     return rows
+
+
+def hop_scale(topology: dict[str, Any]) -> str:
+    """What one token transition costs on ``topology`` (:meth:`Topology.describe`): why a
+    coherent cost per transition can exceed 1."""
+    intra, inter = topology.get("hop_intra_node") or 1.0, topology.get("hop_inter_node")
+    if inter is None:
+        return f"0 same GPU, {intra:g} another GPU"
+    return f"0 same GPU, {intra:g} same node, {inter:g} other node; above {intra:g}: inter-node moves"
 
 
 def _pct(x: float | None) -> str:
@@ -86,3 +97,76 @@ def describe_topology(topo: Topology) -> str:
     if d["hop_inter_node"] is not None:
         text += f", inter-node hop cost {d['hop_inter_node']:g}"
     return text
+
+
+# ------------------------------------------------------------------ solve's summary
+SOLVE_COLUMNS = (("coherent/transition", "coherent_per_transition", "{:.4f}", 1.0),
+                 ("ep copies/token-layer", "ep_copies_per_token_layer", "{:.4f}", 1.0),
+                 ("max imbalance", "max_imbalance", "{:.3f}", 1.0),
+                 ("step ms", "step_s", "{:.4g}", 1e3))
+BALANCE_TOLERANCE = 0.02     # imbalance within 2 % of a baseline's counts as as balanced
+
+
+def solve_summary(report: dict[str, Any], timings: dict[str, float], output: str) -> list[str]:
+    """What ``solve`` prints: the result, what each figure means and which way is better, the
+    metrics of the solution and the baselines, and one line on load balance."""
+    gap = report["gap"]
+    lines = [f"solver: {report['chosen']}",
+             f"status: {report['status']}  objective ({report['objective_model']}): {_num(report['objective'], '{:.6g}')}  "
+             f"bound: {_num(report['bound'], '{:.6g}')}  gap: {'-' if gap is None else f'{100 * gap:.2f}%'}  "
+             f"time: {timings.get('command_s', 0.0):.2f} s (search {timings.get('solver_s', 0.0):.2f} s)",
+             "  objective: what the solver minimised (lower is better); bound: no placement goes below it; "
+             "gap: (objective - bound) / objective"]
+    lines += [f"note: {n}" for n in report["notes"]]
+    metrics = report["metrics"]
+    cols = [c for c in SOLVE_COLUMNS if any(c[1] in m.get("in_sample", {}) for m in metrics.values())]
+    rows = []
+    for part in ("in_sample", "held_out"):
+        if any(part in m for m in metrics.values()):
+            rows.append([part.replace("_", " ") + ":"] + [""] * len(cols))
+            rows += [[f"  {name}"] + [_num(m[part].get(key), f, scale) for _, key, f, scale in cols]
+                     for name, m in metrics.items() if part in m]
+    lines.append(format_table(["placement"] + [c[0] for c in cols], rows))
+    lines.append("lower is better in every column:")
+    legend = {"coherent_per_transition": f"mean hop cost of a token's move to the next layer's GPU "
+                                         f"({hop_scale(report['topology'])})",
+              "ep_copies_per_token_layer": "remote GPUs a token is sent to per layer in expert parallelism (dispatch; "
+                                           "as many return)",
+              "max_imbalance": "busiest GPU's load / mean GPU load, worst layer (1 = perfectly balanced)",
+              "step_s": "predicted forward-step time: all-to-all plus the busiest GPU's experts"}
+    lines += [f"  {c[0]}: {legend[c[1]]}" for c in cols]
+    lines.append(balance_line(report))
+    lines.append(f"wrote {output}")
+    return lines
+
+
+def balance_line(report: dict[str, Any]) -> str:
+    """One line: is the solution less balanced than ``contiguous`` or ``eplb`` (held out when
+    scored so), and what to pass then."""
+    metrics = report["metrics"]
+    part = "held_out" if "held_out" in metrics.get("solution", {}) else "in_sample"
+    mine = metrics["solution"][part]["max_imbalance"]
+    worse = {n: metrics[n][part]["max_imbalance"] for n in ("contiguous", "eplb") if n in metrics
+             and mine > metrics[n][part]["max_imbalance"] * (1 + BALANCE_TOLERANCE)}
+    where = part.replace("_", " ")
+    if not worse:
+        return f"balance: as balanced as contiguous and eplb {where} (max imbalance {mine:.3f})"
+    than = " and ".join(f"{n} ({v:.3f})" for n, v in worse.items())
+    # a bound the most balanced baseline meets, rounded up to a twentieth
+    target = min(worse.values())
+    cap = math.ceil(target * 20) / 20 if math.ceil(target * 20) / 20 < mine else target
+    cons = report["constraints"]
+    copies = "more --replicas" if cons.get("replicas") else "--replicas 1x"
+    if cons.get("objective") == "time":
+        fix = f"the step-time objective judged it worth the traffic saved; {copies} adds balancing copies"
+    elif cons.get("max_imbalance") is None:
+        fix = f"pass --max-imbalance {cap:.3g}, {copies}, or --objective time --model M"
+    else:
+        fix = f"lower --max-imbalance (now {cons['max_imbalance']:g}), pass {copies}, or --objective time --model M"
+    return f"balance: less balanced than {than} {where} (max imbalance {mine:.3f}); {fix}"
+
+
+def _num(v: Any, fmt: str = "{:.4g}", scale: float = 1.0) -> str:
+    if v is None:
+        return "-"
+    return fmt.format(v * scale) if isinstance(v, float) else str(v)

@@ -17,8 +17,9 @@ from typing import Any
 
 import click
 
-from placer.analysis.report import (SCORE_SHARE, input_summary, metrics_table, scoring_parts, scoring_seconds,
+from placer.analysis.report import (SCORE_SHARE, fitted_on, input_summary, metrics_table, scoring_parts, scoring_seconds,
                                     solve_report)
+from placer.commands.render import solve_summary
 from placer.commands.options import bytes_options, constraint_options, holdout_option, json_option, output_option, param_option, params_dict, step_options, step_spec, topology_options
 from placer.commands.types import POSITIVE_INT
 from placer.errors import PlacerError
@@ -132,7 +133,7 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
         placements[name] = baseline.placement
         if "policies" in baseline.details:
             eplb_policy = {k: baseline.details[k] for k in ("policy", "eplb_rule", "policies")}
-    report = solve_report(result, solver, topology, constraints, holdout, input_summary(trace.name, profile, test),
+    report = solve_report(result, solver, topology, constraints, holdout, input_summary(trace.name, profile, test, fitted_on(data, train)),
                           metrics_table(placements, topology, score_train, score_test, step, cost), scored,
                           objective, step)
     if eplb_policy is not None:
@@ -145,32 +146,4 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
     if as_json:
         click.echo(json.dumps({**report, "timing": to_jsonable(result.timings), "output": str(output)}, indent=1))
         return
-    _print_summary(report, result, output)
-
-
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}"
-    return str(v)
-
-
-def _print_summary(report: dict[str, Any], result: SolveResult, output: Path) -> None:
-    gap = report["gap"]
-    click.echo(f"solver: {report['chosen']}")
-    click.echo(f"status: {report['status']}  objective ({report['objective_model']}): {_fmt(report['objective'], 6)}  "
-               f"bound: {_fmt(report['bound'], 6)}  gap: {'-' if gap is None else f'{100 * gap:.2f}%'}  "
-               f"time: {result.timings.get('command_s', 0.0):.2f} s (search {result.timings.get('solver_s', 0.0):.2f} s)")
-    for note in report["notes"]:
-        click.echo(f"note: {note}")
-    cols = ["coherent_per_transition", "ep_copies_per_token_layer", "max_imbalance"]
-    head = "  ".join(f"{c:>26}" for c in cols)
-    for part in ("in_sample", "held_out"):
-        rows = [(n, m[part]) for n, m in report["metrics"].items() if part in m]
-        if not rows:
-            continue
-        click.echo(f"{part.replace('_', ' ')}:{'':<8}{head}")
-        for name, m in rows:
-            click.echo(f"  {name:<16}" + "  ".join(f"{_fmt(m.get(c)):>26}" for c in cols))
-    click.echo(f"wrote {output}")
+    click.echo("\n".join(solve_summary(report, result.timings, str(output))))

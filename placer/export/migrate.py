@@ -18,9 +18,11 @@ def migration_cost(old: Placement, new: Placement, expert_bytes: float | None = 
     network. ``slots_changed`` counts physical slots whose expert differs (what a naive
     slot-by-slot reload would copy). Bytes are ``moved * expert_bytes`` when given.
     """
-    if old.num_layers != new.num_layers or old.num_experts != new.num_experts:
-        raise PlacerError(f"the placements differ in shape ({old.num_layers} vs {new.num_layers} layers, "
-                          f"{old.num_experts} vs {new.num_experts} experts); compare placements of one model")
+    if old.num_layers != new.num_layers:
+        raise PlacerError(f"the placements differ in layers ({old.num_layers} vs {new.num_layers}); {_layers_fix(new)}")
+    if old.num_experts != new.num_experts:
+        raise PlacerError(f"the placements differ in experts per layer ({old.num_experts} vs {new.num_experts}); "
+                          f"compare placements of one model (--num-experts {new.num_experts} if the file does not record it)")
     G = max(old.num_gpus, new.num_gpus)
 
     def holds(pl: Placement) -> np.ndarray:
@@ -42,3 +44,16 @@ def migration_cost(old: Placement, new: Placement, expert_bytes: float | None = 
         out["bytes_per_layer"] = (moved * float(expert_bytes)).tolist()
         out["bytes_total"] = float(moved.sum() * float(expert_bytes))
     return out
+
+
+def _layers_fix(new: Placement) -> str:
+    """What to pass when an engine file has a row per decoder layer (dense ones too) and the
+    target one per MoE layer: ``--moe-layers``, with the target's own numbering when it records it."""
+    from placer.export.layers import trace_meta
+
+    recorded = trace_meta(new).get("moe_layers")
+    if isinstance(recorded, list) and recorded:
+        layers = [int(x) for x in recorded]
+        spec = f"{layers[0]}-{layers[-1]}" if layers == list(range(layers[0], layers[-1] + 1)) else ",".join(map(str, layers))
+        return f"pass --moe-layers {spec} (the target's MoE layers) to read only those rows of the file"
+    return f"pass --moe-layers with the {new.num_layers} rows of the file that are MoE layers, e.g. --moe-layers 1-{new.num_layers}"

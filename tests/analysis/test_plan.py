@@ -150,7 +150,7 @@ def test_cli_plan_json_csv_plot(cli, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     proc = cli("plan", trace, "--gpus", "2,4", "--solvers", solvers, "--time-limit", 1)
     assert proc.returncode == 0, proc.stderr
-    assert "imbalance_mean" in proc.stdout and "contiguous" in proc.stdout + solvers
+    assert "imb mean" in proc.stdout and "contiguous" in proc.stdout + solvers
 
 
 @pytest.mark.slow
@@ -186,3 +186,32 @@ def test_cli_plan_refuses_counts_only_input(cli, tmp_path):
     prof = tmp_path / "counts.npz"
     Profile.from_trace(zipf_trace(), trans=False, coact=False).save(prof)
     assert_user_error(cli("plan", prof, "--solvers", "contiguous"), "aggregate counts only")
+
+
+def test_the_terminal_table_fits_120_columns_and_leaves_out_empty_ones():
+    from placer.commands.plan import TERMINAL_COLUMNS, _fmt_table
+
+    trace = zipf_trace()
+    one_node = pl.plan(trace, [2, 4], ["0", "1x"], ["contiguous", "eplb"], pl.PlanOptions(time_limit=1))
+    text = _fmt_table(one_node)
+    assert max(map(len, text.splitlines())) <= TERMINAL_COLUMNS
+    head = text.splitlines()[0].split()
+    for absent in ("MiB/step", "a2a", "x-node", "GiB/GPU", "fits", "note"):   # no --hidden-size, one node, no memory
+        assert absent not in head
+    wide = pl.plan(trace, [4, 8], ["0", "1x"], ["contiguous"], pl.PlanOptions(
+        gpus_per_node=2, hidden_size=1024, expert_bytes=8 * MIB, gpu_memory=40 * MIB, time_limit=1))
+    text = _fmt_table(wide)
+    assert max(map(len, text.splitlines())) <= TERMINAL_COLUMNS
+    assert "x-node" in text and "fits" in text and "1 (1x)" not in text and "4 (1x)" in text
+
+
+def test_plan_and_solve_default_to_the_same_nodes():
+    """Both build their cluster with Topology.for_cluster: nodes of 8 when G is a multiple of 8."""
+    import inspect
+
+    from placer.commands import solve
+    from placer.model.topology import Topology
+
+    assert "Topology.for_cluster(gpus, gpus_per_node" in inspect.getsource(solve.command.callback)
+    table = pl.plan(zipf_trace(E=16), [4, 16], ["0"], ["contiguous"], pl.PlanOptions(time_limit=1))
+    assert list(table["nodes"]) == [Topology.for_cluster(4).num_nodes, Topology.for_cluster(16).num_nodes] == [1, 2]

@@ -51,6 +51,10 @@ the ``metrics`` of every report are not touched: they must be the same as record
    a case that solves with ``eplb`` gets the kept policy's layout (:func:`relayout`), and its
    ``details`` (``policy``, ``eplb_rule``, ``policies``, ``max_imbalance``) and ``notes`` are
    today's. Cases on one node are unchanged.
+13. ``input.fitted_on`` (issue 14): what a placement was fitted on (the trace's digest and the
+   token range of the fitting part), for ``compare --split test`` to warn about in-sample scores.
+   Recorded reports lack it: :func:`without_fitted_on` checks its shape and drops it before the
+   comparison; every other ``input`` field is compared as before.
 
 Command lines changed with the options (``tests/golden/cases.py``): ``--load-weight 0.5`` is now
 ``--param load_weight=0.5``; solve cases without ``--cost`` pass main's default ``--cost coherent``
@@ -125,3 +129,14 @@ def migrate_report(old: dict[str, Any], params: dict[str, Any]) -> dict[str, Any
     if eplb_best_of_both(old):
         out["baselines"] = None      # step 12: today's, checked by the test
     return out
+
+
+def without_fitted_on(report: dict[str, Any]) -> dict[str, Any]:
+    """Step 13: ``report`` with ``input.fitted_on`` checked (a token range from 0 within the
+    trace, a 16-hex-digit digest) and removed."""
+    inputs = dict(report["input"])
+    fit = inputs.pop("fitted_on", None)
+    if fit is not None:
+        lo, hi = fit["tokens"]
+        assert lo == 0 and 0 < hi <= fit["of_tokens"] and len(fit["trace_digest"]) == 16, fit
+    return {**report, "input": inputs}

@@ -9,14 +9,12 @@ warm-start vector) and handed to :func:`solve_model` with a backend name:
   makes them integral, then rounded (rows: bounds rounded inward so no infeasible point enters);
   the result says whether anything was rounded. Continuous variables become integer variables,
   which is exact for the models here (their optimal values are sums of integer counts).
-  Deterministic: ``num_workers = threads``, fixed ``random_seed``, ``interleave_search`` when
-  more than one worker.
+  Deterministic: ``num_workers = threads``, fixed ``random_seed``, ``interleave_search`` (2+ workers).
 - ``highs``: highspy directly (warm start through ``setSolution``, proven bound from
   ``mip_dual_bound``). Its banner is kept off stdout so ``--json`` output stays clean.
-- ``cbc`` and any other PuLP solver name (``GUROBI``, ``CPLEX_CMD``, ...): PuLP. CBC's own time
-  limit is not honoured while it solves the root LP, so a watchdog kills the CBC process (by
-  its pid, a child of this process) ``grace`` seconds after the limit; the bound is read from
-  CBC's log, because PuLP does not return it (and reports "Optimal" after a time-limit stop).
+- ``cbc`` (PuLP's ``COIN_CMD``) and any other PuLP solver name (``GUROBI``, ``CPLEX_CMD``, ...).
+  CBC ignores its time limit in the root LP, so a watchdog kills the CBC child (by pid) a grace
+  after it; the bound is read from CBC's log (PuLP says "Optimal" after a time-limit stop).
 """
 
 from __future__ import annotations
@@ -25,11 +23,13 @@ import contextlib
 import math
 import os
 import re
+import shutil
 import signal
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -294,9 +294,9 @@ def _pulp_solver(name: str, time_limit: float, seed: int, threads: int, log_path
     except ImportError:
         raise missing_package("pulp", f"the {name} backend") from None
     if name == "cbc":
-        return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=0.0, warmStart=warm,
-                                 threads=max(1, threads), logPath=log_path,
-                                 options=[f"randomCbcSeed {max(1, seed + 1)}"])
+        return pulp.COIN_CMD(path=_cbc_binary(), msg=False, timeLimit=time_limit, gapRel=0.0, warmStart=warm,
+                             threads=max(1, threads), logPath=log_path,
+                             options=[f"randomCbcSeed {max(1, seed + 1)}"])
     available = pulp.listSolvers(onlyAvailable=True)
     if name not in pulp.listSolvers():
         raise PlacerError(f"unknown backend '{name}'; use cpsat, highs, cbc or a PuLP solver name "
@@ -306,6 +306,13 @@ def _pulp_solver(name: str, time_limit: float, seed: int, threads: int, log_path
         raise PlacerError(f"backend '{name}' is not available here; install its Python package "
                           f"(pip install {pkg}) and licence, or use --backend cpsat/highs/cbc")
     return pulp.getSolver(name, msg=False, timeLimit=time_limit, warmStart=warm)
+
+
+def _cbc_binary() -> str:
+    """CBC on PATH (``pip install pulp[cbc]``), else the one PuLP bundles (deprecated ``PULP_CBC_CMD``'s)."""
+    from pulp.apis import coin_api
+
+    return shutil.which("cbc") or coin_api.pulp_cbc_path
 
 
 def _children_named(fragment: str) -> list[int]:
@@ -331,8 +338,8 @@ def _solve_pulp(model: LinearModel, name: str, time_limit: float, seed: int, thr
 
     t0 = time.perf_counter()
     prob = pulp.LpProblem("placement", pulp.LpMinimize)
-    xs = [pulp.LpVariable(f"x{i}", lowBound=None if math.isinf(lb) else lb, upBound=None if math.isinf(ub) else ub,
-                          cat=pulp.LpInteger if integ else pulp.LpContinuous)
+    xs = [prob.add_variable(f"x{i}", lowBound=None if math.isinf(lb) else lb, upBound=None if math.isinf(ub) else ub,
+                            cat=pulp.LpInteger if integ else pulp.LpContinuous)
           for i, (lb, ub, integ) in enumerate(zip(model.lb, model.ub, model.integer))]
     prob += pulp.LpAffineExpression([(xs[i], c) for i, c in model.obj.items()]) + model.offset
     for k, (idx, coef, lo, hi) in enumerate(model.rows):
@@ -371,7 +378,7 @@ def _solve_pulp(model: LinearModel, name: str, time_limit: float, seed: int, thr
                 raise PlacerError(f"backend {name} failed on the model; try --backend cpsat or highs") from None
         finally:
             done.set()
-        log = open(log_path).read() if os.path.exists(log_path) else ""
+        log = Path(log_path).read_text() if os.path.exists(log_path) else ""
     dt = time.perf_counter() - t0
     notes = ["cbc: killed after overrunning its time limit (root LP)"] if killed.is_set() else []
     if killed.is_set():

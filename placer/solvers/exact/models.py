@@ -171,6 +171,10 @@ def solve_exact(profile: Profile, topology: Topology, constraints: Constraints, 
         if warm is not None and objective.value(profile, topology.hop, gpu_of) > warm_val + 1e-9:
             gpu_of = warm
             notes.append("the backend's incumbent was worse than the warm start; kept the warm start")
+        elif warm is not None and status != Status.OPTIMAL and np.array_equal(gpu_of, warm):
+            # the backend handed back the hint it was given: no better placement in the time limit
+            notes.append(f"the {details['backend']} backend found nothing better than the {warm_name} warm start "
+                         f"within the time limit: the placement is that warm start")
     obj = objective.value(profile, topology.hop, gpu_of)
     if status == Status.OPTIMAL and res.status == "optimal":
         bound, method = max(bound, obj), f"{details['backend']} backend proved optimality"
