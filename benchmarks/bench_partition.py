@@ -3,7 +3,7 @@
 Sections (``--section``, default all):
 
 - ``tiny``: gap to the exact optimum on tiny instances, the optimum found by enumerating every
-  balanced placement (``tests/test_partition.py::brute_force``), coherent cost.
+  balanced placement (``tests/support/brute.py::optimum``), coherent cost.
 - ``traces``: the real traces in ../shared/traces, solved on the first half of the sequences
   and scored on the held-out second half (``Trace.split``), at 4/8/16 GPUs (one node): coherent
   cost per token transition (``placer.cost.coherent_cost``), ep dispatch copies per token-layer
@@ -30,6 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "solvers"))
 
 from placer.cost import coherent_cost, ep_cost, load_cost  # noqa: E402
 from placer.errors import PlacerError  # noqa: E402
@@ -58,14 +59,16 @@ def mixtral(name: str) -> Trace:
 
 # ----------------------------------------------------------------------------- sections
 def section_tiny(seeds: int) -> list[dict]:
-    from test_partition import TINY, affinity_trace, brute_force
+    from support.brute import optimum
+    from support.generate import random_trace, skewed
+    from test_partition import TINY
     rows = []
     for L, E, G, gpn, K in TINY:
         topo = Topology.uniform(G, gpn)
         gaps, times = [], []
         for seed in range(seeds):
-            prof = Profile.from_trace(affinity_trace(L, E, K, 60, seed))
-            opt = brute_force(prof, topo)
+            trace = random_trace(seed, L, E, K, 60, affinity=0.6, p=skewed(E, 0.0))  # the instances of docs/benchmarks.md
+            prof, opt = Profile.from_trace(trace), optimum(trace, topo)
             res = solve("partition", prof, topo, Constraints(seed=seed, time_limit=30))
             gaps.append((res.objective - opt) / opt if opt > 0 else 0.0)
             times.append(res.timings["solver_s"])

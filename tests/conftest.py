@@ -1,16 +1,17 @@
-"""Shared test fixtures: the real traces in ../shared/traces and a CLI runner."""
+"""Fixtures shared by every test: the real traces in ../shared/traces and a CLI runner.
+
+Being the root conftest, this file puts ``tests/`` on ``sys.path`` (pytest's ``prepend`` import
+mode), so every test imports the shared helpers as ``support.*``.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_TRACES = Path(os.environ.get("MOE_PLACE_SHARED_TRACES", REPO.parent / "shared" / "traces"))
+from support import SHARED_TRACES
+from support.cli import run_cli
 
 
 @pytest.fixture
@@ -21,26 +22,7 @@ def shared_traces() -> Path:
     return SHARED_TRACES
 
 
-def run_cli(*args: str, cwd: Path | None = None, input: str | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m placer ARGS`` in a subprocess, as a user would; returns the completed process."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "placer", *map(str, args)], cwd=cwd, input=input,
-                          capture_output=True, text=True, timeout=timeout, env=env)
-
-
 @pytest.fixture
 def cli():
-    """The :func:`run_cli` helper as a fixture."""
+    """:func:`support.cli.run_cli` as a fixture."""
     return run_cli
-
-
-def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    """A user error: exit 2, one line on stderr naming the problem, no traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for frag in fragments:
-        assert frag.lower() in lines[0].lower(), (frag, lines[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+
 from placer.fileio import to_jsonable
 from placer.model.placement import Placement
 from placer.model.profile import Profile
@@ -18,41 +19,82 @@ from placer.model.trace import Trace
 from placer.solvers.base import Constraints, SolveResult
 
 
-def placement_metrics(data: Trace | Profile, placement: Placement, topology: Topology) -> dict[str, Any]:
-    """Coherent cost per transition and total, load imbalance, ep copies (traces only)."""
+def placement_metrics(data: Trace | Profile, placement: Placement, topology: Topology, step: Any = None,
+                      comm: str = "ep") -> dict[str, Any]:
+    """Coherent cost per transition and total, load imbalance, ep copies (traces only), and with
+    a step spec the predicted step time (``step_s``, seconds; ``comm`` all-to-alls)."""
     from placer.cost import evaluate
 
-    ev = evaluate(data, placement, topology, matrices=False)
+    ev = evaluate(data, placement, topology, matrices=False, step=step, time_comm=comm)
     out = {"coherent_per_transition": ev["coherent"].get("per_transition"),
            "coherent_total": ev["coherent"].get("total"),
            "max_imbalance": ev["load"]["max_imbalance"], "mean_imbalance": ev["load"]["mean_imbalance"]}
     if "copies" in ev.get("ep", {}):
         out["ep_copies_per_token_layer"] = ev["ep"]["copies_per_token_layer"]
         out["ep_copies"] = ev["ep"]["copies"]
+    if "step_s" in ev.get("time", {}):
+        out.update(step_s=ev["time"]["step_s"], comm_s=ev["time"]["comm_s"], compute_s=ev["time"]["compute_s"])
     return out
 
 
+# Token picks (tokens x layers x top-K) the three cost models score per second for one placement,
+# a conservative figure: 9-16 M/s were measured on ESFT on the 2-core machine (replicas: the
+# lower end). A constant, not a timing, so that whether scoring is sampled depends only on the
+# inputs and the time limit, never on the machine's load.
+SCORE_PICKS_PER_S = 5e6
+SCORE_SHARE = 0.25          # of --time-limit that scoring the solution and two baselines may take
+
+
+def scoring_seconds(train: Trace | Profile, test: Trace | None) -> float:
+    """Predicted seconds to score three placements on ``train`` and ``test`` (all tokens)."""
+    picks = sum(d.num_tokens * d.num_layers * d.top_k for d in (train, test) if isinstance(d, Trace))
+    return 3 * picks / SCORE_PICKS_PER_S
+
+
+def scoring_parts(train: Trace | Profile, test: Trace | None, seconds: float
+                  ) -> tuple[Trace | Profile, Trace | None, dict[str, Any] | None]:
+    """The parts to score within ``seconds``: all tokens when that fits, else the same share of
+    each part's sequences, evenly spread (deterministic), and a note of what was scored."""
+    need = scoring_seconds(train, test)
+    if need <= seconds:
+        return train, test, None
+    share = max(seconds, 0.0) / need
+    parts = [d.sample(share) if isinstance(d, Trace) else d for d in (train, test)]
+    note = {"sampled": True, "share": share,
+            "in_sample_tokens": parts[0].num_tokens, "held_out_tokens": None if test is None else parts[1].num_tokens,
+            "why": f"scoring every token would take about {need:.1f} s of the time limit; metrics are on a sample"}
+    return parts[0], parts[1], note
+
+
 def metrics_table(placements: dict[str, Placement], topology: Topology, train: Trace | Profile,
-                  test: Trace | None) -> dict[str, dict[str, Any]]:
+                  test: Trace | None, step: Any = None, comm: str = "ep") -> dict[str, dict[str, Any]]:
     """``{name: {"in_sample": metrics, "held_out": metrics}}`` (held out only with a test part)."""
     table = {}
     for name, pl in placements.items():
-        table[name] = {"in_sample": placement_metrics(train, pl, topology)}
+        table[name] = {"in_sample": placement_metrics(train, pl, topology, step, comm)}
         if test is not None:
-            table[name]["held_out"] = placement_metrics(test, pl, topology)
+            table[name]["held_out"] = placement_metrics(test, pl, topology, step, comm)
     return table
 
 
 def input_summary(path: str, profile: Profile, test: Trace | None) -> dict[str, Any]:
-    return {"path": path, "num_layers": profile.num_layers, "num_experts": profile.num_experts,
-            "top_k": profile.top_k, "train_tokens": profile.num_tokens,
-            "moe_layers": list(profile.moe_layers), "num_hidden_layers": profile.num_hidden_layers,
-            "model": profile.model, "held_out_tokens": None if test is None else test.num_tokens}
+    out = {"path": path, "num_layers": profile.num_layers, "num_experts": profile.num_experts,
+           "top_k": profile.top_k, "train_tokens": profile.num_tokens,
+           "moe_layers": list(profile.moe_layers), "num_hidden_layers": profile.num_hidden_layers,
+           "model": profile.model, "held_out_tokens": None if test is None else test.num_tokens}
+    if "sampled_from" in profile.extra:
+        # the solver saw a sample of the training tokens (the profile's share of the budget)
+        out["train_tokens"] = profile.extra["sampled_from"]["tokens"]
+        out["profiled_tokens"] = profile.num_tokens
+    return out
 
 
 def solve_report(result: SolveResult, requested: str, topology: Topology, constraints: Constraints,
-                 holdout: float | None, inputs: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
-    """The placement file's ``report`` (plain JSON data)."""
+                 holdout: float | None, inputs: dict[str, Any], metrics: dict[str, Any],
+                 scored: dict[str, Any] | None = None, objective: str = "traffic",
+                 step: Any = None) -> dict[str, Any]:
+    """The placement file's ``report`` (plain JSON data); ``scored``: the sampling note of
+    :func:`scoring_parts` when the metrics are on a sample."""
     summary = result.summary()
     report = {"solver": result.solver, "chosen": result.choice or f"{requested} (requested)",
               "status": summary["status"], "objective_model": summary["objective_model"],
@@ -62,6 +104,29 @@ def solve_report(result: SolveResult, requested: str, topology: Topology, constr
               "constraints": {"replicas": constraints.replicas, "max_imbalance": constraints.max_imbalance,
                               "cost": constraints.cost, "time_limit": constraints.time_limit,
                               "seed": constraints.seed, "backend": constraints.backend,
-                              "threads": constraints.threads, "holdout": holdout},
+                              "threads": constraints.threads, "holdout": holdout, "objective": objective},
               "input": inputs, "metrics": metrics}
+    if step is not None:
+        report["step"] = {**step.describe(), "hardware_figures": step.hardware.describe(),
+                          "expert_shape": step.shape.describe()}
+    if scored is not None:
+        report["metrics_scored_on"] = scored
     return to_jsonable(report)
+
+
+def time_against_baselines(data: Trace | Profile, placement: Placement, topology: Topology, spec: Any,
+                           step_s: float, comm: str = "ep") -> dict[str, Any]:
+    """The step time of ``placement`` (``step_s``) beside the ``contiguous`` and ``eplb``
+    placements of the same slots (EPLB fitted on ``data``'s loads): seconds and ratios."""
+    from placer.cost.time import time_cost
+    from placer.solvers.base import Constraints, solve
+    from placer.traces.load import profile_of
+
+    profile = profile_of(data, coact=False, trans=False)
+    constraints = Constraints(replicas=placement.num_replicas)
+    out: dict[str, Any] = {}
+    for name in ("contiguous", "eplb"):
+        base = solve(name, profile, topology, constraints).placement
+        t = time_cost(data, base, topology, spec, comm).step_s
+        out[name] = {"step_s": t, "ratio": step_s / t if t > 0 else None}
+    return out

@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 
 import click
 
+from placer.commands.types import OUTPUT_FILE, POSITIVE_INT
 from placer.errors import PlacerError
 from placer.progress import interactive
 
@@ -41,10 +42,10 @@ def _token_progress(total: int | None) -> Iterator[Callable[[int], None]]:
 @click.argument("model")
 @click.option("--prompts", "prompts_file", required=True, type=click.Path(dir_okay=False),
               help="Plain text (one prompt per line) or JSONL (see --text-field).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Trace to write (.npz).")
-@click.option("--max-tokens", type=int, default=None, help="Stop after this many tokens in all.")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Prompts per forward pass.")
-@click.option("--seq-len", type=int, default=512, show_default=True, help="Truncate each prompt to this many tokens.")
+@click.option("-o", "--output", required=True, type=OUTPUT_FILE, help="Trace to write (.npz).")
+@click.option("--max-tokens", type=POSITIVE_INT, default=None, help="Stop after this many tokens in all.")
+@click.option("--batch-size", type=POSITIVE_INT, default=8, show_default=True, help="Prompts per forward pass.")
+@click.option("--seq-len", type=POSITIVE_INT, default=512, show_default=True, help="Truncate each prompt to this many tokens.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True)
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default=None,
               help="Model dtype [default: bf16 on cuda, fp32 on cpu].")

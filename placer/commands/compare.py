@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from placer.commands.options import (POSITIVE_INT, SECONDS, SPLITS, Replicas, import_options, load_kwargs,
-                                     scoring_options, split_part)
+from placer.commands.options import SPLITS, import_options, load_kwargs, scoring_options, split_part
+from placer.commands.types import POSITIVE_INT, SECONDS, Replicas
 from placer.commands.render import describe_data, describe_topology, format_table
 from placer.errors import PlacerError
 
@@ -38,7 +38,7 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
             topology_file: str | None, split: str, holdout: float, hidden_size: int | None, dtype_bytes: int,
             as_json: bool, **kw) -> None:
     """Compare placement files and solver names (ITEMS) on the routing of TRACE."""
-    from placer.cost import cost_model_names, evaluate, passes_over_trace
+    from placer.cost import default_costs, evaluate, passes_over_trace
     from placer.fileio import to_jsonable
     from placer.model.placement import Placement
     from placer.model.profile import Profile
@@ -64,7 +64,7 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
         raise PlacerError("no placement file gives the GPU count; pass --gpus N for the solver names")
     gpn = gpus_per_node if gpus_per_node is not None else (first.gpus_per_node if first else None)
     topo = Topology.for_cluster(G, gpn, inter_node_cost, topology_file)
-    costs = cost_model_names() if cost == "all" else (cost,)
+    costs = default_costs() if cost == "all" else (cost,)
     constraints = Constraints(replicas=replicas_for(replicas, G), seed=seed, time_limit=time_limit)
 
     entries: list[dict[str, Any]] = []

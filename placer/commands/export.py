@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from placer.commands.options import Registered
+from placer.commands.types import OUTPUT_FILE, POSITIVE_INT, Registered
 from placer.export import EXPORTERS, WriteOptions, export_formats, parse_layers
 from placer.model.placement import Placement
 
@@ -16,12 +16,12 @@ from placer.model.placement import Placement
 @click.argument("placement_path", metavar="PLACEMENT", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=Registered("export format", export_formats), required=True,
               help="Output format.")
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), required=True,
+@click.option("-o", "--output", "out", type=OUTPUT_FILE, required=True,
               help="Output file (eplb: .npz, or .pt with torch installed).")
 @click.option("--moe-layers", default=None,
               help="Decoder layer number of each placement layer, e.g. 1-26 or 0,2,4 (default: from the "
                    "placement's trace metadata, else 0..L-1).")
-@click.option("--num-hidden-layers", type=int, default=None,
+@click.option("--num-hidden-layers", type=POSITIVE_INT, default=None,
               help="All decoder layers of the model, dense ones included (default: from the trace metadata, "
                    "else last MoE layer + 1).")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,

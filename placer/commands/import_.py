@@ -11,6 +11,7 @@ import json
 import click
 
 from placer.commands.options import import_options, load_kwargs
+from placer.commands.types import OUTPUT_FILE, POSITIVE_INT
 from placer.errors import PlacerError
 
 
@@ -26,12 +27,12 @@ def _list_formats(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 
 @click.command("import")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=True))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .npz (trace, or profile for counts).")
+@click.option("-o", "--output", required=True, type=OUTPUT_FILE, help="Output .npz (trace, or profile for counts).")
 @import_options
 @click.option("--model", default=None, help="Model name to record in the metadata.")
-@click.option("--gpus", type=click.IntRange(min=1), default=None,
+@click.option("--gpus", type=POSITIVE_INT, default=None,
               help="Placement files only: EP ranks G (SGLang maps do not record it).")
-@click.option("--gpus-per-node", type=click.IntRange(min=1), default=None, help="Placement files only: GPUs per node.")
+@click.option("--gpus-per-node", type=POSITIVE_INT, default=None, help="Placement files only: GPUs per node.")
 @click.option("--moe-layers", default=None, help="Placement files only: SGLang map rows that are MoE layers, e.g. 1-26.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--list-formats", is_flag=True, expose_value=False, is_eager=True, callback=_list_formats,

@@ -12,6 +12,7 @@ import json
 
 import click
 
+from placer.commands.types import NON_NEGATIVE, OUTPUT_FILE, POSITIVE_INT
 from placer.errors import PlacerError
 from placer.export import ReadOptions, migration_cost, parse_layers, read_placement_any
 from placer.model.placement import Placement
@@ -50,16 +51,16 @@ def import_placement(src: str, out: str | None, num_experts: int | None, gpus: i
 
 @click.command("import-placement")
 @click.argument("src", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), default=None,
+@click.option("-o", "--output", "out", type=OUTPUT_FILE, default=None,
               help="Write the placement as moe-place JSON here.")
-@click.option("--num-experts", type=int, default=None, help="Logical experts E (SGLang maps do not record it).")
-@click.option("--gpus", type=int, default=None, help="EP ranks G (SGLang maps and .npz do not record it).")
-@click.option("--gpus-per-node", type=int, default=None, help="GPUs per node (default: all in one node).")
+@click.option("--num-experts", type=POSITIVE_INT, default=None, help="Logical experts E (SGLang maps do not record it).")
+@click.option("--gpus", type=POSITIVE_INT, default=None, help="EP ranks G (SGLang maps and .npz do not record it).")
+@click.option("--gpus-per-node", type=POSITIVE_INT, default=None, help="GPUs per node (default: all in one node).")
 @click.option("--moe-layers", default=None,
               help="SGLang map rows that are MoE layers, e.g. 1-26 (default: every row).")
 @click.option("--migrate-to", "target", type=click.Path(dir_okay=False), default=None,
               help="A placement to move to: report the expert weights that must be copied.")
-@click.option("--expert-bytes", type=float, default=None, help="Bytes of one expert's weights (for the migration report).")
+@click.option("--expert-bytes", type=NON_NEGATIVE, default=None, help="Bytes of one expert's weights (for the migration report).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary to stdout.")
 def command(src: str, out: str | None, num_experts: int | None, gpus: int | None, gpus_per_node: int | None,
             moe_layers: str | None, target: str | None, expert_bytes: float | None, as_json: bool) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from placer.commands.options import POSITIVE_INT, import_options, json_option, load_kwargs
+from placer.commands.options import import_options, json_option, load_kwargs
+from placer.commands.types import OUTPUT_DIR, POSITIVE_INT
 from placer.model.trace import DEFAULT_CHUNK_TOKENS
 
 
@@ -57,7 +58,7 @@ def _span(layers: list[int]) -> str:
 @click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @import_options
 @click.option("--gpus", type=POSITIVE_INT, default=None, help="GPU count for the locality bound.")
-@click.option("--plots", "plots", type=click.Path(file_okay=False), default=None, help="Write PNG plots into this folder.")
+@click.option("--plots", "plots", type=OUTPUT_DIR, default=None, help="Write PNG plots into this folder.")
 @click.option("--chunk-tokens", type=POSITIVE_INT, default=DEFAULT_CHUNK_TOKENS, show_default=True,
               help="Tokens read per chunk (bounds memory).")
 @json_option

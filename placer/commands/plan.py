@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 
 from placer.analysis import plan as pl
-from placer.commands.options import (IMBALANCE, POSITIVE_FLOAT, POSITIVE_INT, SECONDS, Bandwidth, IntList,
-                                     ReplicasList, Size, bytes_options, holdout_option, import_options, json_option,
-                                     load_kwargs, topology_options)
+from placer.commands.options import bytes_options, holdout_option, import_options, json_option, load_kwargs, topology_options
+from placer.commands.types import IMBALANCE, OUTPUT_FILE, POSITIVE_FLOAT, POSITIVE_INT, SECONDS, Bandwidth, IntList, ReplicasList, Size
 from placer.errors import PlacerError
 from placer.fileio import atomic_path, to_jsonable
 from placer.progress import progress
@@ -60,8 +59,8 @@ def _fmt_table(table) -> str:
 @click.option("--seed", type=int, default=0, show_default=True)
 @import_options
 @json_option
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Also write the table as CSV.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write trade-off curves (PNG).")
+@click.option("--csv", "csv_path", type=OUTPUT_FILE, default=None, help="Also write the table as CSV.")
+@click.option("--plot", "plot_path", type=OUTPUT_FILE, default=None, help="Write trade-off curves (PNG).")
 def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_node_cost: float | None,
             topology_file: str | None, replicas: list[str], solvers: str, cost: str, max_imbalance: float | None,
             hidden_size: int | None, dtype_bytes: int, expert_bytes: float | None, expert_params: float | None,

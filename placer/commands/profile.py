@@ -10,15 +10,16 @@ import json
 import click
 
 from placer.commands.options import import_options, load_kwargs
+from placer.commands.types import OUTPUT_FILE, POSITIVE_INT
 from placer.errors import PlacerError
 from placer.model.trace import DEFAULT_CHUNK_TOKENS
 
 
 @click.command("profile")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=True))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output profile .npz.")
+@click.option("-o", "--output", required=True, type=OUTPUT_FILE, help="Output profile .npz.")
 @import_options
-@click.option("--chunk-tokens", type=click.IntRange(min=1), default=DEFAULT_CHUNK_TOKENS, show_default=True,
+@click.option("--chunk-tokens", type=POSITIVE_INT, default=DEFAULT_CHUNK_TOKENS, show_default=True,
               help="Tokens read per chunk (bounds memory).")
 @click.option("--no-coact", is_flag=True, help="Skip intra-layer co-activation counts [L, E, E].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")

@@ -34,6 +34,16 @@ def metric_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         if e.get("bytes") is not None:
             rows += [("ep: dispatch + combine bytes", _bytes(e["bytes"])),
                      ("ep: est. all-to-all time, all layers", f"{e['time_s'] * 1e3:.4g} ms")]
+    tm = result.get("time")
+    if tm and "skipped" in tm:
+        rows.append(("time", f"skipped: {tm['skipped']}"))
+    elif tm:
+        head = f"time ({tm['hardware']}, {tm['phase']}, {tm['tokens_per_step']} tokens)"
+        rows += [(f"{head}: step", f"{tm['step_s'] * 1e3:.4g} ms"),
+                 ("time: all-to-all / experts / shared", f"{tm['comm_s'] * 1e3:.4g} / {tm['compute_s'] * 1e3:.4g} / "
+                                                         f"{tm['shared_s'] * 1e3:.4g} ms")]
+        for name, b in (tm.get("baselines") or {}).items():
+            rows.append((f"time: vs {name} ({b['step_s'] * 1e3:.4g} ms)", f"{b['ratio']:.3f}x"))
     lo = result.get("load")
     if lo:
         rows += [("load: imbalance max/mean, mean over layers", f"{lo['mean_imbalance']:.4f}"),

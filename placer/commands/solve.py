@@ -10,15 +10,17 @@ same bytes).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from placer.analysis.report import input_summary, metrics_table, solve_report
-from placer.commands.options import (POSITIVE_INT, constraint_options, holdout_option, json_option, output_option,
-                                     param_option, params_dict, topology_options)
+from placer.analysis.report import (SCORE_SHARE, input_summary, metrics_table, scoring_parts, scoring_seconds,
+                                    solve_report)
+from placer.commands.options import bytes_options, constraint_options, holdout_option, json_option, output_option, param_option, params_dict, step_options, step_spec, topology_options
+from placer.commands.types import POSITIVE_INT
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
 from placer.model.topology import Topology
@@ -27,6 +29,9 @@ from placer.progress import progress
 from placer.solvers.base import Constraints, SolveResult, describe_params, get_solver, make_params, solve
 from placer.solvers.base import SOLVERS
 from placer.solvers.replicate import replicas_for
+
+WRITE_MARGIN_S = 0.3       # baselines, the report and the file, after the search
+MIN_SEARCH_S = 0.2         # a search always runs, even when reading took the whole budget
 
 
 def _list_solvers(ctx: click.Context, _param: Any, value: bool) -> None:
@@ -48,43 +53,79 @@ def _list_solvers(ctx: click.Context, _param: Any, value: bool) -> None:
               help="List the solvers with their parameters and defaults, and exit.")
 @param_option
 @constraint_options
+@click.option("--objective", type=click.Choice(["time", "traffic"]), default=None,
+              help="time: least predicted step time (the all-to-all of --cost plus the busiest GPU's experts; needs "
+                   "the expert shape, --model); traffic: least --cost traffic [default: time when the expert shape "
+                   "is known, else traffic].")
+@step_options
+@bytes_options
 @holdout_option(None, "Hold out this share of sequences: solve on the rest, score on both.")
 @output_option("Placement JSON to write.")
 @json_option
 def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: float | None,
             topology_file: str | None, solver: str, params: tuple, cost: str, replicas: str,
             max_imbalance: float | None, time_limit: float, seed: int, backend: str | None, threads: int,
+            objective: str | None, hardware: str, model_shape: str | None, expert_intermediate_size: int | None,
+            phase: str, tokens_per_step: int | None, hidden_size: int | None, dtype_bytes: int,
             holdout: float | None, output: Path, as_json: bool) -> None:
-    """Solve an expert placement for TRACE on --gpus GPUs and write it to -o."""
+    """Solve an expert placement for TRACE on --gpus GPUs and write it to -o.
+
+    --time-limit is the wall-clock budget of the whole command, from its start to the file
+    written: the search gets what reading, profiling and scoring leave.
+    """
+    from placer.budget import Budget
     from placer.solvers.exact.models import gpu_load_caps
     from placer.traces.load import load_input, profile_of
 
+    budget = Budget.since_process_start(time_limit)
     constraints = Constraints(replicas=replicas_for(replicas, gpus), max_imbalance=max_imbalance, cost=cost,
                               time_limit=time_limit, seed=seed, backend=backend, threads=threads)
     # an unknown solver or parameter fails before the trace is read
     solver_params = make_params(get_solver(solver).params, params_dict(params), solver)
+    step = step_spec(hardware, model_shape, hidden_size, expert_intermediate_size, dtype_bytes, phase,
+                     tokens_per_step)
+    notes = []
+    if objective == "time" and step is None:
+        raise PlacerError("--objective time needs the model's expert shape: pass --model NAME or its config.json "
+                          "(or --hidden-size and --expert-intermediate-size)")
+    if objective is None:
+        objective = "time" if step is not None else "traffic"
+        if step is None:
+            notes.append("minimised traffic: the step-time objective needs the model's expert shape (--model)")
     topology = Topology.for_cluster(gpus, gpus_per_node, inter_node_cost, topology_file)
     data = load_input(trace)
-    profile = profile_of(data)
-    constraints.slots_per_gpu(profile.num_experts, gpus)
-    if not constraints.replicas:
-        gpu_load_caps(profile, gpus, max_imbalance)
-    train, test = (data if isinstance(data, Trace) else profile), None
+    train, test = data, None
     if holdout is not None:
         if not isinstance(data, Trace):
             raise PlacerError(f"{trace}: --holdout needs a per-token trace, not aggregate counts; drop --holdout")
         train, test = data.split(holdout)
-        profile = profile_of(train)
+    # the statistics the solvers use (co-activation only for ep), from a sample of a trace too
+    # long to count in its share of the budget
+    profile = profile_of(train, coact=cost == "ep", seconds=SCORE_SHARE * time_limit)
+    constraints.slots_per_gpu(profile.num_experts, gpus)
+    if not constraints.replicas:
+        gpu_load_caps(profile, gpus, max_imbalance)
+    score_train, score_test, scored = scoring_parts(train, test, SCORE_SHARE * time_limit)
+    reserve = scoring_seconds(score_train, score_test) + WRITE_MARGIN_S
+    search = dataclasses.replace(constraints, time_limit=max(MIN_SEARCH_S, budget.left(reserve)))
     with progress(f"solving ({solver})"):
-        result = solve(solver, profile, topology, constraints, solver_params)
+        if objective == "time":
+            from placer.solvers.tradeoff import solve_step_time
+            result = solve_step_time(solver, train, profile, topology, search, solver_params, step, cost,
+                                     lambda part: profile_of(part, coact=cost == "ep"))
+        else:
+            result = solve(solver, profile, topology, search, solver_params)
+    result.notes = notes + result.notes
     placements = {"solution": result.placement}
     for name in ("contiguous", "eplb"):
         placements[name] = solve(name, profile, topology, constraints).placement
     report = solve_report(result, solver, topology, constraints, holdout, input_summary(trace.name, profile, test),
-                          metrics_table(placements, topology, train, test))
+                          metrics_table(placements, topology, score_train, score_test, step, cost), scored,
+                          objective, step)
     placement = result.placement
     placement.report = report
     placement.save(output)
+    result.timings["command_s"] = budget.elapsed()
     if as_json:
         click.echo(json.dumps({**report, "timing": to_jsonable(result.timings), "output": str(output)}, indent=1))
         return
@@ -104,7 +145,7 @@ def _print_summary(report: dict[str, Any], result: SolveResult, output: Path) ->
     click.echo(f"solver: {report['chosen']}")
     click.echo(f"status: {report['status']}  objective ({report['objective_model']}): {_fmt(report['objective'], 6)}  "
                f"bound: {_fmt(report['bound'], 6)}  gap: {'-' if gap is None else f'{100 * gap:.2f}%'}  "
-               f"time: {result.timings.get('solver_s', 0.0):.2f} s")
+               f"time: {result.timings.get('command_s', 0.0):.2f} s (search {result.timings.get('solver_s', 0.0):.2f} s)")
     for note in report["notes"]:
         click.echo(f"note: {note}")
     cols = ["coherent_per_transition", "ep_copies_per_token_layer", "max_imbalance"]

@@ -38,10 +38,10 @@ from placer.cost.inputs import check_compatible, replica_gpus
 from placer.cost.load import load_cost
 from placer.cost.objectives import nearest_pairs
 from placer.cost.registry import COST_MODELS, CostModel, EvalOptions, cost_model_names
-from placer.cost.report import evaluate, passes_over_trace
+from placer.cost.report import default_costs, evaluate, passes_over_trace
 from placer.cost.results import CoherentCost, EPCost, LoadCost
 from placer.cost.routing import serving_gpus
 
-__all__ = ["COST_MODELS", "CostModel", "EvalOptions", "cost_model_names", "DEFAULT_LIMITS", "CoherentCost", "CoverLimits", "EPCost", "LoadCost", "alltoall_time",
+__all__ = ["COST_MODELS", "CostModel", "EvalOptions", "cost_model_names", "default_costs", "DEFAULT_LIMITS", "CoherentCost", "CoverLimits", "EPCost", "LoadCost", "alltoall_time",
            "check_compatible", "coherent_cost", "default_home", "ep_cost", "evaluate", "first_occurrence",
            "load_cost", "nearest_pairs", "passes_over_trace", "replica_gpus", "serving_gpus"]

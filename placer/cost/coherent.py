@@ -75,7 +75,7 @@ def coherent_cost(data: Trace | Profile, placement: Placement, topology: Topolog
     return CoherentCost(total=total, per_transition=total / transitions if transitions else 0.0,
                         per_layer=per_layer, traffic=traffic, num_tokens=int(data.num_tokens),
                         inter_node_share=inter / moved if moved > 0 else 0.0,
-                        time_s=time_s, per_layer_time_s=per_layer_time)
+                        time_s=time_s, per_layer_time_s=per_layer_time, layer_traffic=layer_traffic)
 
 
 def _unit_transitions(trace: Trace, rg: np.ndarray, chunk_tokens: int,

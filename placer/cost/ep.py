@@ -86,7 +86,8 @@ def ep_cost(trace: Trace, placement: Placement, topology: Topology, hidden_size:
                   inter_node_share=inter / copies if copies else 0.0,
                   mean_gpus_spanned=spanned / served if served else 0.0,
                   time_s=time_s, per_layer_time_s=per_layer_time, num_tokens=T,
-                  hidden_size=None if hidden_size is None else int(hidden_size), dtype_bytes=int(dtype_bytes))
+                  hidden_size=None if hidden_size is None else int(hidden_size), dtype_bytes=int(dtype_bytes),
+                  layer_traffic=traffic)
 
 
 def default_home(trace: Trace, num_gpus: int) -> np.ndarray:

@@ -28,6 +28,8 @@ class EvalOptions:
     home: np.ndarray | None = None
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
     progress: Callable[[int], None] | None = None
+    step: Any = None                  # placer.cost.time.StepSpec: what the time model needs
+    time_comm: str = "ep"             # the exchanges the time model counts: ep or coherent
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class CostModel:
 
 
 COST_MODELS: Registry[CostModel] = Registry("cost model", ("placer.cost.coherent", "placer.cost.ep",
-                                                           "placer.cost.load"))
+                                                           "placer.cost.load", "placer.cost.time"))
 
 
 def register(model: CostModel) -> CostModel:

@@ -17,6 +17,12 @@ from placer.model.trace import DEFAULT_CHUNK_TOKENS, Trace
 _MATRICES = ("traffic", "gpu_load")
 
 
+def default_costs(step: Any = None) -> list[str]:
+    """The cost models :func:`evaluate` runs by default: every registered one, ``time`` only
+    with the step spec it needs."""
+    return [c for c in cost_model_names() if c != "time" or step is not None]
+
+
 def passes_over_trace(data: Trace | Profile, costs: Sequence[str]) -> int:
     """How many times :func:`evaluate` reads the tokens of ``data`` for ``costs`` (for progress)."""
     if not isinstance(data, Trace):
@@ -27,15 +33,20 @@ def passes_over_trace(data: Trace | Profile, costs: Sequence[str]) -> int:
 def evaluate(data: Trace | Profile, placement: Placement, topology: Topology,
              costs: Sequence[str] | None = None, hidden_size: int | None = None, dtype_bytes: int = 2,
              home: np.ndarray | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-             matrices: bool = True, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+             matrices: bool = True, progress: Callable[[int], None] | None = None,
+             step: Any = None, time_comm: str = "ep") -> dict[str, Any]:
     """A JSON-able summary of the chosen cost models (plain Python types, arrays as lists).
+
+    ``costs``: the models to run (default: every registered one, ``time`` only with a ``step``,
+    the :class:`~placer.cost.time.StepSpec` it needs; ``time_comm``: its exchanges, ep or coherent).
 
     ``ep`` needs a Trace and ``coherent`` transition counts: without them their entry says it
     was skipped and why.
     ``matrices=False`` leaves out the ``[G, G]`` traffic and ``[L, G]`` load arrays.
     ``progress`` is called with the tokens of every chunk read (one pass per trace-based model).
     """
-    models = [COST_MODELS.get(c) for c in (cost_model_names() if costs is None else costs)]
+    names = default_costs(step) if costs is None else costs
+    models = [COST_MODELS.get(c) for c in names]
     check_compatible(data, placement, topology)
     L = data.num_layers
     out: dict[str, Any] = {
@@ -45,7 +56,7 @@ def evaluate(data: Trace | Profile, placement: Placement, topology: Topology,
                       "replicas_per_layer": placement.num_replicas},
         "topology": topology.describe(),
     }
-    options = EvalOptions(hidden_size, dtype_bytes, home, chunk_tokens, progress)
+    options = EvalOptions(hidden_size, dtype_bytes, home, chunk_tokens, progress, step, time_comm)
     for model in models:
         why = model.skip(data)
         res = {"model": model.name, "skipped": why} if why else model.summary(data, placement, topology, options)

@@ -39,6 +39,7 @@ class CoherentCost:
     inter_node_share: float
     time_s: float | None = None
     per_layer_time_s: np.ndarray | None = None
+    layer_traffic: np.ndarray | None = None      # [L-1, G, G] token moves per transition (not in summary)
 
     @property
     def max_link(self) -> float:
@@ -81,6 +82,7 @@ class EPCost:
     num_tokens: int
     hidden_size: int | None = None
     dtype_bytes: int = 2
+    layer_traffic: np.ndarray | None = None      # [L, G, G] dispatch copies per layer (not in summary)
 
     @property
     def max_link(self) -> int:

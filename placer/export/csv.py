@@ -42,20 +42,33 @@ def from_csv(text: str, num_experts: int | None = None, gpus_per_node: int | Non
     if header is None or tuple(h.strip().lower() for h in header) != CSV_HEADER:
         raise PlacerError(f"{name}: the first line must be the header {','.join(CSV_HEADER)}")
     try:
-        data = np.array([[int(x) for x in row] for row in reader if row], dtype=np.int64)
-    except ValueError as exc:
-        raise PlacerError(f"{name}: a row is not four integers ({exc}); fix the CSV") from None
+        rows = []
+        for n, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != 4:
+                raise ValueError(f"line {n} has {len(row)} fields")
+            rows.append([int(x) for x in row])
+        data = np.array(rows, dtype=np.int64)
+    except (ValueError, OverflowError) as exc:
+        raise PlacerError(f"{name}: a row is not four integers ({' '.join(str(exc).split())[:80]}); fix the CSV") from None
+    except csv.Error as exc:
+        raise PlacerError(f"{name}: not a readable CSV ({exc}); fix the CSV") from None
     if data.ndim != 2 or data.shape[1] != 4 or len(data) == 0:
         raise PlacerError(f"{name}: expected rows of four integers layer,gpu,slot,expert")
     if data.min() < 0:
         raise PlacerError(f"{name}: negative numbers are not allowed")
     layer, gpu, slot, expert = data.T
     L, P, G = int(layer.max()) + 1, int(slot.max()) + 1, int(gpu.max()) + 1
-    seen = np.zeros((L, P), dtype=np.int64)
-    np.add.at(seen, (layer, slot), 1)
-    if np.any(seen != 1):
-        l, p = np.argwhere(seen != 1)[0]
-        raise PlacerError(f"{name}: layer {l} slot {p} appears {seen[l, p]} times; every (layer, slot) needs exactly one row")
+    pairs, counts = np.unique(data[:, [0, 2]], axis=0, return_counts=True)
+    if np.any(counts != 1):
+        i = int(np.argmax(counts != 1))
+        (l, p), n = pairs[i], counts[i]
+        raise PlacerError(f"{name}: layer {l} slot {p} appears {n} times; every (layer, slot) needs exactly one row")
+    if L * P != len(data):
+        # with no pair twice, this count says whether every (layer, slot) has its row, before any [L, P] table
+        raise PlacerError(f"{name}: {len(data)} rows cannot give each of {L} layers x {P} slots (the largest numbers "
+                          f"in the file) exactly one row; fix the CSV")
     if P % G:
         raise PlacerError(f"{name}: {P} slots per layer cannot be split evenly over {G} GPUs")
     if np.any(gpu != slot // (P // G)):

@@ -17,7 +17,8 @@ import numpy as np
 from placer.errors import PlacerError
 from placer.export.registry import Exporter, ReadOptions, WriteOptions, Written, import_report, register
 from placer.fileio import atomic_path, import_torch, torch_load, write_npz
-from placer.model.placement import Placement
+from placer.model.fields import check_kind
+from placer.model.placement import Placement, phy2log_table
 from placer.model.trace import read_npz_members
 
 KEYS = ("phy2log", "log2phy", "logcnt")
@@ -33,15 +34,24 @@ def to_eplb(placement: Placement) -> dict[str, np.ndarray]:
 def from_eplb(arrays: dict[str, Any], num_gpus: int | None, gpus_per_node: int | None = None,
               name: str = "eplb file", kind: str = ".npz") -> Placement:
     """A Placement from the arrays (only ``phy2log`` is needed; E from ``logcnt``'s width, else the
-    largest id + 1)."""
+    largest id + 1; a ``logcnt`` present must match ``phy2log``)."""
     if "phy2log" not in arrays:
         raise PlacerError(f"{name}: no phy2log array; not an eplb export")
     if num_gpus is None:
         raise PlacerError(f"{name}: an eplb {kind} does not record the GPU count; pass --gpus")
-    logcnt = np.asarray(arrays["logcnt"]) if "logcnt" in arrays else None
-    phy2log = np.asarray(arrays["phy2log"])
-    E = int(logcnt.shape[1]) if logcnt is not None and logcnt.ndim == 2 else int(phy2log.max()) + 1
-    return Placement(phy2log, E, num_gpus, gpus_per_node, import_report(name, "eplb")).validate(name)
+    phy2log = phy2log_table(check_kind(np.asarray(arrays["phy2log"]), f"{name}: phy2log", "iu", "integer expert ids",
+                                       "export the placement again"), f"{name}: phy2log")
+    logcnt = None
+    if "logcnt" in arrays:
+        logcnt = check_kind(np.asarray(arrays["logcnt"]), f"{name}: logcnt", "iu", "integer counts", "export it again")
+        if logcnt.ndim != 2 or logcnt.shape[0] != phy2log.shape[0] or logcnt.shape[1] > phy2log.shape[1]:
+            raise PlacerError(f"{name}: logcnt has shape {list(logcnt.shape)}, which does not fit phy2log "
+                              f"{list(phy2log.shape)}; export the placement again")
+    E = int(logcnt.shape[1]) if logcnt is not None else int(phy2log.max()) + 1
+    pl = Placement(phy2log, E, num_gpus, gpus_per_node, import_report(name, "eplb")).validate(name)
+    if logcnt is not None and not np.array_equal(logcnt, pl.logcnt):
+        raise PlacerError(f"{name}: logcnt does not count the replicas in phy2log; export the placement again")
+    return pl
 
 
 def _is_pt(path: Path) -> bool:
@@ -60,7 +70,10 @@ def _load_pt(path: Path) -> dict[str, np.ndarray]:
     obj = torch_load(path, "export the placement again")
     if not isinstance(obj, dict):
         raise PlacerError(f"{path}: holds a {type(obj).__name__}, not a dict of {'/'.join(KEYS)} tensors; not an eplb export")
-    return {str(k): v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in obj.items()}
+    try:
+        return {str(k): v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in obj.items()}
+    except (ValueError, TypeError, RuntimeError):
+        raise PlacerError(f"{path}: holds values that are not rectangular arrays; not an eplb export") from None
 
 
 # ------------------------------------------------------------------------- file side

@@ -11,24 +11,25 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from placer.errors import PlacerError
+from placer.limits import MAX_LAYER_NUMBER
 from placer.model.placement import Placement
 
 
 def parse_layers(spec: str, option: str = "--moe-layers") -> list[int]:
-    """``"1-26"`` or ``"0,3,5-7"`` -> sorted distinct layer numbers; a :class:`PlacerError` otherwise."""
+    """``"1-26"`` or ``"0,3,5-7"`` -> sorted distinct layer numbers (each at most
+    :data:`placer.limits.MAX_LAYER_NUMBER`); a :class:`PlacerError` otherwise."""
     out: list[int] = []
     try:
         for part in str(spec).split(","):
             part = part.strip()
             if not part:
                 continue
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError(part)
-                out.extend(range(lo, hi + 1))
-            else:
-                out.append(int(part))
+            lo, _, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
+            lo_n, hi_n = int(lo), int(hi) if hi else int(lo)
+            if hi_n < lo_n or hi_n > MAX_LAYER_NUMBER:
+                raise PlacerError(f"{option} {spec!r}: {part} is not a range of layer numbers from 0 to {MAX_LAYER_NUMBER}; "
+                                  f"write e.g. 1-26 or 0,2,4-7")
+            out.extend(range(lo_n, hi_n + 1))
     except ValueError:
         raise PlacerError(f"{option} {spec!r} is not a list of layer numbers; write ranges and commas, e.g. 1-26 or 0,2,4-7") from None
     if not out or min(out) < 0:
@@ -73,4 +74,7 @@ def resolve_layers(placement: Placement, moe_layers: Sequence[int] | None = None
     if num_hidden_layers <= moe_layers[-1]:
         raise PlacerError(f"--num-hidden-layers {num_hidden_layers} is too small: MoE layer {moe_layers[-1]} exists; "
                           f"give the model's num_hidden_layers (at least {moe_layers[-1] + 1})")
+    if num_hidden_layers > MAX_LAYER_NUMBER + 1:
+        raise PlacerError(f"--num-hidden-layers {num_hidden_layers} is not a layer count (at most {MAX_LAYER_NUMBER + 1}); "
+                          f"give the model's num_hidden_layers")
     return moe_layers, int(num_hidden_layers)

@@ -13,7 +13,6 @@ formats' ``sniff`` and reads it with their ``read``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -123,17 +122,24 @@ def json_head_has(path: Path, token: str) -> bool:
 
 
 def read_text(path: Path) -> str:
+    """The text of a placement file, its size checked against the memory budget first."""
+    from placer.fileio import read_bytes
+    from placer.limits import JSON_EXPANSION, check_budget
+
+    raw = read_bytes(path, "placement")
+    check_budget(len(raw) * JSON_EXPANSION, f"{path}: {len(raw):,} bytes of placement text",
+                 "a placement is a few MB at most; check the file")
     try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlacerError(f"{path}: cannot read it as text ({exc}); give a JSON or CSV placement") from None
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlacerError(f"{path}: cannot read it as text ({exc.reason} at byte {exc.start}); give a JSON or CSV placement") from None
 
 
 def read_json(path: Path) -> Any:
-    try:
-        return json.loads(read_text(path))
-    except ValueError as exc:
-        raise PlacerError(f"{path}: not valid JSON ({exc}); the file is truncated or corrupt, export it again") from None
+    """A placement file's JSON (depth and size bounded: :func:`placer.fileio.parse_json`)."""
+    from placer.fileio import parse_json
+
+    return parse_json(read_text(path), str(path), "the file is truncated or corrupt, export it again")
 
 
 def import_report(source: str, fmt: str, moe_layers: Sequence[int] | None = None,

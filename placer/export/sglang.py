@@ -31,7 +31,7 @@ from placer.export.layers import resolve_layers
 from placer.export.registry import (Exporter, ReadOptions, WriteOptions, Written, import_report, json_head_has,
                                     read_json, register)
 from placer.fileio import write_json
-from placer.model.placement import Placement
+from placer.model.placement import Placement, phy2log_table
 
 SGLANG_KEY = "physical_to_logical_map"
 SGLANG_COUNTS_KEY = "logical_count"
@@ -62,13 +62,9 @@ def check_sglang_map(rows: Any, num_experts: int, num_gpus: int, num_hidden_laye
     a row count other than the model's ``num_hidden_layers``.
     """
     try:
-        arr = np.array(rows)
-    except (ValueError, TypeError):
-        arr = np.array([], dtype=object)
-    if arr.dtype == object or arr.ndim != 2 or arr.size == 0 or not (
-            np.issubdtype(arr.dtype, np.integer) or (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr)))):
-        raise PlacerError(f"{name}: must be a rectangular [num_hidden_layers, num_physical_experts] table of integers")
-    arr = arr.astype(np.int64)
+        arr = phy2log_table(rows, name)
+    except PlacerError:
+        raise PlacerError(f"{name}: must be a rectangular [num_hidden_layers, num_physical_experts] table of integers") from None
     H, P = arr.shape
     if num_hidden_layers is not None and H != num_hidden_layers:
         raise PlacerError(f"{name}: has {H} rows but the model has {num_hidden_layers} decoder layers; "

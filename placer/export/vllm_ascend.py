@@ -17,7 +17,8 @@ from placer.errors import PlacerError
 from placer.export.registry import (Exporter, ReadOptions, WriteOptions, Written, import_report, json_head_has,
                                     read_json, register)
 from placer.fileio import write_json
-from placer.model.placement import Placement
+from placer.model.fields import as_int
+from placer.model.placement import Placement, phy2log_table
 
 
 def to_vllm_ascend(placement: Placement) -> dict[str, Any]:
@@ -35,19 +36,30 @@ def to_vllm_ascend(placement: Placement) -> dict[str, Any]:
 def from_vllm_ascend(obj: Any, num_experts: int | None = None, gpus_per_node: int | None = None,
                      name: str = "vllm-ascend file") -> Placement:
     """A Placement from vllm-ascend's expert map (E defaults to the largest id + 1)."""
-    try:
-        layers = obj["layer_list"]
-        G = int(layers[0]["device_count"])
-        table = [[d["device_expert"] for d in layer["device_list"]] for layer in layers]
-        arr = np.array(table)
-        if int(obj["moe_layer_count"]) != len(layers):
-            raise PlacerError(f"{name}: moe_layer_count is {obj['moe_layer_count']} but layer_list has {len(layers)} layers")
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise PlacerError(f"{name}: malformed vllm-ascend expert map ({exc!r}); expected moe_layer_count and "
-                          f"layer_list of device_list/device_expert") from None
-    if arr.dtype == object or arr.ndim != 3 or arr.shape[1] != G or not np.issubdtype(arr.dtype, np.integer):
-        raise PlacerError(f"{name}: every layer needs device_count={G} devices with the same number of integer expert ids")
-    phy = arr.reshape(arr.shape[0], -1).astype(np.int64)
+    shape = "expected moe_layer_count and layer_list of device_list/device_expert"
+    if not isinstance(obj, dict) or "layer_list" not in obj or "moe_layer_count" not in obj:
+        raise PlacerError(f"{name}: malformed vllm-ascend expert map; {shape}")
+    layers = obj["layer_list"]
+    if not isinstance(layers, list) or not layers or not all(isinstance(x, dict) for x in layers):
+        raise PlacerError(f"{name}: layer_list must be a non-empty list of layer objects; {shape}")
+    count = as_int(obj["moe_layer_count"], f"{name}: moe_layer_count", 1, fix="fix the map")
+    if count != len(layers):
+        raise PlacerError(f"{name}: moe_layer_count is {count} but layer_list has {len(layers)} layers")
+    rows = []
+    G = None
+    for l, layer in enumerate(layers):
+        devices = layer.get("device_list")
+        if not isinstance(devices, list) or not devices or not all(isinstance(d, dict) and "device_expert" in d for d in devices):
+            raise PlacerError(f"{name}: layer {l}: device_list must list devices with device_expert; {shape}")
+        g = as_int(layer.get("device_count"), f"{name}: layer {l} device_count", 1, len(devices), fix="fix the map")
+        if g != len(devices) or (G is not None and g != G):
+            raise PlacerError(f"{name}: every layer needs device_count={G or g} devices with the same number of integer expert ids")
+        G = g
+        rows.append([e for d in devices for e in d["device_expert"]] if all(isinstance(d["device_expert"], list) for d in devices)
+                    else None)
+        if rows[-1] is None or len({len(d["device_expert"]) for d in devices}) != 1:
+            raise PlacerError(f"{name}: every layer needs device_count={G} devices with the same number of integer expert ids")
+    phy = phy2log_table(rows, f"{name}: device_expert")
     E = int(phy.max()) + 1 if num_experts is None else int(num_experts)
     return Placement(phy, E, G, gpus_per_node, import_report(name, "vllm-ascend")).validate(name)
 

@@ -183,36 +183,54 @@ class Placement:
 
     @classmethod
     def from_json(cls, obj: Any, name: str = "placement") -> "Placement":
+        """The placement in a parsed canonical JSON object; every field typed (never coerced) and
+        the table checked before anything is built from it."""
+        from placer.model.fields import as_dict, as_int, as_optional_int
+
         if not isinstance(obj, dict) or obj.get("format") != PLACEMENT_FORMAT:
             raise PlacerError(f"{name}: not a moe-place placement (expected \"format\": \"{PLACEMENT_FORMAT}\"); "
                               f"import engine files with moe-place import")
-        try:
-            try:
-                phy = np.array(obj["phy2log"])
-            except ValueError:
-                phy = np.array([], dtype=object)
-            if phy.dtype == object or phy.ndim != 2 or not np.issubdtype(phy.dtype, np.integer):
-                raise PlacerError(f"{name}: phy2log must be a rectangular [layers, slots] table of integers")
-            pl = cls(phy.astype(np.int64), int(obj["num_experts"]), int(obj["num_gpus"]),
-                     obj.get("gpus_per_node"), obj.get("report") or {})
-        except KeyError as exc:
-            raise PlacerError(f"{name}: missing field {exc}; the placement file is incomplete") from None
-        except (TypeError, ValueError) as exc:
-            raise PlacerError(f"{name}: malformed placement ({exc})") from None
+        for key in ("phy2log", "num_experts", "num_gpus"):
+            if key not in obj:
+                raise PlacerError(f"{name}: missing field '{key}'; the placement file is incomplete")
+        fix = "the placement file is malformed, write it again"
+        phy = phy2log_table(obj["phy2log"], f"{name}: phy2log")
+        pl = cls(phy, as_int(obj["num_experts"], f"{name}: num_experts", 1, fix=fix),
+                 as_int(obj["num_gpus"], f"{name}: num_gpus", 1, phy.shape[1], fix=fix),
+                 as_optional_int(obj.get("gpus_per_node"), f"{name}: gpus_per_node", 1, fix=fix),
+                 as_dict(obj.get("report"), f"{name}: report", fix))
         pl.validate(name)
         for key, actual in (("num_layers", pl.num_layers), ("slots_per_gpu", pl.slots_per_gpu)):
-            if key in obj and int(obj[key]) != actual:
+            if key in obj and as_int(obj[key], f"{name}: {key}", fix=fix) != actual:
                 raise PlacerError(f"{name}: {key} says {obj[key]} but phy2log implies {actual}")
         return pl
 
     @classmethod
     def load(cls, path: str | Path) -> "Placement":
-        path = Path(path)
-        try:
-            obj = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise PlacerError(f"{path}: no such file; check the placement path") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PlacerError(f"{path}: not valid JSON ({exc}); the file is truncated or corrupt") from None
-        return cls.from_json(obj, str(path))
+        from placer.fileio import read_json
 
+        return cls.from_json(read_json(path, "placement", "the file is truncated or corrupt"), str(path))
+
+
+def phy2log_table(rows: Any, where: str) -> np.ndarray:
+    """``[L, P]`` int64 from a JSON table of expert ids (lists of ints, or an integer array):
+    rectangular, non-empty, integers that fit int64; a PlacerError naming ``where`` otherwise."""
+    if isinstance(rows, np.ndarray):
+        arr = rows
+    else:
+        if not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows):
+            raise PlacerError(f"{where} must be a non-empty [layers, slots] table of integers")
+        width = len(rows[0])
+        if width == 0 or any(len(r) != width for r in rows):
+            raise PlacerError(f"{where} must be a rectangular [layers, slots] table (every row as long as the first)")
+        if not all(type(v) is int for r in rows for v in r):
+            bad = next(v for r in rows for v in r if type(v) is not int)
+            raise PlacerError(f"{where} holds {bad!r}; expert ids must be integers")
+        if any(v < -2**63 or v >= 2**63 for r in rows for v in r):
+            raise PlacerError(f"{where} holds an expert id beyond 64 bits; expert ids must be 0 .. E-1")
+        arr = np.array(rows, dtype=np.int64)
+    if arr.ndim != 2 or arr.size == 0 or arr.dtype.kind not in "iu":
+        raise PlacerError(f"{where} must be a non-empty [layers, slots] table of integers, got {arr.dtype} {list(arr.shape)}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) >= 2**63:
+        raise PlacerError(f"{where} holds expert id {int(arr.max())}; expert ids must be 0 .. E-1")
+    return arr.astype(np.int64)

@@ -146,25 +146,41 @@ class Profile:
 
     @classmethod
     def load_file(cls, path: str | Path) -> "Profile":
-        """Read a profile written by :meth:`save`."""
+        """Read a profile written by :meth:`save` (metadata fields typed, never coerced)."""
+        from placer.model.fields import as_dict, as_int, as_layer_count, as_layer_list, as_text
+
         path = Path(path)
         arrays, meta = read_npz_members(path, mmap=False)
         if meta is None or meta.get("format") != PROFILE_FORMAT:
-            raise PlacerError(f"{path}: not a moe-place profile (no '{PROFILE_FORMAT}' metadata)")
+            raise PlacerError(f"{path}: not a moe-place profile (no '{PROFILE_FORMAT}' metadata, found "
+                              f"{(meta or {}).get('format')!r}); write it with this version: moe-place profile")
         if "load" not in arrays:
             raise PlacerError(f"{path}: the profile has no load array; re-create it")
-        prof = cls(load=np.asarray(arrays["load"]), num_tokens=int(meta["num_tokens"]),
-                   top_k=int(meta["top_k"]), trans=arrays.get("trans"),
+        fix = "re-create it with moe-place profile"
+        for key in ("num_tokens", "top_k"):
+            if key not in meta:
+                raise PlacerError(f"{path}: the metadata has no {key}; {fix}")
+        layers = meta.get("moe_layers")
+        prof = cls(load=np.asarray(arrays["load"]), num_tokens=as_int(meta["num_tokens"], f"{path}: num_tokens", 0, 2**62, fix=fix),
+                   top_k=as_int(meta["top_k"], f"{path}: top_k", 1, fix=fix), trans=arrays.get("trans"),
                    trans_top1=arrays.get("trans_top1"), coact=arrays.get("coact"),
-                   moe_layers=meta.get("moe_layers"), num_hidden_layers=meta.get("num_hidden_layers"),
-                   model=meta.get("model"), source=meta.get("source"), extra=meta.get("extra") or {})
+                   moe_layers=None if layers is None else as_layer_list(layers, f"{path}: moe_layers", fix),
+                   num_hidden_layers=as_layer_count(meta.get("num_hidden_layers"), f"{path}: num_hidden_layers", fix),
+                   model=as_text(meta.get("model"), f"{path}: model", fix),
+                   source=as_text(meta.get("source"), f"{path}: source", fix),
+                   extra=as_dict(meta.get("extra"), f"{path}: extra", fix))
         return prof.validate(str(path))
 
     def validate(self, name: str = "profile") -> "Profile":
-        """Check shapes and signs; raise :class:`PlacerError` naming ``name``."""
+        """Check shapes, dtypes (real numbers), signs, ``top_k`` against E and the layer numbers;
+        raise :class:`PlacerError` naming ``name``."""
+        from placer.limits import check_experts
+        from placer.model.fields import check_kind
+
         if self.load.ndim != 2 or self.load.shape[0] == 0 or self.load.shape[1] == 0:
             raise PlacerError(f"{name}: load must have shape [layers, experts], got {list(self.load.shape)}")
         L, E = self.load.shape
+        check_experts(name, L, E, "the expert count of load")
         expect = {"trans": (max(L - 1, 0), E, E), "trans_top1": (max(L - 1, 0), E, E), "coact": (L, E, E)}
         for key, shape in expect.items():
             arr = getattr(self, key)
@@ -172,10 +188,21 @@ class Profile:
                 raise PlacerError(f"{name}: {key} has shape {list(arr.shape)}, expected {list(shape)}")
         for key in ("load", "trans", "trans_top1", "coact"):
             arr = getattr(self, key)
-            if arr is not None and (not np.all(np.isfinite(arr)) or np.any(arr < 0)):
+            if arr is None:
+                continue
+            check_kind(arr, f"{name}: {key}", "iuf", "counts (integers or floats)", "fix the counts")
+            if not np.all(np.isfinite(arr)) or np.any(arr < 0):
                 raise PlacerError(f"{name}: {key} has negative or non-finite counts; fix the counts")
+        if not 1 <= self.top_k <= E:
+            raise PlacerError(f"{name}: top_k is {self.top_k} but there are {E} experts; top_k must be between 1 and E")
+        if self.num_tokens < 0:
+            raise PlacerError(f"{name}: num_tokens is {self.num_tokens}; it cannot be negative")
         if len(self.moe_layers) != L:
             raise PlacerError(f"{name}: moe_layers lists {len(self.moe_layers)} layers but load has {L}")
+        if any(b <= a for a, b in zip(self.moe_layers, self.moe_layers[1:])) or min(self.moe_layers) < 0:
+            raise PlacerError(f"{name}: moe_layers must be increasing non-negative layer numbers, got {self.moe_layers}")
+        if self.num_hidden_layers is not None and self.num_hidden_layers <= self.moe_layers[-1]:
+            raise PlacerError(f"{name}: num_hidden_layers={self.num_hidden_layers} but MoE layer {self.moe_layers[-1]} exists")
         return self
 
 

@@ -62,6 +62,7 @@ class Topology:
         """
         if num_gpus < 1:
             raise PlacerError(f"--gpus must be at least 1, got {num_gpus}")
+        check_gpus(num_gpus)
         gpn = num_gpus if gpus_per_node is None else int(gpus_per_node)
         if gpn < 1 or num_gpus % gpn:
             raise PlacerError(f"--gpus {num_gpus} is not a whole number of nodes of --gpus-per-node {gpn}; "
@@ -86,6 +87,9 @@ class Topology:
 
         Hop costs are ``max_bandwidth / bandwidth``: the fastest link costs 1.
         """
+        from placer.model.fields import check_kind
+        check_kind(np.asarray(bandwidth), f"{name}", "iuf", "bandwidths in bytes/s (real numbers)",
+                   "give G rows of G numbers in bytes/s")
         bw = np.asarray(bandwidth, dtype=np.float64)
         if bw.ndim != 2 or bw.shape[0] != bw.shape[1] or bw.shape[0] < 1:
             raise PlacerError(f"{name}: a bandwidth matrix must be square [G, G], got shape {list(bw.shape)}")
@@ -133,16 +137,45 @@ class Topology:
                 "hop_inter_node": float(self.hop[0, self.gpus_per_node]) if self.num_nodes > 1 else None}
 
 
+def check_gpus(num_gpus: int) -> None:
+    """Refuse a GPU count whose ``[G, G]`` matrices would exceed the memory budget."""
+    from placer.limits import check_budget, topology_bytes
+    check_budget(topology_bytes(num_gpus), f"--gpus {num_gpus} (G x G hop and bandwidth matrices)",
+                 "use fewer GPUs: a placement needs at most one GPU per expert slot")
+
+
 def read_bandwidth_matrix(path: str | Path) -> np.ndarray:
     """A ``[G, G]`` bandwidth matrix (bytes/s) from ``.npy`` or whitespace/CSV text (square:
-    checked by :meth:`Topology.from_bandwidth_matrix`)."""
+    checked by :meth:`Topology.from_bandwidth_matrix`). The ``.npy`` header is checked (numbers,
+    two dimensions, within the memory budget) before its data is read."""
+    from placer.fileio import read_bytes
+
     path = Path(path)
+    raw = read_bytes(path, "--topology")
     try:
         if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        text = path.read_text().replace(",", " ")
-        return np.array([[float(x) for x in line.split()] for line in text.splitlines() if line.strip()])
-    except FileNotFoundError:
-        raise PlacerError(f"{path}: no such file; check the --topology path") from None
-    except (ValueError, OSError) as exc:
-        raise PlacerError(f"{path}: cannot read a bandwidth matrix ({exc}); give G rows of G numbers in bytes/s") from None
+            return _npy_matrix(path, raw)
+        text = raw.decode("utf-8").replace(",", " ")
+        rows = [[float(x) for x in line.split()] for line in text.splitlines() if line.strip()]
+        if not rows or any(len(r) != len(rows) for r in rows):
+            raise ValueError(f"{len(rows)} rows of lengths {sorted({len(r) for r in rows})}")
+        return np.array(rows)
+    except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
+        raise PlacerError(f"{path}: cannot read a bandwidth matrix ({' '.join(str(exc).split())[:100]}); "
+                          f"give G rows of G numbers in bytes/s") from None
+
+
+def _npy_matrix(path: Path, raw: bytes) -> np.ndarray:
+    import io
+
+    from placer.limits import check_budget
+    fh = io.BytesIO(raw)
+    version = np.lib.format.read_magic(fh)
+    shape, _fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                              else np.lib.format.read_array_header_2_0)(fh)
+    if dtype.hasobject or dtype.kind not in "iuf" or len(shape) != 2:
+        raise ValueError(f"the array is {dtype} of shape {list(shape)}, not a [G, G] matrix of numbers")
+    check_budget(int(np.prod(shape, dtype=object)) * dtype.itemsize, f"{path}: a {list(shape)} matrix",
+                 "give a G x G matrix for the cluster's G GPUs")
+    fh.seek(0)
+    return np.load(fh, allow_pickle=False)

@@ -99,36 +99,44 @@ class Trace:
 
     # ------------------------------------------------------------ validation
     def validate(self, name: str = "trace", chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> "Trace":
-        """Check shapes, id ranges, weights and offsets; raise :class:`PlacerError` naming ``name``.
+        """Check shapes, dtypes, id ranges, weights, the dropped mask and offsets, and that the
+        profile of ``num_experts`` fits the memory budget; raise :class:`PlacerError` naming ``name``.
 
         Reads the data chunk by chunk, so it works on memory-mapped traces too.
         """
+        from placer.limits import check_experts
+        from placer.model.fields import check_kind
+
         ids = self.expert_ids
         if ids.ndim != 3:
             raise PlacerError(f"{name}: expert_ids must have shape [layers, tokens, top_k], got {ids.ndim} dimensions; re-export it as [L, T, K]")
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise PlacerError(f"{name}: expert_ids must be integers, got {ids.dtype}; store expert ids as integers")
+        check_kind(ids, f"{name}: expert_ids", "iu", "integer expert ids", "store expert ids as integers")
         L, T, K = ids.shape
         if L == 0 or T == 0 or K == 0:
             raise PlacerError(f"{name}: the trace is empty ({L} layers, {T} tokens, top-{K}); record at least one token of one layer")
         if self.num_experts < 1:
             raise PlacerError(f"{name}: num_experts must be positive, got {self.num_experts}; pass --num-experts")
+        if K > self.num_experts:
+            raise PlacerError(f"{name}: top-{K} picks but only {self.num_experts} experts; pass the right --num-experts")
+        check_experts(name, L, self.num_experts)
         if len(self.moe_layers) != L:
             raise PlacerError(f"{name}: moe_layers lists {len(self.moe_layers)} layers but the trace has {L}; fix the metadata")
         if any(b <= a for a, b in zip(self.moe_layers, self.moe_layers[1:])) or (self.moe_layers and self.moe_layers[0] < 0):
             raise PlacerError(f"{name}: moe_layers must be increasing non-negative layer numbers, got {self.moe_layers}; fix the metadata")
         if self.num_hidden_layers is not None and self.moe_layers and self.num_hidden_layers <= self.moe_layers[-1]:
             raise PlacerError(f"{name}: num_hidden_layers={self.num_hidden_layers} but MoE layer {self.moe_layers[-1]} exists; fix the metadata")
-        if self.gate_weights is not None and self.gate_weights.shape != ids.shape:
-            raise PlacerError(f"{name}: gate_weights has shape {list(self.gate_weights.shape)} but expert_ids has {list(ids.shape)}; they must match")
-        if self.gate_weights is not None and not np.issubdtype(self.gate_weights.dtype, np.floating):
-            raise PlacerError(f"{name}: gate_weights must be floats, got {self.gate_weights.dtype}")
-        if self.dropped is not None and self.dropped.shape != (L, T):
-            raise PlacerError(f"{name}: dropped has shape {list(self.dropped.shape)}, expected [{L}, {T}]")
+        if self.gate_weights is not None:
+            if self.gate_weights.shape != ids.shape:
+                raise PlacerError(f"{name}: gate_weights has shape {list(self.gate_weights.shape)} but expert_ids has {list(ids.shape)}; they must match")
+            check_kind(self.gate_weights, f"{name}: gate_weights", "f", "floats", "re-export the trace or drop the weights")
+        if self.dropped is not None:
+            if self.dropped.shape != (L, T):
+                raise PlacerError(f"{name}: dropped has shape {list(self.dropped.shape)}, expected [{L}, {T}]")
+            check_kind(self.dropped, f"{name}: dropped", "b", "booleans (True = dropped)", "store the mask as bool")
         if self.seq_offsets is not None:
             off = np.asarray(self.seq_offsets)
-            if (off.ndim != 1 or len(off) < 2 or not np.issubdtype(off.dtype, np.integer)
-                    or off[0] != 0 or off[-1] != T or np.any(np.diff(off) <= 0)):
+            ok = off.ndim == 1 and len(off) >= 2 and off.dtype.kind in "iu"
+            if not ok or int(off[0]) != 0 or int(off[-1]) != T or np.any(off[1:] <= off[:-1]):
                 raise PlacerError(f"{name}: seq_offsets must be increasing integers from 0 to {T} (tokens); fix or drop them")
         for t0 in range(0, T, chunk_tokens):
             block = np.asarray(ids[:, t0:t0 + chunk_tokens])
@@ -202,6 +210,19 @@ class Trace:
             raise PlacerError("the trace has a single token and cannot be split; use --split all")
         return self._token_range(0, cut_at, True), self._token_range(cut_at, T, True)
 
+    def sample(self, share: float, min_tokens: int = 4096) -> "Trace":
+        """About ``share`` of the tokens, deterministically: every k-th sequence, or a leading
+        token range of a trace without sequence boundaries; at least ``min_tokens`` where the
+        trace has them (the whole trace when ``share >= 1``)."""
+        T = self.num_tokens
+        want = min(T, max(min_tokens, int(share * T)))
+        if want >= T:
+            return self
+        if self.num_sequences >= 2:
+            step = max(1, int(round(T / max(want, 1))))
+            return self.select_sequences(np.arange(0, self.num_sequences, step))
+        return self._token_range(0, want, True)
+
     def top1(self) -> np.ndarray:
         """``[L, T]`` each token's top-1 expert: highest gate weight, else column 0."""
         if self.gate_weights is None:
@@ -266,21 +287,37 @@ class Trace:
     def load(cls, path: str | Path, mmap: bool = True, validate: bool = True) -> "Trace":
         """Read a native trace; memory-map uncompressed members when ``mmap``.
 
-        Raises :class:`PlacerError` (naming the file) on anything that is not a valid v1 trace.
+        Raises :class:`PlacerError` (naming the file and the field) on anything that is not a
+        valid v1 trace: metadata fields of the wrong type or range are refused, never coerced.
         """
+        from placer.model.fields import as_dict, as_int, as_layer_count, as_layer_list, as_text
+
         path = Path(path)
         arrays, meta = read_npz_members(path, mmap=mmap)
         if meta is None or meta.get("format") != TRACE_FORMAT:
+            fmt = meta.get("format") if meta else None
+            if isinstance(fmt, str) and fmt.startswith(TRACE_FORMAT.split("@")[0]):
+                raise PlacerError(f"{path}: format {fmt!r} is not the {TRACE_FORMAT!r} this moe-place reads; write it with "
+                                  f"this version (moe-place import) or upgrade")
             raise PlacerError(f"{path}: not a moe-place trace (no '{TRACE_FORMAT}' metadata); convert it with: moe-place import {path} -o trace.npz")
         if "expert_ids" not in arrays:
             raise PlacerError(f"{path}: the trace has no expert_ids array; re-create it with moe-place import")
-        try:
-            trace = cls(expert_ids=arrays["expert_ids"], num_experts=int(meta["num_experts"]),
-                        gate_weights=arrays.get("gate_weights"), seq_offsets=arrays.get("seq_offsets"),
-                        dropped=arrays.get("dropped"), moe_layers=meta.get("moe_layers"),
-                        num_hidden_layers=meta.get("num_hidden_layers"), model=meta.get("model"),
-                        source=meta.get("source"), extra=meta.get("extra") or {})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PlacerError(f"{path}: malformed trace metadata ({exc}); re-create it with moe-place import") from None
-        return trace.validate(name=str(path)) if validate else trace
-
+        fix = "re-create it with moe-place import"
+        if "num_experts" not in meta:
+            raise PlacerError(f"{path}: the metadata has no num_experts; {fix}")
+        layers = meta.get("moe_layers")
+        trace = cls(expert_ids=arrays["expert_ids"], num_experts=as_int(meta["num_experts"], f"{path}: num_experts", 1, fix=fix),
+                    gate_weights=arrays.get("gate_weights"), seq_offsets=arrays.get("seq_offsets"),
+                    dropped=arrays.get("dropped"),
+                    moe_layers=None if layers is None else as_layer_list(layers, f"{path}: moe_layers", fix),
+                    num_hidden_layers=as_layer_count(meta.get("num_hidden_layers"), f"{path}: num_hidden_layers", fix),
+                    model=as_text(meta.get("model"), f"{path}: model", fix),
+                    source=as_text(meta.get("source"), f"{path}: source", fix),
+                    extra=as_dict(meta.get("extra"), f"{path}: extra", fix))
+        if not validate:
+            return trace
+        trace.validate(name=str(path))
+        if trace.dropped is not None and np.asarray(trace.dropped).all():
+            raise PlacerError(f"{path}: dropped marks every token at every MoE layer, so nothing was routed at all; "
+                              f"fix the mask or drop it")
+        return trace

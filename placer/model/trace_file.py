@@ -78,13 +78,13 @@ def write_trace_file(dest: str | Path, members: Mapping[str, np.ndarray | Path],
 
 
 def write_trace_from_shards(dest: str | Path, shards: Sequence[Mapping[str, Path]], metadata: dict[str, Any],
-                            workdir: Path, seq_offsets: np.ndarray | None = None) -> None:
+                            scratch: Any, seq_offsets: np.ndarray | None = None) -> None:
     """Concatenate token shards on disk into the native file at ``dest`` (atomically).
 
     ``shards[k][name]`` is an ``.npy`` file with shard k's tokens of member ``name`` (one of
     :data:`TOKEN_MEMBERS`, tokens along axis 1: ``[L, n_k, K]`` or ``[L, n_k]``); every shard has
     the same members, and the first shard's dtypes are the file's. Each member is filled shard by
-    shard through ``np.lib.format.open_memmap`` in ``workdir``, so memory is bounded by one shard
+    shard through ``np.lib.format.open_memmap`` in a file of ``scratch`` (a :class:`placer.fileio.Scratch`), so memory is bounded by one shard
     whatever the trace's size; ``seq_offsets [S + 1]`` (int64) is written as given.
     """
     if not shards:
@@ -94,7 +94,7 @@ def write_trace_from_shards(dest: str | Path, shards: Sequence[Mapping[str, Path
     members: dict[str, np.ndarray | Path] = {}
     for name in names:
         first = np.load(shards[0][name], mmap_mode="r")
-        out_path = workdir / f"{name}.npy"
+        out_path = scratch.new(f"{name}.npy")
         out = np.lib.format.open_memmap(out_path, mode="w+", dtype=first.dtype,
                                         shape=(first.shape[0], T, *first.shape[2:]))
         t0 = 0
@@ -124,19 +124,28 @@ def _npy_header(arr: np.ndarray) -> bytes:
 
 
 # --------------------------------------------------------------------------- reading
+# dtype kinds an array may have: booleans, integers, floats; text for names and the metadata
+READABLE_KINDS = "biufUS"
+
+
 def read_npz_members(path: Path, mmap: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
     """Read every array of an ``.npz`` without pickle, memory-mapping stored (uncompressed) ones.
 
     Returns the arrays other than ``metadata`` and the parsed ``metadata`` JSON (or None when the
-    file has none). Any failure becomes a :class:`PlacerError` naming the file. Profiles and
-    foreign ``.npz`` files are read through it too.
+    file has none). Before any data is read, each member's header is checked: a dtype of
+    :data:`READABLE_KINDS` (no objects, complex numbers, records or dates), and a declared size
+    that the file holds (stored members) or the memory budget allows (compressed members, and
+    any member read into memory). Any failure becomes a :class:`PlacerError` naming the file
+    and the array. Profiles and foreign ``.npz`` files are read through it too.
     """
+    if Path(path).is_dir():
+        raise PlacerError(f"{path}: is a directory; give the .npz file itself")
     try:
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise PlacerError(f"{path}: no such file; check the path") from None
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise PlacerError(f"{path}: not a readable .npz file ({exc}); the file is truncated or corrupt, re-create it") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise PlacerError(f"{path}: not a readable .npz file ({_short(exc)}); the file is truncated or corrupt, re-create it") from None
     arrays: dict[str, np.ndarray] = {}
     meta: dict[str, Any] | None = None
     with zf:
@@ -145,36 +154,63 @@ def read_npz_members(path: Path, mmap: bool = True) -> tuple[dict[str, np.ndarra
                 continue
             key = info.filename[:-4]
             try:
-                arr = _read_member(path, zf, info, mmap)
-            except ValueError as exc:
-                if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-                    raise PlacerError(f"{path}: array '{key}' holds Python objects (pickle), which moe-place never loads; store plain numeric arrays") from None
-                raise PlacerError(f"{path}: array '{key}' cannot be read ({exc}); the file is truncated or corrupt, re-create it") from None
-            except (OSError, EOFError, zipfile.BadZipFile) as exc:
-                raise PlacerError(f"{path}: array '{key}' cannot be read ({exc}); the file is truncated or corrupt, re-create it") from None
+                arr = _read_member(path, zf, info, mmap, key)
+            except PlacerError:
+                raise
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, OverflowError,
+                    SyntaxError, TypeError, MemoryError) as exc:
+                raise PlacerError(f"{path}: array '{key}' cannot be read ({_short(exc)}); the file is truncated or corrupt, "
+                                  f"re-create it") from None
             if key == "metadata":
-                try:
-                    meta = json.loads(str(arr[()]))
-                except (ValueError, TypeError):
-                    raise PlacerError(f"{path}: the metadata entry is not JSON; re-create the file with moe-place") from None
-                if not isinstance(meta, dict):
-                    raise PlacerError(f"{path}: the metadata entry is not a JSON object; re-create the file with moe-place")
+                meta = _metadata(path, arr)
             else:
                 arrays[key] = arr
     return arrays, meta
 
 
-def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, mmap: bool) -> np.ndarray:
+def _metadata(path: Path, arr: np.ndarray) -> dict[str, Any]:
+    from placer.fileio import parse_json
+
+    if arr.ndim != 0 or arr.dtype.kind not in "US":
+        raise PlacerError(f"{path}: the metadata entry is not one JSON string ({arr.dtype} {list(arr.shape)}); "
+                          f"re-create the file with moe-place")
+    text = arr[()]
+    meta = parse_json(text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text), f"{path}: metadata",
+                      "re-create the file with moe-place")
+    if not isinstance(meta, dict):
+        raise PlacerError(f"{path}: the metadata entry is not a JSON object; re-create the file with moe-place")
+    return meta
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:120] or type(exc).__name__
+
+
+def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, mmap: bool, key: str) -> np.ndarray:
     """Read one ``.npy`` member; memory-map it when stored uncompressed and ``mmap`` is set."""
+    from placer.limits import check_budget
+
     with zf.open(info) as fh:
         version = np.lib.format.read_magic(fh)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = reader(fh)
-        if dtype.hasobject:
-            raise ValueError("object arrays need pickle")
         header_len = fh.tell() if hasattr(fh, "tell") else None
-    count = int(np.prod(shape, dtype=np.int64))
-    if mmap and info.compress_type == zipfile.ZIP_STORED and header_len is not None and count > 0:
+    if dtype.hasobject:
+        raise PlacerError(f"{path}: array '{key}' holds Python objects (pickle), which moe-place never loads; "
+                          f"store plain numeric arrays")
+    if dtype.kind not in READABLE_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        from placer.model.fields import KIND_NAMES
+        raise PlacerError(f"{path}: array '{key}' holds {KIND_NAMES.get(dtype.kind, str(dtype))} ({dtype}); store "
+                          f"booleans, integers or floats")
+    count = 1
+    for n in shape:
+        count *= int(n)
+    nbytes = count * dtype.itemsize
+    stored = info.compress_type == zipfile.ZIP_STORED
+    if stored and header_len is not None and header_len + nbytes > info.file_size:
+        raise ValueError(f"its header declares {list(shape)} {dtype} ({nbytes:,} bytes) but the file holds "
+                         f"{max(info.file_size - header_len, 0):,}")
+    if mmap and stored and header_len is not None and count > 0:
         with open(path, "rb") as raw:
             raw.seek(info.header_offset)
             local = raw.read(30)
@@ -183,10 +219,12 @@ def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, mmap: b
             name_len = int.from_bytes(local[26:28], "little")
             extra_len = int.from_bytes(local[28:30], "little")
         data_start = info.header_offset + 30 + name_len + extra_len + header_len
-        if data_start + count * dtype.itemsize > path.stat().st_size:
+        if data_start + nbytes > path.stat().st_size:
             raise ValueError("array data runs past the end of the file")
         return np.memmap(path, dtype=dtype, mode="r", offset=data_start, shape=shape,
                          order="F" if fortran else "C")
+    check_budget(nbytes, f"{path}: array '{key}' of shape {list(shape)} {dtype}",
+                 "the header declares more than the data can be; re-create the file")
     with zf.open(info) as fh:
         arr = np.lib.format.read_array(fh, allow_pickle=False)
     return arr

@@ -1,12 +1,17 @@
-"""``auto``: an exact model when the instance is small enough to prove, else the scalable heuristic.
+"""``auto``: an exact model when a proof is within reach, else the scalable heuristic.
 
-The size rule (``docs/benchmarks.md``, "Exact solvers"): the exact models are tried when the
-layer-chain programme applies (S = 1 on one node, or at most ``chain.MAX_STATES`` balanced
-assignments per layer) or the MILP has at most ``exact_max_vars`` binaries (L x E x G); with
-replicas, or above that size, ``partition`` runs. When the exact model stops without proving
-optimality, ``partition`` gets the time left and the better of the two placements is kept,
-compared on the same objective (:class:`placer.cost.objectives.Objective`). The result names
-the solver that produced the placement; ``choice`` says why it was chosen.
+The size model, stated: an exact proof is within reach when the layer-chain programme applies
+(:mod:`placer.solvers.exact.chain`): one expert per GPU on one node (chained matchings, any E),
+or at most ``chain.MAX_STATES`` balanced assignments per layer (8 experts on 4 GPUs: 2,520; 16 on
+2: 12,870); it proves the optimum in seconds (Mixtral, 32 x 8, on 2 to 8 GPUs: under 4 s). The
+MILP is not: with the bound cuts it stayed at 13-31% gap after 30 s already at 256-512 binaries
+(L x E x G; random affinity traces, 4 x 16 x 4 to 2 x 32 x 4, docs/benchmarks.md), so ``auto``
+gives it the budget only when ``exact_max_vars`` (default 0) admits it, and never spends the
+time limit on a model that cannot prove. Otherwise, and with replicas, ``partition`` gets the
+whole budget. When an admitted MILP stops without proving optimality, ``partition`` gets the time
+left and the better placement is kept, compared on the same objective
+(:class:`placer.cost.objectives.Objective`). The result names the solver that produced the
+placement; ``choice`` says why it was chosen.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+
+import numpy as np
 
 from placer.cost.objectives import Objective
 from placer.errors import PlacerError
@@ -24,18 +31,30 @@ from placer.solvers.base import Constraints, SolveResult, Status, param, registe
 
 @dataclass(frozen=True)
 class AutoParams:
-    exact_max_vars: int = param(2048, "largest MILP (L x E x G binaries) auto hands to an exact model", min=0)
+    exact_max_vars: int = param(0, "largest MILP (L x E x G binaries) auto hands to an exact model when the "
+                                   "layer-chain programme does not apply (0: never)", min=0)
     formulation: str = param("auto", "formulation for the exact model (see exflow)",
                              choices=("auto", "dp", "compact", "naive"))
 
 
-def exact_is_small(profile: Profile, topology: Topology, max_vars: int) -> bool:
-    """The chain programme applies, or the MILP has at most ``max_vars`` binaries."""
+def chain_applies(profile: Profile, topology: Topology) -> bool:
+    """The layer-chain programme proves the optimum: S = 1 with uniform hops, or few balanced
+    assignments per layer (:func:`placer.solvers.exact.models.solve_exact`'s first path)."""
     from placer.solvers.exact.chain import MAX_STATES, num_states
     E, G = profile.num_experts, topology.num_gpus
-    if E % G == 0 and (E == G or num_states(E, G) <= MAX_STATES):
+    if E % G:
+        return False
+    off = topology.hop[~np.eye(G, dtype=bool)]
+    if E == G and G > 1 and np.allclose(off, off[0]):
         return True
-    return profile.num_layers * E * G <= max_vars
+    return num_states(E, G) <= MAX_STATES
+
+
+def exact_is_small(profile: Profile, topology: Topology, max_vars: int) -> bool:
+    """An exact proof is within reach (module docstring)."""
+    if chain_applies(profile, topology):
+        return True
+    return profile.num_layers * profile.num_experts * topology.num_gpus <= max_vars
 
 
 @register("auto", "exact model when small enough to prove (says which), else partition; replicas: partition",
@@ -47,7 +66,8 @@ def solve_auto(profile: Profile, topology: Topology, constraints: Constraints, p
     size = profile.num_layers * profile.num_experts * topology.num_gpus
     if constraints.replicas or not exact_is_small(profile, topology, params.exact_max_vars):
         why = ("replicas need a heuristic" if constraints.replicas else
-               f"L x E x G = {size} > {params.exact_max_vars}: too large to prove optimal")
+               "no exact proof within reach: the layer-chain programme does not apply and the MILP "
+               f"({size} binaries) would not prove in the time limit")
         return _chosen(solve(heur, profile, topology, constraints), f"{heur} ({why})", t0)
     try:
         res = solve(exact, profile, topology, constraints, {"formulation": params.formulation})
@@ -58,7 +78,7 @@ def solve_auto(profile: Profile, topology: Topology, constraints: Constraints, p
                        f"{heur} (the exact model found nothing in time: {exc})", t0)
     if res.status == Status.OPTIMAL:
         return _chosen(res, f"{exact} (small instance: exact model, status {res.status})", t0)
-    left = max(1.0, constraints.time_limit - (time.perf_counter() - t0))
+    left = max(0.1, constraints.time_limit - (time.perf_counter() - t0))
     other = solve(heur, profile, topology, dataclasses.replace(constraints, time_limit=left))
     value = Objective(constraints.cost).of_placement(profile, topology, other.placement)
     if res.objective is not None and value < res.objective - 1e-9:

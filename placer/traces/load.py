@@ -50,17 +50,40 @@ def load_trace(path: Paths, needed_by: str = "this command", fmt: str | None = N
     return data
 
 
+# Expert pairs (transitions and co-activations) counted per second; a conservative figure (264-336
+# M/s were measured on one core, docs/benchmarks.md). A constant, so that whether a profile is
+# sampled depends only on the inputs and the time limit, never on the machine's load.
+PROFILE_PAIRS_PER_S = 1.5e8
+
+
+def profiling_seconds(trace: Trace, coact: bool = True, trans: bool = True) -> float:
+    """Predicted seconds :func:`profile_of` takes on all of ``trace``."""
+    K, L = trace.top_k, trace.num_layers
+    pairs = trace.num_tokens * ((L - 1) * K * K * trans + L * K * (K - 1) // 2 * coact + L * K)
+    return pairs / PROFILE_PAIRS_PER_S
+
+
 def profile_of(data: Trace | Profile, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, coact: bool = True,
-               trans: bool = True) -> Profile:
+               trans: bool = True, seconds: float | None = None) -> Profile:
     """The Profile of a Trace, counted chunk by chunk with a progress bar on a terminal
     (``coact``/``trans``: also count ``[L, E, E]`` co-activations / ``[L-1, E, E]`` transitions);
-    a Profile passes through as it is."""
+    a Profile passes through as it is. With ``seconds``, a trace too long to count in that time
+    is counted on an even sample of its sequences (:meth:`Trace.sample`); the profile's
+    ``num_tokens`` and ``extra["sampled_from"]`` say so."""
     from placer.progress import progress
 
     if isinstance(data, Profile):
         return data
+    full = data
+    if seconds is not None:
+        need = profiling_seconds(data, coact, trans)
+        if need > seconds:
+            data = data.sample(max(seconds, 0.0) / need)
     with progress("profiling", total=data.num_tokens, unit="tokens") as advance:
-        return Profile.from_trace(data, chunk_tokens=chunk_tokens, coact=coact, trans=trans, progress=advance)
+        prof = Profile.from_trace(data, chunk_tokens=chunk_tokens, coact=coact, trans=trans, progress=advance)
+    if data is not full:
+        prof.extra["sampled_from"] = {"tokens": full.num_tokens, "sequences": full.num_sequences}
+    return prof
 
 
 # ----------------------------------------------------------------------- importing

@@ -4,4 +4,4 @@ import sys
 
 from placer.cli import main
 
-main(["validate", *sys.argv[1:]])
+main(["validate", *sys.argv[1:]], own_process=True)

@@ -15,7 +15,8 @@ from placer.errors import PlacerError
 from placer.model.placement import Placement
 from placer.model.trace import Trace
 from placer.validate.model import FFN_TYPES
-from placer.validate.worker import FAIL_ENV, ReplayConfig
+from placer.validate.faults import FAIL_ENV, MUTATE_ENV, MUTATIONS
+from placer.validate.worker import ReplayConfig
 
 MODES = ("ep", "coherent")
 BACKENDS = ("gloo", "nccl")
@@ -90,6 +91,10 @@ def build_config(trace: Trace, placement: Placement, baseline: str | Placement =
     if trace.dropped is not None and np.asarray(trace.dropped).any():
         raise PlacerError("the trace has capacity-dropped tokens, which the replay does not model (the cost "
                           "model skips them); replay a trace without drops or fewer --tokens before the first drop")
+    _check_size(trace, hidden_size, ffn_size, ffn_type)
+    mutation = os.environ.get(MUTATE_ENV) or None
+    if mutation is not None and mutation not in MUTATIONS:
+        raise PlacerError(f"{MUTATE_ENV}={mutation!r} is not one of {', '.join(MUTATIONS)} (a test hook); unset it")
     gate = None if trace.gate_weights is None else np.asarray(trace.gate_weights, np.float32)
     return ReplayConfig(
         expert_ids=np.asarray(trace.expert_ids, np.int64), gate=gate, offsets=trace.offsets.copy(),
@@ -98,8 +103,19 @@ def build_config(trace: Trace, placement: Placement, baseline: str | Placement =
         ffn=int(ffn_size), ffn_type=ffn_type, iters=int(iters), warmup=int(warmup), seed=int(seed),
         collective_timeout_s=float(timeout_s),
         info={"trace_model": trace.model, "sequences": trace.num_sequences},
-        fail_spec=os.environ.get(FAIL_ENV) or None,
+        fail_spec=os.environ.get(FAIL_ENV) or None, mutation=mutation,
     )
+
+
+def _check_size(trace: Trace, hidden: int, ffn: int, ffn_type: str) -> None:
+    """The reference on rank 0 builds every expert of every layer (``L E (2 or 3) H F`` fp32
+    weights) next to ``[T, H]`` activations: refuse sizes beyond the memory budget."""
+    from placer.limits import check_budget
+    L, T, _K = trace.expert_ids.shape
+    mats = 3 if ffn_type == "swiglu" else 2
+    check_budget(4 * (L * trace.num_experts * mats * hidden * ffn + 8 * T * hidden),
+                 f"--hidden-size {hidden} x --ffn-size {ffn} for {L} layers x {trace.num_experts} experts",
+                 "replay a smaller model (the bytes scale with --hidden-size; the check does not need a big one)")
 
 
 def validate(trace: Trace, placement: Placement, baseline: str | Placement = "contiguous",

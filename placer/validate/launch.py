@@ -3,14 +3,20 @@
 Spawned runs start fresh interpreters (``torch.multiprocessing``'s ``forkserver`` context with
 torch preloaded, or ``spawn`` where there is no fork server; see :func:`_context`) and a ``file://`` rendezvous in a
 private temporary folder. Each rank's stdout and stderr go to a log file there, so the command's
-own output stays clean. The parent polls the ranks: the first rank that exits non-zero (or the
-``timeout_s`` deadline) stops the run, every other rank gets SIGTERM, then SIGKILL after a grace
-period, and the command ends with one line naming the rank and its last error. Collectives also
-carry ``timeout_s``, so a rank whose peer vanished cannot wait forever even without the parent.
+own output stays clean. The parent polls the ranks (and shows progress on a terminal): the
+first rank that exits non-zero (or the ``timeout_s`` deadline) stops the run, every other rank
+gets SIGTERM, then SIGKILL after a grace period, and the command ends with one line naming the
+rank and its last error. Collectives also carry ``timeout_s``, so a rank whose peer vanished
+cannot wait forever even without the parent.
+
+If the command itself is killed (SIGTERM, SIGKILL), the ranks and the fork server die with it
+(parent-death signal) and the reaper (:mod:`placer.validate.reaper`) removes the run's folders,
+so no process and no temporary folder outlives it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -22,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from placer.errors import PlacerError
-from placer.validate.worker import ReplayConfig, run_rank
+from placer.validate.worker import ReplayConfig, check_failure, run_rank
 
 GRACE_S = 3.0
 POLL_S = 0.05
@@ -85,6 +91,8 @@ def run_torchrun(cfg: ReplayConfig) -> dict[str, Any] | None:
 
 def _spawned_rank(rank: int, cfg: ReplayConfig, run_dir: str, init_method: str, threads: int) -> None:
     """Entry point of a spawned rank: logs to a file, writes rank 0's report, exits 0/1/2."""
+    from placer.validate.reaper import die_with_parent
+    die_with_parent()
     log = os.open(os.path.join(run_dir, f"rank{rank}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -106,7 +114,8 @@ def _spawned_rank(rank: int, cfg: ReplayConfig, run_dir: str, init_method: str, 
     except BaseException as exc:  # noqa: BLE001  (any crash must reach the parent as one line)
         code = 1
         traceback.print_exc()
-        Path(run_dir, f"rank{rank}.err").write_text(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        text = str(exc) if check_failure(exc) else f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        Path(run_dir, f"rank{rank}.err").write_text(text)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -124,7 +133,7 @@ def _context():
     import torch.multiprocessing as mp
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", "torch.distributed", "placer.validate.launch"])
+        ctx.set_forkserver_preload(["torch", "torch.distributed", "placer.validate.launch", "placer.validate.preload"])
         return ctx
     return mp.get_context("spawn")
 
@@ -134,29 +143,60 @@ def spawn(cfg: ReplayConfig, timeout_s: float) -> dict[str, Any]:
 
     Raises :class:`ReplayFailed` (exit 1) naming the first rank that died, or the deadline.
     """
+    import dataclasses
+
     import torch
+    from multiprocessing import util
+
+    from placer.progress import progress
+    from placer.validate.reaper import Reaper
     ctx = _context()
     threads = max(1, torch.get_num_threads() // cfg.world_size)
-    with tempfile.TemporaryDirectory(prefix="moe-place-validate-") as run_dir:
-        init = Path(run_dir, "rendezvous").as_uri()
-        procs = [ctx.Process(target=_spawned_rank, args=(r, cfg, run_dir, init, threads), daemon=True)
-                 for r in range(cfg.world_size)]
-        for p in procs:
-            p.start()
-        try:
-            _wait(procs, run_dir, timeout_s)
-        finally:
-            _stop(procs)
-        try:
-            return json.loads(Path(run_dir, "report.json").read_text())
-        except (OSError, ValueError):
-            raise ReplayFailed("the ranks finished but rank 0 wrote no report; rerun, and report a bug if it repeats") from None
+    reaper = Reaper()
+    try:
+        with tempfile.TemporaryDirectory(prefix="moe-place-validate-") as run_dir:
+            reaper.folder(run_dir)
+            init = Path(run_dir, "rendezvous").as_uri()
+            cfg = dataclasses.replace(cfg, progress_path=str(Path(run_dir, "progress")))
+            procs = [ctx.Process(target=_spawned_rank, args=(r, cfg, run_dir, init, threads), daemon=True)
+                     for r in range(cfg.world_size)]
+            try:
+                # registered before any rank starts: a kill while they start leaves nothing either
+                reaper.folder(util.get_temp_dir())
+                reaper.pid(_start_forkserver(ctx))
+                for p in procs:
+                    p.start()
+                    reaper.pid(p.pid)
+                with progress("replaying", total=cfg.passes, unit="passes") as advance:
+                    _wait(procs, run_dir, timeout_s, advance)
+            finally:
+                _stop(procs)
+            try:
+                return json.loads(Path(run_dir, "report.json").read_text())
+            except (OSError, ValueError):
+                raise ReplayFailed("the ranks finished but rank 0 wrote no report; rerun, and report a bug if it repeats") from None
+    finally:
+        reaper.close()
 
 
-def _wait(procs: list, run_dir: str, timeout_s: float) -> None:
+def _start_forkserver(ctx) -> int | None:
+    """Start the fork server now (it would start with the first rank) and return its pid."""
+    if ctx.get_start_method() != "forkserver":
+        return None
+    from multiprocessing import forkserver
+    forkserver.ensure_running()
+    return getattr(forkserver._forkserver, "_forkserver_pid", None)
+
+
+def _wait(procs: list, run_dir: str, timeout_s: float, advance=lambda n: None) -> None:
     deadline = time.monotonic() + timeout_s
+    shown = 0
     while True:
         codes = [p.exitcode for p in procs]
+        with contextlib.suppress(OSError):
+            done = os.path.getsize(os.path.join(run_dir, "progress"))
+            advance(done - shown)
+            shown = done
         if all(c == 0 for c in codes):
             return
         failed = [r for r, c in enumerate(codes) if c not in (None, 0)]

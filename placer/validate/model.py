@@ -7,6 +7,7 @@ Mixtral and DeepSeek) or GELU (``W2 gelu(W1 x)``), weights drawn from
 ``numpy.random.default_rng([seed, layer, expert])``: every rank, placement and the reference
 build bit-identical weights for one (layer, logical expert), so every placement computes the
 same function. Initial activations come from ``default_rng([seed, ACTIVATION_STREAM])``.
+A rank's bank may build only the experts its placement puts on it (:class:`ExpertBank`).
 """
 
 from __future__ import annotations
@@ -34,23 +35,40 @@ def expert_arrays(seed: int, layer: int, expert: int, hidden: int, ffn: int, ffn
     return ws
 
 
-class ExpertBank:
-    """Expert weights on one device, built on first use and cached by (layer, expert)."""
+class NotHeld(Exception):
+    """A rank was asked to compute an expert the placement does not put on it."""
 
-    def __init__(self, seed: int, hidden: int, ffn: int, ffn_type: str, device="cpu"):
+
+class ExpertBank:
+    """Expert weights on one device, built on first use and cached by (layer, expert).
+
+    ``allowed`` (a set of (layer, expert), or None for any): the experts this bank may build;
+    asking for another raises :class:`NotHeld`, so a replay that did not follow the placement
+    cannot pass by building the expert it needed where it happened to be. ``owner`` names the
+    bank in that message (``"rank 2 (placement)"``).
+    """
+
+    def __init__(self, seed: int, hidden: int, ffn: int, ffn_type: str, device="cpu",
+                 allowed: set[tuple[int, int]] | None = None, owner: str = ""):
         self.seed, self.hidden, self.ffn, self.ffn_type, self.device = seed, hidden, ffn, ffn_type, device
+        self.allowed, self.owner = allowed, owner
         self._cache: dict[tuple[int, int], list] = {}
 
     def built(self) -> list[tuple[int, int]]:
         """The (layer, expert) pairs built so far, sorted."""
         return sorted(self._cache)
 
+    def arrays(self, layer: int, expert: int) -> list[np.ndarray]:
+        return expert_arrays(self.seed, layer, expert, self.hidden, self.ffn, self.ffn_type)
+
     def weights(self, layer: int, expert: int) -> list:
         import torch
         key = (int(layer), int(expert))
         if key not in self._cache:
-            arrays = expert_arrays(self.seed, layer, expert, self.hidden, self.ffn, self.ffn_type)
-            self._cache[key] = [torch.from_numpy(a).to(self.device) for a in arrays]
+            if self.allowed is not None and key not in self.allowed:
+                raise NotHeld(f"{self.owner} was asked to compute expert {key[1]} of layer {key[0]}, which the "
+                              f"placement does not put on it; the replay did not follow the placement")
+            self._cache[key] = [torch.from_numpy(a).to(self.device) for a in self.arrays(*key)]
         return self._cache[key]
 
     def forward(self, layer: int, expert: int, x):
@@ -60,6 +78,12 @@ class ExpertBank:
         if self.ffn_type == "swiglu":
             return (F.silu(x @ w[0]) * (x @ w[1])) @ w[2]
         return F.gelu(x @ w[0]) @ w[1]
+
+
+def held_experts(phy2log: np.ndarray, rank: int, world_size: int) -> set[tuple[int, int]]:
+    """The (layer, expert) pairs whose slots ``phy2log [L, G*S]`` puts on ``rank``."""
+    S = phy2log.shape[1] // world_size
+    return {(l, int(e)) for l in range(phy2log.shape[0]) for e in phy2log[l, rank * S:(rank + 1) * S]}
 
 
 def rmsnorm(x):

@@ -4,14 +4,26 @@ Every rank runs :func:`run_rank` inside an initialised process group. Per layer 
 exchanges row counts (``all_to_all_single`` on int64), the rows' routing metadata (int64), and the
 hidden-state rows (fp32, uneven split sizes) as :mod:`placer.validate.routing` plans them. Bytes
 are counted from the split sizes actually passed to the hidden-state collectives; metadata and
-count exchanges are reported apart (``meta_bytes``). Rank 0 gathers outputs, runs the
-single-process reference and the cost model's prediction, and builds the report.
+count exchanges are reported apart (``meta_bytes``).
+
+What proves the placement was used, not only that outputs came out right:
+
+- each rank's expert bank may build only the experts the placement puts on that rank
+  (:class:`~placer.validate.model.ExpertBank`; building another fails the run), and the plan is
+  checked before the replay: every pick is routed to a rank that holds its expert;
+- every (layer, token, pick) is computed exactly once over all ranks (counted in the checking
+  passes and summed on rank 0);
+- outputs are checked twice, with the trace's gate weights and with unit weights (a wrong
+  expert cannot hide behind tiny or zero gate weights).
+
+Two untimed checking passes per placement (trace weights, unit weights) come first, then
+``warmup + iters`` timed ones with the trace's weights. Rank 0 gathers outputs, counts and
+times and builds the report (:mod:`placer.validate.report`).
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +31,9 @@ from typing import Any
 import numpy as np
 
 from placer.cost import default_home
-from placer.validate import routing
-from placer.validate.model import ExpertBank, experts_mix, initial_activations, reference, rmsnorm
+from placer.validate import faults, routing
+from placer.validate.model import ExpertBank, NotHeld, experts_mix, held_experts, initial_activations, rmsnorm
 
-FAIL_ENV = "MOE_PLACE_VALIDATE_FAIL_RANK"  # test hook: "RANK" or "RANK:LAYER" exits that rank mid-replay
 ROW_DTYPE_BYTES = 4
 
 
@@ -51,8 +62,16 @@ class ReplayConfig:
     atol: float = 1e-4
     rtol: float = 1e-4
     info: dict[str, Any] = field(default_factory=dict)
-    # read from FAIL_ENV by the caller: forked ranks would see the fork server's old environment
+    # test hooks (placer.validate.faults), read from the environment by the caller
     fail_spec: str | None = None
+    mutation: str | None = None
+    # rank 0 appends one byte here per finished pass (the parent's progress bar)
+    progress_path: str | None = None
+
+    @property
+    def passes(self) -> int:
+        """Replays per run: two checking passes and the timed ones, for both placements."""
+        return 2 * (2 + self.warmup + self.iters)
 
 
 def _placement(phy2log: np.ndarray, cfg: ReplayConfig):
@@ -66,18 +85,10 @@ def _trace(cfg: ReplayConfig):
                  seq_offsets=cfg.offsets)
 
 
-def _fail_point(spec: str | None, rank: int) -> int | None:
-    """The layer at which the fault-injection hook (``FAIL_ENV``'s value) kills this rank, or None."""
-    if not spec:
-        return None
-    r, _, layer = spec.partition(":")
-    return int(layer or 1) if int(r) == rank else None
-
-
 class Replayer:
     """Plans and buffers of one placement on one rank, and its replay loop."""
 
-    def __init__(self, cfg: ReplayConfig, phy2log: np.ndarray, rank: int, bank: ExpertBank, device):
+    def __init__(self, cfg: ReplayConfig, phy2log: np.ndarray, rank: int, bank: ExpertBank, device, name: str):
         self.cfg, self.rank, self.bank, self.device = cfg, rank, bank, device
         G = cfg.world_size
         self.ids = np.asarray(cfg.expert_ids, np.int64)
@@ -87,10 +98,13 @@ class Replayer:
         self.home = default_home(_trace(cfg), G)
         self.my_tok = np.flatnonzero(self.home == rank)
         pl = _placement(phy2log, cfg)
+        held = pl.expert_gpus                              # [L, E, G]
         self.layers: list[dict[str, Any]] = []
         if cfg.mode == "ep":
             for l in range(L):
-                plan = routing.ep_layer(routing.ep_dest(self.ids[l], self.home, pl, l), self.home, G)
+                dest = routing.ep_dest(self.ids[l], self.home, pl, l)
+                _check_served(name, l, self.ids[l], dest, held[l])
+                plan = routing.ep_layer(dest, self.home, G)
                 mine = plan.rows_of(rank)
                 tok = plan.tok[mine]
                 self.layers.append({
@@ -113,10 +127,10 @@ class Replayer:
                     "send": plan.counts[rank].copy(),
                     "rows": self._t(self.inst[l].index(plan.src_key[mine])),
                     "meta": self._t(plan.dst_key[mine][:, None]),
-                    "experts": self.ids[l, tt, kk], "weights": self.gate[l, tt, kk],
+                    "experts": self.ids[l, tt, kk], "weights": self.gate[l, tt, kk], "key": key,
                     "resid": self._t(np.flatnonzero(kk == self.top1[l, tt])),
                 })
-        self.fail_at = _fail_point(cfg.fail_spec, rank)
+        self.fail_at = faults.fail_point(cfg.fail_spec, rank)
 
     def _t(self, a: np.ndarray):
         import torch
@@ -158,12 +172,14 @@ class Replayer:
         return back, time.perf_counter() - t0
 
     # ----------------------------------------------------------------------- replay
-    def run(self, x0) -> dict[str, Any]:
-        """Replay all layers once. ``x0`` ``[T, H]`` on device. Returns outputs, times, bytes."""
+    def run(self, x0, unit: bool = False) -> dict[str, Any]:
+        """Replay all layers once. ``x0`` ``[T, H]`` on device; ``unit``: every gate weight 1.
+        Returns outputs, times, bytes and ``served [L, T*K]``: picks this rank computed."""
         import torch
         L, T, K = self.shape
         G, row = self.cfg.world_size, self.cfg.hidden * ROW_DTYPE_BYTES
         traffic = np.zeros((L, G), np.int64)     # bytes this rank sent to each rank, per layer
+        served = np.zeros((L, T * K), np.int32)
         meta_bytes = 0
         layer_s, comm_s = np.zeros(L), np.zeros(L)
         with torch.no_grad():
@@ -177,13 +193,16 @@ class Replayer:
                 self._sync()
                 t0 = time.perf_counter()
                 if self.cfg.mode == "ep":
-                    recv, meta, xr, c1 = self._exchange(lay["send"], lay["meta"], x[lay["rows"]])
+                    meta_out = faults.corrupt_route(self.cfg.mutation, self.rank, l, lay["meta"], lay["send"])
+                    recv, meta, xr, c1 = self._exchange(lay["send"], meta_out, x[lay["rows"]])
                     m = meta.cpu().numpy()
                     bits = (m[:, 1:2] >> np.arange(K)) & 1
                     mrow, k = np.nonzero(bits)
                     tok = m[mrow, 0]
+                    w = np.ones(len(tok), np.float32) if unit else self.gate[l, tok, k]
                     partial = torch.zeros_like(xr)
-                    experts_mix(self.bank, l, rmsnorm(xr), self.ids[l, tok, k], self.gate[l, tok, k], mrow, partial)
+                    experts_mix(self.bank, l, rmsnorm(xr), self.ids[l, tok, k], w, mrow, partial)
+                    np.add.at(served[l], tok * K + k, 1)
                     back, c2 = self._combine(partial, lay["send"], recv)
                     x = x.index_add(0, lay["rows"], back)
                     traffic[l] += (lay["send"] + recv) * row
@@ -191,8 +210,9 @@ class Replayer:
                     comm = c1 + c2
                 else:
                     P = torch.zeros_like(X)
-                    experts_mix(self.bank, l, rmsnorm(X), lay["experts"], lay["weights"],
-                                np.arange(len(X)), P)
+                    w = np.ones_like(lay["weights"]) if unit else lay["weights"]
+                    experts_mix(self.bank, l, rmsnorm(X), lay["experts"], w, np.arange(len(X)), P)
+                    np.add.at(served[l], lay["key"], 1)
                     P.index_add_(0, lay["resid"], X[lay["resid"]])
                     recv, meta, rows, comm = self._exchange(lay["send"], lay["meta"], P[lay["rows"]])
                     nxt = self.inst[l + 1].key if l + 1 < L else self.my_tok
@@ -205,143 +225,80 @@ class Replayer:
         out = x if self.cfg.mode == "ep" else X
         traffic[:, self.rank] = 0  # a send to oneself is a local copy
         return {"out": out.cpu().numpy(), "traffic": traffic, "meta_bytes": meta_bytes,
-                "layer_s": layer_s, "comm_s": comm_s}
+                "layer_s": layer_s, "comm_s": comm_s, "served": served}
+
+
+def _check_served(name: str, layer: int, ids: np.ndarray, dest: np.ndarray, held: np.ndarray) -> None:
+    """Every pick ``ids [T, K]`` routed to ``dest [T, K]`` lands on a rank that holds its expert
+    (``held [E, G]``, read from the placement itself, not from the routing code)."""
+    bad = ~held[ids, dest]
+    if bad.any():
+        t, k = np.argwhere(bad)[0]
+        raise NotHeld(f"the {name}'s routing serves pick {k} of token {t} at layer {layer} (expert {ids[t, k]}) on "
+                      f"rank {dest[t, k]}, which the placement does not give that expert; the replay did not "
+                      f"follow the placement")
+
+
+def _progress(cfg: ReplayConfig, rank: int) -> None:
+    if rank == 0 and cfg.progress_path:
+        with open(cfg.progress_path, "ab") as fh:
+            fh.write(b".")
 
 
 def run_rank(cfg: ReplayConfig, rank: int, device) -> dict[str, Any] | None:
     """The replay on one rank of an initialised process group; rank 0 returns the report."""
     import torch
     import torch.distributed as dist
+    from placer.validate.report import build_report
     G = cfg.world_size
     L, T, K = cfg.expert_ids.shape
-    bank = ExpertBank(cfg.seed, cfg.hidden, cfg.ffn, cfg.ffn_type, device)
+    banks = {name: ExpertBank(cfg.seed, cfg.hidden, cfg.ffn, cfg.ffn_type, device,
+                              allowed=held_experts(p, rank, G), owner=f"rank {rank} ({name})")
+             for name, p in (("placement", cfg.phy2log), ("baseline", cfg.baseline))}
+    faults.apply(cfg.mutation, rank, banks, cfg.expert_ids)
     x0_np = initial_activations(cfg.seed, T, cfg.hidden)
     x0 = torch.from_numpy(x0_np).to(device)
-    reps = {"placement": Replayer(cfg, cfg.phy2log, rank, bank, device),
-            "baseline": Replayer(cfg, cfg.baseline, rank, bank, device)}
-    times = {n: {"iter": [], "layer": [], "comm": []} for n in reps}
-    last: dict[str, dict] = {}
+    reps = {name: Replayer(cfg, p, rank, banks[name], device, name)
+            for name, p in (("placement", cfg.phy2log), ("baseline", cfg.baseline))}
+    gathered: dict[str, dict] = {}
+    for name, rep in reps.items():
+        for unit in (False, True):
+            dist.barrier()
+            res = rep.run(x0, unit=unit)
+            outs = [None] * G if rank == 0 else None
+            dist.gather_object((rep.my_tok, res["out"]), outs, dst=0)
+            served = torch.from_numpy(res["served"].astype(np.int64)).to(device)
+            dist.all_reduce(served)
+            g = gathered.setdefault(name, {})
+            g["outs_unit" if unit else "outs"] = outs
+            g["served_unit" if unit else "served"] = served.cpu().numpy()
+            if not unit:
+                tr = torch.zeros((L, G, G), dtype=torch.int64, device=device)
+                tr[:, rank, :] = torch.from_numpy(res["traffic"]).to(device)
+                mb = torch.tensor([res["meta_bytes"]], dtype=torch.int64, device=device)
+                dist.all_reduce(tr)
+                dist.all_reduce(mb)
+                g["traffic"], g["meta_bytes"] = tr.cpu().numpy(), int(mb.item())
+            _progress(cfg, rank)
+    times: dict[str, list[np.ndarray]] = {n: [] for n in reps}
     for it in range(cfg.warmup + cfg.iters):
         for name in (reps if it % 2 == 0 else list(reps)[::-1]):
             dist.barrier()
             t0 = time.perf_counter()
             res = reps[name].run(x0)
-            local = torch.tensor([time.perf_counter() - t0], dtype=torch.float64, device=device)
-            per = torch.from_numpy(np.stack([res["layer_s"], res["comm_s"]])).to(device)
-            # the slowest rank bounds a step
-            dist.all_reduce(local, op=dist.ReduceOp.MAX)
-            dist.all_reduce(per, op=dist.ReduceOp.MAX)
+            sample = torch.from_numpy(np.concatenate([[time.perf_counter() - t0], res["layer_s"], res["comm_s"]])).to(device)
+            every = [torch.zeros_like(sample) for _ in range(G)]
+            dist.all_gather(every, sample)       # [G][1 + 2L]: each rank's iteration, layers, collectives
             if it >= cfg.warmup:
-                times[name]["iter"].append(float(local.item()))
-                times[name]["layer"].append(per[0].cpu().numpy())
-                times[name]["comm"].append(per[1].cpu().numpy())
-            last[name] = res
-    gathered = {}
-    for name, res in last.items():
-        tr = torch.zeros((L, G, G), dtype=torch.int64, device=device)
-        tr[:, rank, :] = torch.from_numpy(res["traffic"]).to(device)
-        mb = torch.tensor([res["meta_bytes"]], dtype=torch.int64, device=device)
-        dist.all_reduce(tr)
-        dist.all_reduce(mb)
-        outs = [None] * G if rank == 0 else None
-        toks = reps[name].my_tok
-        dist.gather_object((toks, res["out"]), outs, dst=0)
-        gathered[name] = {"traffic": tr.cpu().numpy(), "meta_bytes": int(mb.item()), "outs": outs}
+                times[name].append(torch.stack(every).cpu().numpy())
+            _progress(cfg, rank)
     built = [None] * G if rank == 0 else None
-    dist.gather_object(bank.built(), built, dst=0)
+    dist.gather_object({n: b.built() for n, b in banks.items()}, built, dst=0)
     if rank != 0:
         return None
-    return _report(cfg, x0_np, gathered, times, built)
+    return build_report(cfg, x0_np, gathered, times, built)
 
 
-def _only_local(cfg: ReplayConfig, built: list) -> bool:
-    """Every rank built only experts that the placement or the baseline puts on it."""
-    S = cfg.phy2log.shape[1] // cfg.world_size, cfg.baseline.shape[1] // cfg.world_size
-    for rank, keys in enumerate(built):
-        allowed = {(l, int(e)) for p, s in zip((cfg.phy2log, cfg.baseline), S)
-                   for l in range(p.shape[0]) for e in p[l, rank * s:(rank + 1) * s]}
-        if not set(keys) <= allowed:
-            return False
-    return True
-
-
-def _median_rows(rows: list[np.ndarray]) -> np.ndarray:
-    return np.median(np.stack(rows), axis=0)
-
-
-def _report(cfg: ReplayConfig, x0: np.ndarray, gathered: dict, times: dict,
-            built: list) -> dict[str, Any]:
-    """Compare with the reference and the cost model; shape the JSON report."""
-    from placer.validate.predict import predict_bytes
-    L, T, K = cfg.expert_ids.shape
-    G = cfg.world_size
-    gate = routing.gate_weights(cfg.gate, (L, T, K))
-    ref = reference(np.asarray(cfg.expert_ids, np.int64), gate, x0,
-                    ExpertBank(cfg.seed, cfg.hidden, cfg.ffn, cfg.ffn_type))
-    trace = _trace(cfg)
-    home = default_home(trace, G)
-    coherent = cfg.mode == "coherent"
-    n_pred = L - 1 if coherent else L
-    out: dict[str, Any] = {}
-    for name in ("placement", "baseline"):
-        g = gathered[name]
-        got = np.zeros_like(ref)
-        seen = np.zeros(T, bool)
-        for toks, rows in g["outs"]:
-            got[toks] = rows
-            seen[toks] = True
-        err = float(np.max(np.abs(got - ref))) if seen.all() else float("inf")
-        match = bool(seen.all() and np.allclose(got, ref, rtol=cfg.rtol, atol=cfg.atol))
-        tr = g["traffic"]                      # [L, G, G] bytes
-        counted = tr[:n_pred]
-        pred = predict_bytes(trace, _placement(cfg.phy2log if name == "placement" else cfg.baseline, cfg),
-                             cfg.mode, cfg.hidden, home)
-        measured = int(counted.sum())
-        traffic_m = counted.sum(axis=0)
-        out[name] = {
-            "outputs_match": match, "max_abs_error": err,
-            "bytes_measured": measured, "bytes_predicted": pred["bytes"],
-            "bytes_match": measured == pred["bytes"] and (
-                pred["traffic"] is None or traffic_m.tolist() == pred["traffic"]),
-            "predicted_by": pred["predicted_by"],
-            "traffic_measured": traffic_m.tolist(), "traffic_predicted": pred["traffic"],
-            "bytes_final_gather": int(tr[L - 1].sum()) if coherent else 0,
-            "meta_bytes": g["meta_bytes"],
-            "time_s": statistics.median(times[name]["iter"]),
-            "comm_time_s": float(np.sum(_median_rows(times[name]["comm"]))),
-            "per_layer_measured": counted.sum(axis=(1, 2)).tolist(),
-            "per_layer_predicted": pred["per_layer"],
-            "layer_time_s": _median_rows(times[name]["layer"]).tolist(),
-            "layer_comm_s": _median_rows(times[name]["comm"]).tolist(),
-        }
-    p, b = out["placement"], out["baseline"]
-    per_layer = []
-    for l in range(L):
-        row = {"layer": l,
-               "time_placement_s": p["layer_time_s"][l], "time_baseline_s": b["layer_time_s"][l],
-               "comm_placement_s": p["layer_comm_s"][l], "comm_baseline_s": b["layer_comm_s"][l]}
-        if l < n_pred:
-            row.update(bytes_measured=p["per_layer_measured"][l], bytes_predicted=p["per_layer_predicted"][l],
-                       baseline_bytes_measured=b["per_layer_measured"][l],
-                       baseline_bytes_predicted=b["per_layer_predicted"][l])
-        per_layer.append(row)
-    return {
-        "mode": cfg.mode, "backend": cfg.backend, "world_size": G, "layers": L, "tokens": T, "top_k": K,
-        "num_experts": cfg.num_experts, "hidden_size": cfg.hidden, "ffn_size": cfg.ffn,
-        "ffn_type": cfg.ffn_type, "dtype": "float32", "iters": cfg.iters, "seed": cfg.seed,
-        "baseline": cfg.baseline_name, **cfg.info,
-        "experts_built_per_rank": [len(b) for b in built],
-        "experts_only_local": _only_local(cfg, built),
-        "outputs_match": p["outputs_match"] and b["outputs_match"],
-        "bytes_measured": p["bytes_measured"], "bytes_predicted": p["bytes_predicted"],
-        "bytes_match": p["bytes_match"] and b["bytes_match"],
-        "baseline_bytes_measured": b["bytes_measured"], "baseline_bytes_predicted": b["bytes_predicted"],
-        "bytes_ratio": p["bytes_measured"] / b["bytes_measured"] if b["bytes_measured"] else None,
-        "time_placement_s": p["time_s"], "time_baseline_s": b["time_s"],
-        "time_ratio": p["time_s"] / b["time_s"] if b["time_s"] else None,
-        "comm_time_placement_s": p["comm_time_s"], "comm_time_baseline_s": b["comm_time_s"],
-        "comm_time_ratio": p["comm_time_s"] / b["comm_time_s"] if b["comm_time_s"] else None,
-        "placement": {k: v for k, v in p.items() if not k.startswith(("per_layer", "layer_"))},
-        "baseline_detail": {k: v for k, v in b.items() if not k.startswith(("per_layer", "layer_"))},
-        "per_layer": per_layer,
-    }
+def check_failure(exc: BaseException) -> bool:
+    """Is ``exc`` a check of the replay that failed (the placement was not followed)?"""
+    return isinstance(exc, NotHeld)

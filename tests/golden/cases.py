@@ -4,13 +4,16 @@ Every case is a ``moe-place`` command line whose stop does not depend on the mac
 exact models only where they prove optimality by construction (the layer-chain programme, chained
 matchings, MoETuner's small ILPs), heuristics with a time limit far above what they use, so that
 their own work counts (starts, sweeps, kicks) end them. ``tests/golden/record.py`` writes the
-outputs into ``tests/data/golden/``; ``tests/test_golden.py`` re-runs the cases and compares.
+outputs into ``tests/data/golden/``; ``tests/golden/test_golden.py`` re-runs the cases and compares.
 
 Placeholders: ``{sample}`` the shipped ``traces/sample.npz``; ``{esft}``, ``{esft_summary}``,
 ``{mixtral}`` real traces from ``../shared/traces``; ``{out}`` the output file;
 ``{golden:NAME}`` the recorded output of another case (an input to this one).
 
-Two command lines changed with the options after recording (``tests/golden/intended.py``).
+Command lines changed after recording (``tests/golden/intended.py``): two with the options, the
+solve cases name main's default ``--cost coherent`` (the default is now ep), and
+the ``partition`` cases pass ``--param kicks=200`` (the count main ran; partition is now an
+anytime search, and a count keeps the cases quick and machine-independent).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ class Case:
 
 
 def _solve(name: str, trace: str, *args: str) -> Case:
-    return Case(name, ("solve", trace, *args, "--time-limit", LONG, "--seed", "0", "-o", "{out}"), "file",
+    cost = () if "--cost" in args else ("--cost", "coherent")      # main's default cost model
+    return Case(name, ("solve", trace, *args, *cost, "--time-limit", LONG, "--seed", "0", "-o", "{out}"), "file",
                 shared=trace != "{sample}")
 
 
@@ -50,13 +54,13 @@ CASES: list[Case] = [
     _solve("solve_sample_eplb_g4_r4", "{sample}", "--gpus", "4", "--replicas", "4", "--solver", "eplb"),
     _solve("solve_sample_eplb_g8_n4_r8", "{sample}", "--gpus", "8", "--gpus-per-node", "4", "--replicas", "8",
            "--solver", "eplb"),
-    _solve("solve_sample_partition_g4", "{sample}", "--gpus", "4", "--solver", "partition"),
-    _solve("solve_sample_partition_g4_holdout", "{sample}", "--gpus", "4", "--solver", "partition",
+    _solve("solve_sample_partition_g4", "{sample}", "--gpus", "4", "--solver", "partition", "--param", "kicks=200"),
+    _solve("solve_sample_partition_g4_holdout", "{sample}", "--gpus", "4", "--solver", "partition", "--param", "kicks=200",
            "--holdout", "0.5"),
-    _solve("solve_sample_partition_g4_r4", "{sample}", "--gpus", "4", "--replicas", "4", "--solver", "partition"),
-    _solve("solve_sample_partition_g4_ep", "{sample}", "--gpus", "4", "--cost", "ep", "--solver", "partition"),
+    _solve("solve_sample_partition_g4_r4", "{sample}", "--gpus", "4", "--replicas", "4", "--solver", "partition", "--param", "kicks=200"),
+    _solve("solve_sample_partition_g4_ep", "{sample}", "--gpus", "4", "--cost", "ep", "--solver", "partition", "--param", "kicks=200"),
     _solve("solve_sample_partition_g8_n4_cap", "{sample}", "--gpus", "8", "--gpus-per-node", "4",
-           "--max-imbalance", "1.5", "--solver", "partition"),
+           "--max-imbalance", "1.5", "--solver", "partition", "--param", "kicks=200"),
     _solve("solve_sample_layer_descent_g4", "{sample}", "--gpus", "4", "--solver", "layer_descent"),
     _solve("solve_sample_exflow_g32", "{sample}", "--gpus", "32", "--gpus-per-node", "32", "--solver", "exflow"),
     _solve("solve_sample_auto_g4_r4", "{sample}", "--gpus", "4", "--replicas", "4"),
@@ -67,17 +71,17 @@ CASES: list[Case] = [
     _solve("solve_mixtral_joint_g2_lw", "{mixtral}", "--gpus", "2", "--solver", "joint", "--param", "load_weight=0.5"),
     _solve("solve_mixtral_moetuner_g4", "{mixtral}", "--gpus", "4", "--solver", "moetuner"),
     _solve("solve_mixtral_layer_descent_g4", "{mixtral}", "--gpus", "4", "--solver", "layer_descent"),
-    _solve("solve_mixtral_partition_g4", "{mixtral}", "--gpus", "4", "--solver", "partition"),
-    _solve("solve_mixtral_partition_g8_r8", "{mixtral}", "--gpus", "8", "--replicas", "8", "--solver", "partition"),
+    _solve("solve_mixtral_partition_g4", "{mixtral}", "--gpus", "4", "--solver", "partition", "--param", "kicks=200"),
+    _solve("solve_mixtral_partition_g8_r8", "{mixtral}", "--gpus", "8", "--replicas", "8", "--solver", "partition", "--param", "kicks=200"),
     _solve("solve_mixtral_auto_g4", "{mixtral}", "--gpus", "4"),
     _solve("solve_mixtral_auto_g8", "{mixtral}", "--gpus", "8"),
     _solve("solve_mixtral_eplb_g4_r4", "{mixtral}", "--gpus", "4", "--replicas", "4", "--solver", "eplb"),
     # --- ESFT intent (DeepSeek-V2-Lite shape, 26 x 64, top-6): strong affinity
-    _solve("solve_esft_partition_g8", "{esft}", "--gpus", "8", "--solver", "partition"),
-    _solve("solve_esft_partition_g16_n8", "{esft}", "--gpus", "16", "--gpus-per-node", "8", "--solver", "partition"),
-    _solve("solve_esft_partition_g8_r8", "{esft}", "--gpus", "8", "--replicas", "8", "--solver", "partition"),
+    _solve("solve_esft_partition_g8", "{esft}", "--gpus", "8", "--solver", "partition", "--param", "kicks=200"),
+    _solve("solve_esft_partition_g16_n8", "{esft}", "--gpus", "16", "--gpus-per-node", "8", "--solver", "partition", "--param", "kicks=200"),
+    _solve("solve_esft_partition_g8_r8", "{esft}", "--gpus", "8", "--replicas", "8", "--solver", "partition", "--param", "kicks=200"),
     _solve("solve_esft_partition_g8_ep_holdout", "{esft}", "--gpus", "8", "--cost", "ep", "--holdout", "0.5",
-           "--solver", "partition"),
+           "--solver", "partition", "--param", "kicks=200"),
     _solve("solve_esft_auto_g8", "{esft}", "--gpus", "8"),
     _solve("solve_esft_exflow_g64", "{esft}", "--gpus", "64", "--gpus-per-node", "64", "--solver", "exflow"),
     _solve("solve_esft_eplb_g16_n8_r16", "{esft}", "--gpus", "16", "--gpus-per-node", "8", "--replicas", "16",

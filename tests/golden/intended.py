@@ -28,9 +28,24 @@ the ``metrics`` of every report are not touched: they must be the same as record
    same per-layer values: the report's ``objective``, ``gap`` and the starts' ``initial`` and
    ``objective`` in ``details`` may differ in the last bits (compared to ``ROUNDING``). The
    layout is the recorded one.
+9. ``partition`` is an anytime search (issue 12): after its starts it runs kicks and exact window
+   moves until they stop gaining or the time limit ends, instead of exactly 200 kicks. Its layout
+   may differ on every case where it ran (:func:`relayout`); the objective must be at most the
+   recorded one (main's, never worse). Its starts are the recorded ones (``details.starts``,
+   ``best_start``, ``load_cap`` still compared); the work counts (``kicks``, ``kicks_accepted``,
+   the new ``stopped_by`` and ``window_moves*`` that replace ``hit_time_limit``) and what depends
+   on the layout (``max_imbalance``, step 7's fields) are not.
+10. ``auto`` states its size model: where it used to say ``L x E x G = N > 2048: too large to
+   prove optimal`` it now says that no exact proof is within reach (the MILP of N binaries would
+   not prove in the time limit).
+
+11. ``solve`` minimises predicted step time when it knows the model's expert shape (issue 13);
+   no recorded case gives one (``--model``), so they minimise traffic as before and say so: the
+   report's ``constraints.objective`` is ``traffic`` and the first note reads :data:`TRAFFIC_NOTE`.
 
 Command lines changed with the options (``tests/golden/cases.py``): ``--load-weight 0.5`` is now
-``--param load_weight=0.5``; cases on 32 and 64 GPUs pass ``--gpus-per-node`` equal to the GPU
+``--param load_weight=0.5``; solve cases without ``--cost`` pass main's default ``--cost coherent``
+(the default is now ep, what engines run); cases on 32 and 64 GPUs pass ``--gpus-per-node`` equal to the GPU
 count, because the default is now nodes of 8 GPUs when G is a multiple of 8 (one node before).
 """
 
@@ -40,7 +55,9 @@ import copy
 from typing import Any
 
 BASELINES = ("contiguous", "round_robin", "random", "eplb")
+TRAFFIC_NOTE = "minimised traffic: the step-time objective needs the model's expert shape (--model)"   # step 11
 NEW_LAYOUT = frozenset({"solve_sample_layer_descent_g4", "solve_mixtral_layer_descent_g4"})   # step 7
+SEARCH_DETAILS = ("starts", "best_start", "load_cap")   # step 9: what partition's details still compare
 LAYOUT_FIELDS = ("objective", "gap")     # step 7: report fields that depend on the layout (and metrics.solution)
 ROUNDING = 1e-12                         # step 8: relative difference of a re-ordered float sum
 
@@ -48,6 +65,11 @@ ROUNDING = 1e-12                         # step 8: relative difference of a re-o
 def objective_name(cost: str, load_weight: float = 0.0) -> str:
     base = "ep-pairwise" if cost == "ep" else cost
     return base if not load_weight else f"{base} + {load_weight:g} x max GPU load"
+
+
+def relayout(name: str, old_report: dict[str, Any]) -> bool:
+    """Steps 7 and 9: the case's layout may differ from the recorded one (never worse)."""
+    return name in NEW_LAYOUT or old_report["solver"] == "partition"
 
 
 def migrate_report(old: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -64,16 +86,24 @@ def migrate_report(old: dict[str, Any], params: dict[str, Any]) -> dict[str, Any
     bound_method = details.pop("bound_name", None) or details.pop("lower_bound_name", None)
     if details.get("formulation", "").startswith(("layer-chain", "chain of")):
         bound_method = f"exact: {details['formulation']}"
-    notes = details.pop("notes", [])
+    notes = [TRAFFIC_NOTE, *details.pop("notes", [])]
+    cons["objective"] = "traffic"
     details.pop("objective_model", None)
     if solver in BASELINES:
         in_sample = r["metrics"]["solution"]["in_sample"]
         coherent_all_tokens = cons["cost"] == "coherent" and cons["holdout"] is None
         r["objective"] = in_sample["coherent_total"] if coherent_all_tokens else r["objective"]
+    if solver == "partition":
+        details = {k: v for k, v in details.items() if k in SEARCH_DETAILS}
+    chosen = r["chosen"]
+    if chosen.startswith("partition (L x E x G = "):
+        size = chosen[len("partition (L x E x G = "):].split(" ")[0]
+        chosen = ("partition (no exact proof within reach: the layer-chain programme does not apply and the MILP "
+                  f"({size} binaries) would not prove in the time limit)")
     status = r["status"]
     if status in ("heuristic", "feasible") and r["gap"] == 0.0:
         status = "optimal"
-    out = {"solver": solver, "chosen": r["chosen"], "status": status, "objective_model": objective_model,
+    out = {"solver": solver, "chosen": chosen, "status": status, "objective_model": objective_model,
            "objective": r["objective"], "bound": r["bound"], "bound_method": bound_method, "gap": r["gap"],
            "notes": notes, "details": details, "params": params, "topology": r["topology"],
            "constraints": cons, "input": r["input"], "metrics": r["metrics"]}

@@ -3,7 +3,7 @@
     python tests/golden/record.py [--only NAME ...]
 
 Run once on main a0271a5 (before the redesign); the files in ``tests/data/golden/`` are what
-``tests/test_golden.py`` holds later code to. Each case runs as a subprocess, as a user would.
+``tests/golden/test_golden.py`` holds later code to. Each case runs as a subprocess, as a user would.
 """
 
 from __future__ import annotations

@@ -16,6 +16,13 @@ Checked on the installed pymetis (2025.2.2) before relying on it, and again at f
 
 METIS is deterministic for a given ``METIS_OPTION_SEED`` (the option index comes from pymetis's
 own ``options_indices``, so it follows the bundled METIS version).
+
+METIS traps SIGTERM (and SIGABRT) for the length of each call and longjmps out of it, which
+would turn a SIGTERM into a "METIS failed" return the solver recovers from, or into a crash
+when the signal lands on another thread. The ``moe-place`` process blocks SIGTERM in every
+thread (:mod:`placer.interrupt`), so METIS never sees it; elsewhere (placer used as a library)
+:func:`part_graph_kway` holds SIGTERM back in the calling thread for the call
+(:func:`placer.interrupt.sigterm_deferred`), and it acts as soon as METIS returns.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import functools
 import numpy as np
 
 from placer.errors import PlacerError
+from placer.interrupt import sigterm_deferred
 
 METIS_OK = 1
 METIS_NOPTIONS = 40
@@ -111,9 +119,10 @@ def part_graph_kway(xadj: np.ndarray, adjncy: np.ndarray, adjwgt: np.ndarray | N
     nv = np.array([n], np.int64)
     nc = np.array([ncon], np.int64)
     npart = np.array([nparts], np.int64)
-    status = lib.METIS_PartGraphKway(_ptr(nv), _ptr(nc), _ptr(xadj), _ptr(adjncy), _ptr(vwgt), None,
-                                     _ptr(adjw), _ptr(npart), None, _ptr(ub), _ptr(opts),
-                                     _ptr(objval), _ptr(part))
+    with sigterm_deferred():
+        status = lib.METIS_PartGraphKway(_ptr(nv), _ptr(nc), _ptr(xadj), _ptr(adjncy), _ptr(vwgt), None,
+                                         _ptr(adjw), _ptr(npart), None, _ptr(ub), _ptr(opts),
+                                         _ptr(objval), _ptr(part))
     if status != METIS_OK:
         raise PlacerError(f"METIS failed (status {status}) on a {n}-vertex graph with {ncon} constraints into "
                           f"{nparts} parts; try --solver eplb or fewer GPUs")

@@ -12,11 +12,14 @@ one GPU, and the per-layer load cap when one applies.
    random balanced starts; with replicas the replica-free solution with its copies packed onto
    the free slots comes first, METIS second. Each is repaired to exact balance and the load cap
    (:mod:`placer.solvers.search.feasible`) and refined (:func:`placer.solvers.search.refine.refine`).
-3. The best start (lowest objective) is improved by iterated local search
-   (:func:`placer.solvers.search.refine.perturb_and_refine`).
+3. The best start (lowest objective) is improved until the time limit or until it converges:
+   iterated local search (:func:`placer.solvers.search.refine.perturb_and_refine`), then exact
+   window moves between two GPUs (:mod:`placer.solvers.search.lns`), and again while the window
+   moves gain. An anytime search: the best placement so far is what a deadline returns.
 
-Deterministic for a given ``seed``; a time-limit stop (``details["hit_time_limit"]``) can depend
-on machine speed. Load cap: ``--max-imbalance`` bounds each layer's max/mean GPU load (a replica
+Deterministic for a given ``seed`` when the search converges or spends a given count of kicks
+(``--param kicks=N``); when the time limit stops it (``details["stopped_by"] == "time limit"``)
+the result depends on the machine's speed, and the report says so. Load cap: ``--max-imbalance`` bounds each layer's max/mean GPU load (a replica
 carries ``load / count``); with replicas and no ``--max-imbalance`` the cap defaults to
 ``max(replica_imbalance, what balanced packing reaches)``: replicas exist to balance load.
 """
@@ -41,23 +44,23 @@ from placer.solvers.search.problem import (DEFAULT_REPLICA_IMBALANCE, REL_TOL, P
 from placer.solvers.search.refine import perturb_and_refine, refine, single_thread_blas
 
 DEFAULT_STARTS = 4
-DEFAULT_KICKS = 200
 
 
 @dataclass(frozen=True)
 class PartitionParams:
     starts: int = param(DEFAULT_STARTS, "starts refined (METIS first, then random; with replicas the replica-free "
                                         "solution first)", min=1)
-    kicks: int = param(DEFAULT_KICKS, "iterated-local-search perturbations after the starts", min=0)
+    kicks: int | None = param(None, "iterated-local-search perturbations after the starts (none: until the time "
+                                    "limit or the search converges)", min=0)
     metis: bool = param(True, "use METIS for a start (False: random starts only)")
     metis_degree: int | None = param(None, "edges kept per vertex for METIS (none: automatic, 8 from 10^6 edges "
                                            "on; 0: all)", min=0)
-    lns_rounds: int | None = param(None, "window moves after the kicks (none: until converged or the time limit)",
-                                   min=0)
+    lns_rounds: int | None = param(None, "window moves per phase (none: until they stop gaining)", min=0)
     lns_size: int = param(4, "experts per GPU and layer a window move may re-split (C(2m, m) states a layer)",
                           min=1, max=6)
     lns_window: int = param(3, "layers per window move (coherent; ep moves one layer)", min=1)
-    patience: int = param(0, "window moves without gain before the search stops (0: 50 + 4 G)", min=0)
+    patience: int = param(0, "kicks (and window moves) in a row without gain that end a phase "
+                             "(0: 300 kicks, 50 + 4 G window moves)", min=0)
     bound: bool = param(True, "compute the lower bound (inside the time limit)")
     replica_imbalance: float = param(DEFAULT_REPLICA_IMBALANCE, "load cap (max/mean) with replicas when "
                                                                 "--max-imbalance is not given", min=1.0)
@@ -83,37 +86,56 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
     with progress("partition: starts", total=params.starts, unit="starts") as advance:
         starts, best_gpu, best_obj = _run_starts(prob, profile, topology, constraints, params, deadline, advance)
     timings["starts_s"] = [s.pop("time_s") for s in starts]
-    with progress("partition: local search", total=params.kicks, unit="kicks") as advance:
-        best_obj, accepted = perturb_and_refine(prob, best_gpu, best_obj, params.kicks, constraints.seed, deadline,
-                                                advance)
-    lns = _window_moves(prob, best_gpu, params, constraints.seed, deadline)
-    if lns.kept:
-        best_obj = objective(prob, best_gpu)
+    search = _improve(prob, best_gpu, best_obj, params, constraints.seed, deadline)
+    best_obj = search.pop("objective")
     ratios = prob.cap / np.where(prob.load.sum(1) > 0, prob.load.sum(1) / prob.G, np.inf)
     details = {"starts": starts, "best_start": int(np.argmin([s["objective"] for s in starts])),
-               "hit_time_limit": time.perf_counter() >= deadline,
                "max_imbalance": max_imbalance(prob, best_gpu),
                "load_cap": float(ratios[np.isfinite(ratios)].max()) if np.isfinite(ratios).any() else None,
-               "kicks": params.kicks, "kicks_accepted": accepted,
-               "window_moves": {"tried": lns.tried, "kept": lns.kept, "gain": lns.gain}}
+               **search}
     return SolveResult(to_placement(prob, best_gpu), "partition", Status.HEURISTIC, Objective(constraints.cost).name,
                        objective=float(best_obj), bound=bound, bound_method=bound_name, details=details,
                        timings=timings)
 
 
-def _window_moves(prob: Problem, gpu, params: PartitionParams, seed: int, deadline: float) -> LnsStats:
-    """Large-neighbourhood window moves (:mod:`placer.solvers.search.lns`) until ``patience``
-    moves in a row gain nothing, ``lns_rounds`` are done, or the deadline."""
+def _improve(prob: Problem, gpu: np.ndarray, obj: float, params: PartitionParams, seed: int,
+             deadline: float) -> dict:
+    """Iterated local search, then window moves (:mod:`placer.solvers.search.lns`), and again
+    while the window moves find something: until both stop gaining (``patience``), the counts
+    ``kicks`` / ``lns_rounds`` are spent, or the deadline. Returns the objective and a record of
+    the work (``stopped_by`` says whether the time limit decided the result, which then depends
+    on the machine's speed; a count or convergence does not)."""
+    rng = np.random.default_rng([int(seed), 7919])
+    kick_patience = params.patience or 300
+    lns_patience = params.patience or 50 + 4 * prob.G
+    kicks_left = params.kicks
+    record = {"kicks": 0, "kicks_accepted": 0, "window_moves": 0, "window_moves_kept": 0}
     stats = LnsStats()
-    rng = np.random.default_rng([int(seed), 104729])
-    patience = params.patience or 50 + 4 * prob.G
-    stall = 0
-    while time.perf_counter() < deadline and stall < patience and prob.G > 1:
-        if params.lns_rounds is not None and stats.tried >= params.lns_rounds:
+    while True:
+        with progress("partition: local search", total=kicks_left, unit="kicks") as advance:
+            obj, accepted, done = perturb_and_refine(prob, gpu, obj, kicks_left, rng, deadline, kick_patience, advance)
+        record["kicks"] += done
+        record["kicks_accepted"] += accepted
+        if kicks_left is not None:
+            kicks_left -= done
+        kept_before = stats.kept
+        stall = 0
+        while time.perf_counter() < deadline and stall < lns_patience and prob.G > 1:
+            if params.lns_rounds is not None and stats.tried - record["window_moves"] >= params.lns_rounds:
+                break
+            stall = 0 if lns_round(prob, gpu, rng, params.lns_size, params.lns_window, stats) > 0 else stall + 1
+        record["window_moves"] = stats.tried
+        if stats.kept > kept_before:
+            obj = objective(prob, gpu)
+        record["window_moves_kept"] = stats.kept
+        if time.perf_counter() >= deadline:
+            record["stopped_by"] = "time limit"
             break
-        gain = lns_round(prob, gpu, rng, params.lns_size, params.lns_window, stats)
-        stall = 0 if gain > 0 else stall + 1
-    return stats
+        if stats.kept == kept_before or kicks_left == 0:
+            record["stopped_by"] = "kicks" if kicks_left == 0 else "converged"
+            break
+    record["objective"] = obj
+    return record
 
 
 def _start(prob: Problem, profile: Profile, topology: Topology, constraints: Constraints, params: PartitionParams,

@@ -226,43 +226,54 @@ def refine(prob: Problem, gpu: np.ndarray, deadline: float, layers: range | None
     return sweeps
 
 
-def perturb_and_refine(prob: Problem, gpu: np.ndarray, best_obj: float, kicks: int, seed: int,
-                       deadline: float, advance=lambda n=1: None) -> tuple[float, int]:
+def perturb_and_refine(prob: Problem, gpu: np.ndarray, best_obj: float, kicks: int | None,
+                       rng: np.random.Generator, deadline: float, patience: int | None = None,
+                       advance=lambda n=1: None) -> tuple[float, int, int]:
     """Iterated local search: shuffle part of two adjacent layers, re-descend on a window around
     them, keep the result only if the whole objective drops. Escapes the local optima of
     one-layer moves (a pair of experts that should move together across layers).
 
-    Returns ``(objective, accepted kicks)``; ``gpu`` is updated in place.
+    Stops after ``kicks`` kicks (None: no count), after ``patience`` kicks in a row that gain
+    nothing (None: never), or at ``deadline``. Returns ``(objective, accepted, kicks done)``;
+    ``gpu`` is updated in place.
     """
-    rng = np.random.default_rng([int(seed), 7919])
-    accepted = 0
-    for _ in range(kicks):
+    accepted = done = stall = 0
+    while (kicks is None or done < kicks) and (patience is None or stall < patience):
         if time.perf_counter() >= deadline or prob.G == 1:
             break
+        done += 1
         advance(1)
-        l = int(rng.integers(0, prob.L))
-        hi = min(prob.L, l + 2)
-        lo_w, hi_w = max(0, l - 1), min(prob.L, hi + 1)     # the window refine may change
-        saved = gpu[lo_w:hi_w].copy()
-        ok = True
-        for m in range(l, hi):
-            size = int(rng.integers(2, max(3, prob.P // 4) + 1))
-            pick = rng.choice(prob.P, size=min(size, prob.P), replace=False)
-            gpu[m, pick] = gpu[m, rng.permutation(pick)]
-            fix_duplicates(prob, gpu, m)
-            ok = ok and fix_cap(prob, gpu, m)
-        if ok:
-            refine(prob, gpu, deadline, range(lo_w, hi_w))
-            after = window_cost(prob, gpu, lo_w, hi_w)
-            gpu_new = gpu[lo_w:hi_w].copy()
-            gpu[lo_w:hi_w] = saved
-            before = window_cost(prob, gpu, lo_w, hi_w)
-            if after < before - REL_TOL * max(1.0, abs(best_obj)):
-                gpu[lo_w:hi_w] = gpu_new
-                best_obj -= before - after
-                accepted += 1
-            continue
+        if _kick(prob, gpu, best_obj, rng, deadline):
+            accepted += 1
+            stall = 0
+            best_obj = objective(prob, gpu)     # exact, free of summed rounding
+        else:
+            stall += 1
+    return best_obj, accepted, done
+
+
+def _kick(prob: Problem, gpu: np.ndarray, best_obj: float, rng: np.random.Generator, deadline: float) -> bool:
+    """One perturbation of two adjacent layers and a re-descent around it; True if kept."""
+    l = int(rng.integers(0, prob.L))
+    hi = min(prob.L, l + 2)
+    lo_w, hi_w = max(0, l - 1), min(prob.L, hi + 1)     # the window refine may change
+    saved = gpu[lo_w:hi_w].copy()
+    ok = True
+    for m in range(l, hi):
+        size = int(rng.integers(2, max(3, prob.P // 4) + 1))
+        pick = rng.choice(prob.P, size=min(size, prob.P), replace=False)
+        gpu[m, pick] = gpu[m, rng.permutation(pick)]
+        fix_duplicates(prob, gpu, m)
+        ok = ok and fix_cap(prob, gpu, m)
+    if ok:
+        refine(prob, gpu, deadline, range(lo_w, hi_w))
+        after = window_cost(prob, gpu, lo_w, hi_w)
+        gpu_new = gpu[lo_w:hi_w].copy()
         gpu[lo_w:hi_w] = saved
-    if accepted:
-        best_obj = objective(prob, gpu)     # exact again, free of summed rounding
-    return best_obj, accepted
+        before = window_cost(prob, gpu, lo_w, hi_w)
+        if after < before - REL_TOL * max(1.0, abs(best_obj)):
+            gpu[lo_w:hi_w] = gpu_new
+            return True
+        return False
+    gpu[lo_w:hi_w] = saved
+    return False

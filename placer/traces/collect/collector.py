@@ -3,7 +3,8 @@
 :func:`collect` runs the prompts through the model in batches with every router hooked
 (:mod:`placer.traces.collect.hooks`), spills the routing of real tokens to shards
 (:mod:`placer.traces.collect.shards`) and assembles the native trace; the output appears under
-its final name only when complete (temp name + rename), so a failed or interrupted collection
+its final name only when complete, and the shards are unnamed scratch files
+(:class:`placer.fileio.Scratch`), so a failed or interrupted collection, SIGKILL included,
 leaves nothing behind.
 
 Sequences are right-padded (real tokens first, so a causal model's real tokens see exactly what
@@ -18,8 +19,6 @@ torch is imported inside the functions that need it.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -27,6 +26,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from placer.errors import PlacerError
+from placer.fileio import Scratch
 from placer.model.trace import Trace
 from placer.model.trace_file import trace_metadata
 from placer.traces.collect.hooks import RouterRecorder, find_routers, num_experts_of
@@ -89,11 +89,11 @@ def collect(loaded: LoadedModel, prompts: Iterable[str], output: str | Path, *,
         n_hidden = config_value(config, "num_hidden_layers")
     torch.manual_seed(seed)
     output.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.collect-", dir=output.parent))
+    scratch = Scratch(output.parent)
     recorder = RouterRecorder(sites, gate_weights)
     start = time.perf_counter()
     try:
-        writer = ShardWriter(workdir, E, shard_tokens)
+        writer = ShardWriter(scratch, E, shard_tokens)
         seqs = token_sequences(prompts, loaded.encode, seq_len, max_tokens)
         with torch.inference_mode():
             for batch in batches(seqs, batch_size):
@@ -123,7 +123,7 @@ def collect(loaded: LoadedModel, prompts: Iterable[str], output: str | Path, *,
         writer.assemble(output, metadata)
     finally:
         recorder.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        scratch.close()
     trace = Trace.load(output)
     dropped_total = None
     if trace.dropped is not None:

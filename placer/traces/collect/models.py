@@ -7,12 +7,12 @@ nothing for the router hooks (:mod:`placer.traces.collect.hooks`) to record.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from placer.errors import PlacerError, missing_package
+from placer.fileio import parse_json
 from placer.traces.collect.prompts import byte_tokens
 
 _SMALL_DECODER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4,
@@ -43,6 +43,7 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
                                 decoder_start_token_id=0),
 }
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+MAX_FROM_CONFIG_LAYERS = 1024   # building modules is Python work per layer, even on the meta device
 
 
 def parse_overrides(text: str | None) -> dict[str, Any]:
@@ -68,8 +69,11 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
         if not sep or not key.strip():
             raise PlacerError(f"--from-config: '{part}' is not key=value; write e.g. --from-config num_experts=16,num_hidden_layers=8")
         try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
+            out[key.strip()] = parse_json(value, f"--from-config {key.strip()}")
+        except PlacerError:
+            if value.strip()[:1] in "[{":
+                raise PlacerError(f"--from-config: the value of {key.strip()} is not valid JSON; write e.g. "
+                                  f"num_experts=16 or a JSON list") from None
             out[key.strip()] = value.strip()
     return out
 
@@ -134,8 +138,9 @@ def load_model(model: str, from_config: str | None = None, seed: int = 0, device
         kwargs = {**TINY_CONFIGS.get(model, _SMALL_DECODER), **overrides}
         try:
             config = AutoConfig.for_model(model, **kwargs)
-        except (ValueError, KeyError) as exc:
-            raise PlacerError(f"--from-config: cannot build a '{model}' config ({_short(exc)}); give a transformers model_type such as {', '.join(sorted(TINY_CONFIGS))}") from None
+        except Exception as exc:  # the user's model_type or key=value pairs (transformers raises many kinds)
+            raise PlacerError(f"--from-config: cannot build a '{model}' config ({_short(exc)}); give a transformers model_type such as {', '.join(sorted(TINY_CONFIGS))} and valid key=value pairs") from None
+        _check_config(model, config, torch_dtype)
         torch.manual_seed(seed)
         try:
             net = AutoModel.from_config(config, dtype=torch_dtype)
@@ -168,6 +173,37 @@ def load_model(model: str, from_config: str | None = None, seed: int = 0, device
     return LoadedModel(net.to(device).eval(), config, path.name,
                        lambda s: tok(s)["input_ids"], int(pad or 0),
                        f"tokenizer: {type(tok).__name__} from {path.name}")
+
+
+def _check_config(model: str, config: Any, torch_dtype: Any) -> None:
+    """Refuse a --from-config model that cannot route (no experts, top-k above E) or whose
+    weights exceed the memory budget, counted on torch's meta device (nothing allocated)."""
+    import torch
+    from transformers import AutoModel
+
+    from placer.limits import check_budget
+    for name in ("vocab_size", "num_hidden_layers", "hidden_size"):
+        v = config_value(config, name)
+        if isinstance(v, int) and v < 1:
+            raise PlacerError(f"--from-config: {name}={v}; it must be at least 1")
+    for name in ("num_hidden_layers", "num_layers", "num_decoder_layers"):
+        v = config_value(config, name)
+        if isinstance(v, int) and v > MAX_FROM_CONFIG_LAYERS:
+            raise PlacerError(f"--from-config: {name}={v}; a model built from a config (random weights, for tests and "
+                              f"benchmarks) has at most {MAX_FROM_CONFIG_LAYERS} layers")
+    E = config_value(config, "num_local_experts", "num_experts", "n_routed_experts")
+    K = config_value(config, "num_experts_per_tok", "top_k", "moe_topk")
+    if isinstance(E, int) and (E < 1 or (isinstance(K, int) and not 1 <= K <= E)):
+        raise PlacerError(f"--from-config: {E} experts with top-{K} cannot route; give num_experts >= 1 and a top-k "
+                          f"between 1 and it")
+    try:
+        with torch.device("meta"):
+            net = AutoModel.from_config(config, dtype=torch_dtype)
+        nbytes = sum(p.numel() * p.element_size() for p in net.parameters())
+    except Exception:  # the real build below reports what is wrong with the config
+        return
+    check_budget(nbytes, f"--from-config: a '{model}' of {nbytes // torch_dtype.itemsize:,} parameters",
+                 "use smaller sizes in --from-config")
 
 
 def _short(exc: BaseException, limit: int = 160) -> str:

@@ -6,11 +6,11 @@ batch on the right, so the order of tokens here is the order of tokens in the tr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from placer.errors import PlacerError
+from placer.fileio import parse_json
 
 
 def read_prompts(path: str | Path, text_field: str | None = None) -> Iterator[str]:
@@ -37,8 +37,8 @@ def read_prompts(path: str | Path, text_field: str | None = None) -> Iterator[st
                     yield line.rstrip("\r\n")
                     continue
                 try:
-                    rec = json.loads(line)
-                except ValueError:
+                    rec = parse_json(line, f"{path}:{lineno}")
+                except PlacerError:
                     raise PlacerError(f"{path}:{lineno}: not a JSON object; give one JSON object per line, or a plain-text file with one prompt per line") from None
                 if not isinstance(rec, dict) or not isinstance(rec.get(text_field), str):
                     raise PlacerError(f"{path}:{lineno}: no string field '{text_field}'; name the text field with --text-field")

@@ -1,7 +1,8 @@
 """Recorded routing spilled to shard files, so a collection's memory is bounded by one shard.
 
-Batches are buffered until ``shard_tokens`` tokens, then saved as ``.npy`` shards in a working
-directory; :meth:`ShardWriter.assemble` hands the shards to the native format's writer
+Batches are buffered until ``shard_tokens`` tokens, then saved as ``.npy`` shards in scratch
+files (:class:`placer.fileio.Scratch`: unnamed, gone however the process ends);
+:meth:`ShardWriter.assemble` hands the shards to the native format's writer
 (:func:`placer.model.trace_file.write_trace_from_shards`), which concatenates them into the
 memory-mappable trace file without reading them into memory together.
 """
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from placer.errors import PlacerError
+from placer.fileio import Scratch
 from placer.model.trace import id_dtype
 from placer.model.trace_file import write_trace_from_shards
 
@@ -21,10 +23,10 @@ DEFAULT_SHARD_TOKENS = 65536
 
 
 class ShardWriter:
-    """Buffers per-batch routing and flushes it to ``.npy`` shards in ``workdir``."""
+    """Buffers per-batch routing and flushes it to ``.npy`` shards in ``scratch``."""
 
-    def __init__(self, workdir: Path, num_experts: int, shard_tokens: int = DEFAULT_SHARD_TOKENS):
-        self.workdir = workdir
+    def __init__(self, scratch: Scratch, num_experts: int, shard_tokens: int = DEFAULT_SHARD_TOKENS):
+        self.scratch = scratch
         self.id_dtype = id_dtype(num_experts)
         self.shard_tokens = shard_tokens
         self.buffer: list[tuple] = []
@@ -50,8 +52,9 @@ class ShardWriter:
         shard: dict[str, Path] = {}
         for name, parts in zip(("expert_ids", "gate_weights", "dropped"), zip(*self.buffer)):
             if parts[0] is not None:
-                shard[name] = self.workdir / f"{k}.{name}.npy"
-                np.save(shard[name], np.concatenate(parts, axis=1))
+                shard[name] = self.scratch.new(f"{k}.{name}.npy")
+                with open(shard[name], "wb") as fh:
+                    np.save(fh, np.concatenate(parts, axis=1))
         self.shards.append(shard)
         self.buffer, self.buffered = [], 0
 
@@ -61,4 +64,4 @@ class ShardWriter:
         if not self.shards:
             raise PlacerError("no tokens were collected (every prompt was empty); give a prompt file with text")
         offsets = np.concatenate([[0], np.cumsum(self.seq_lens)]).astype(np.int64)
-        write_trace_from_shards(dest, self.shards, metadata, self.workdir, seq_offsets=offsets)
+        write_trace_from_shards(dest, self.shards, metadata, self.scratch, seq_offsets=offsets)

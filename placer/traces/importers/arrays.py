@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from placer.errors import PlacerError
+from placer.model.fields import as_layer_count, as_layer_list, as_text
 from placer.model.trace import Trace
 from placer.model.trace_file import read_npz_members
 from placer.traces.importers.common import ImportOptions, make_trace, native_kind, npz_names
@@ -34,13 +35,15 @@ def _load_npz(path: Path, options: ImportOptions) -> Trace:
     if "expert_ids" not in arrays:
         raise PlacerError(f"{path}: no 'expert_ids' array (found: {', '.join(sorted(arrays)) or 'none'}); "
                           f"store expert ids as expert_ids [layers, tokens, top_k]")
-    layers = arrays.get("moe_layer_numbers", arrays.get("moe_layers"))
-    moe_layers = None if layers is None else [int(x) for x in np.asarray(layers).ravel()]
+    key = "moe_layer_numbers" if "moe_layer_numbers" in arrays else "moe_layers"
+    fix = "fix the file"
+    moe_layers = None if key not in arrays else as_layer_list(np.asarray(arrays[key]), f"{path}: {key}", fix)
     meta = meta or {}
     E = options.num_experts if options.num_experts is not None else meta.get("num_experts")
     return make_trace(path, arrays["expert_ids"], E, gate_weights=arrays.get("gate_weights"),
                       seq_offsets=arrays.get("seq_offsets"), moe_layers=moe_layers,
-                      num_hidden_layers=meta.get("num_hidden_layers"), model=meta.get("model"))
+                      num_hidden_layers=as_layer_count(meta.get("num_hidden_layers"), f"{path}: num_hidden_layers", fix),
+                      model=as_text(meta.get("model"), f"{path}: model", fix))
 
 
 def _sniff_npy(path: Path) -> bool:
@@ -57,8 +60,8 @@ def _load_npy(path: Path, options: ImportOptions) -> Trace:
     except ValueError as exc:
         if "pickle" in str(exc).lower() or "object" in str(exc).lower():
             raise PlacerError(f"{path}: the array holds Python objects (pickle), which moe-place never loads; store plain integer ids") from None
-        raise PlacerError(f"{path}: not a readable .npy file ({exc}); the file is truncated or corrupt, re-create it") from None
-    except (OSError, EOFError) as exc:
+        raise PlacerError(f"{path}: not a readable .npy file ({' '.join(str(exc).split())[:120]}); the file is truncated or corrupt, re-create it") from None
+    except (OSError, EOFError, SyntaxError, TypeError) as exc:
         raise PlacerError(f"{path}: not a readable .npy file ({exc}); the file is truncated or corrupt, re-create it") from None
     if arr.ndim != 2:
         raise PlacerError(f"{path}: ExFlow .npy traces are [tokens, layers] of top-1 ids, got shape {list(arr.shape)}; re-export it")

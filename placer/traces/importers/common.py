@@ -6,7 +6,6 @@ negative id in the input is reported instead of wrapping around in an unsigned d
 
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from placer.errors import PlacerError
+from placer.fileio import parse_json
+from placer.limits import JSON_EXPANSION, MAX_LAYER_NUMBER, check_budget, check_experts
+from placer.model.fields import as_int, check_kind
 from placer.model.profile import PROFILE_FORMAT
 from placer.model.trace import Trace, id_dtype
 from placer.model.trace_file import TRACE_FORMAT
@@ -51,15 +53,21 @@ def make_trace(name: str | Path, ids: np.ndarray, num_experts: int | None = None
         raise PlacerError(f"{name}: expert ids must form [layers, tokens, top_k], got shape {list(ids.shape)}; check the file layout")
     if ids.size == 0:
         raise PlacerError(f"{name}: the trace is empty ({ids.shape[0]} layers, {ids.shape[1]} tokens, top-{ids.shape[2]}); record at least one token of one layer")
-    if not np.issubdtype(ids.dtype, np.integer):
+    if ids.dtype.kind not in "iu":
         raise PlacerError(f"{name}: expert ids must be integers, got {ids.dtype}; store expert ids as integers")
     lo = int(ids.min())
     if lo < 0:
         raise PlacerError(f"{name}: expert id {lo} is negative; expert ids must be 0 .. E-1, fix the ids")
-    E = int(num_experts) if num_experts is not None else int(ids.max()) + 1
+    if num_experts is None:
+        hi = int(ids.max())
+        check_experts(name, ids.shape[0], hi + 1, f"the largest expert id, {hi}, implies num_experts")
+        E = hi + 1
+    else:
+        E = as_int(num_experts, f"{name}: num_experts", 1, fix="pass the right --num-experts")
     if gate_weights is not None:
         gate_weights = np.asarray(gate_weights)
-        if not np.issubdtype(gate_weights.dtype, np.floating):
+        check_kind(gate_weights, f"{name}: gate_weights", "iuf", "real numbers", "re-export the weights or drop them")
+        if gate_weights.dtype.kind != "f":
             gate_weights = gate_weights.astype(np.float32)
     trace = Trace(expert_ids=ids, num_experts=E, gate_weights=gate_weights, seq_offsets=seq_offsets,
                   moe_layers=moe_layers, num_hidden_layers=num_hidden_layers, model=model,
@@ -89,33 +97,42 @@ def offsets_from_labels(labels: np.ndarray) -> np.ndarray | None:
 
 
 def read_json(path: Path) -> Any:
-    """Parse a whole JSON file; a truncated or corrupt file becomes a one-line PlacerError."""
-    try:
-        with open(path, "rb") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise PlacerError(f"{path}: no such file; check the path") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PlacerError(f"{path}: not valid JSON ({_short(exc)}); the file is truncated or corrupt, re-export it") from None
+    """Parse a whole JSON file (:func:`placer.fileio.read_json`: depth and size bounded)."""
+    from placer.fileio import read_json as read
+    return read(path, "trace", "the file is truncated or corrupt, re-export it")
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for every non-blank line of a JSON Lines file."""
+def iter_jsonl(path: Path, accumulate: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for every non-blank line of a JSON Lines file.
+
+    Lines are parsed one at a time (depth-checked, :func:`placer.fileio.parse_json`); with
+    ``accumulate`` (the caller keeps every record's values) the whole file's size is checked
+    against the memory budget first.
+    """
+    if accumulate:
+        size = _size(path)
+        check_budget(size * JSON_EXPANSION, f"{path}: {size:,} bytes of JSON Lines", "split the file and import the parts")
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
         raise PlacerError(f"{path}: no such file; check the path") from None
+    except OSError as exc:
+        raise PlacerError(f"{path}: cannot read it ({exc.strerror}); check the path") from None
     with fh:
         for n, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
-            try:
-                obj = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise PlacerError(f"{path}: line {n} is not valid JSON ({_short(exc)}); the file is truncated or corrupt, re-export it") from None
+            obj = parse_json(raw, f"{path}: line {n}", "the file is truncated or corrupt, re-export it")
             if not isinstance(obj, dict):
                 raise PlacerError(f"{path}: line {n} is not a JSON object; each line must be one record {{...}}")
             yield n, obj
+
+
+def _size(path: Path) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
 
 
 def first_jsonl_record(path: Path) -> dict[str, Any] | None:
@@ -124,24 +141,61 @@ def first_jsonl_record(path: Path) -> dict[str, Any] | None:
         with open(path, "rb") as fh:
             for raw in fh:
                 if raw.strip():
-                    obj = json.loads(raw)
+                    obj = parse_json(raw, str(path))
                     return obj if isinstance(obj, dict) else None
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, PlacerError):
         return None
     return None
 
 
+def record_int(path: Path, n: int, rec: dict[str, Any], key: str, lo: int | None = 0, default: Any = KeyError) -> int:
+    """Field ``key`` of the record on line ``n`` as an int ``>= lo`` (typed, never coerced);
+    layer numbers and counts at most :data:`placer.limits.MAX_LAYER_NUMBER`, others below 2^62."""
+    if key not in rec:
+        if default is KeyError:
+            raise PlacerError(f"{path}: line {n} has no '{key}'; fix the record")
+        return default
+    hi = MAX_LAYER_NUMBER + 1 if "layer" in key else 2**62
+    return as_int(rec[key], f"{path}: line {n} '{key}'", lo, hi, fix="fix the record")
+
+
+def npy_from_bytes(raw: bytes, where: str) -> np.ndarray:
+    """An array from the bytes of an ``.npy`` file, its header checked first: numbers (no
+    pickle), and a declared size the bytes actually hold."""
+    import io
+
+    fh = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(fh)
+        shape, _f, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)(fh)
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise ValueError(f"it holds {dtype}, not numbers")
+        size = dtype.itemsize
+        for d in shape:
+            size *= int(d)
+        if size > len(raw) - fh.tell():
+            raise ValueError(f"its header declares {list(shape)} {dtype} but only {len(raw) - fh.tell()} bytes follow")
+        fh.seek(0)
+        return np.load(fh, allow_pickle=False)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise PlacerError(f"{where}: not a readable .npy array ({_short(exc)}); re-export it") from None
+
+
 def int_array(name: str, value: Any, what: str, ndim: int | None = None) -> np.ndarray:
-    """``value`` (nested lists) as an int64 array; ragged or non-integer input is a PlacerError."""
+    """``value`` (nested lists of ints) as an int64 array; ragged, non-integer, boolean or
+    beyond-64-bit input is a PlacerError (whole floats such as ``3.0`` count as integers)."""
     try:
         arr = np.asarray(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise PlacerError(f"{name}: {what} is ragged (rows of different lengths); every token needs the same number of experts") from None
-    if arr.dtype == object or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
-        if arr.dtype != object and np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise PlacerError(f"{name}: {what} must hold integer expert ids with rows of equal length; fix the file")
+    if arr.size and arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) \
+            and np.all(np.abs(arr) < 2**53):
+        arr = arr.astype(np.int64)
+    if arr.size and (arr.dtype.kind not in "iu"):
+        raise PlacerError(f"{name}: {what} must hold integer expert ids with rows of equal length; fix the file")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) >= 2**63:
+        raise PlacerError(f"{name}: {what} holds expert id {int(arr.max())}, beyond 64 bits; fix the ids")
     arr = arr.astype(np.int64, copy=False)
     if ndim is not None and arr.ndim != ndim and arr.size:
         raise PlacerError(f"{name}: {what} has shape {list(arr.shape)}, expected {ndim} dimensions; fix the file")
@@ -155,11 +209,21 @@ def native_kind(path: Path) -> str | None:
             if "metadata.npy" not in zf.namelist():
                 return None
             with zf.open("metadata.npy") as fh:
-                meta = json.loads(str(np.lib.format.read_array(fh, allow_pickle=False)[()]))
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+                version = np.lib.format.read_magic(fh)
+                shape, _f, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                    else np.lib.format.read_array_header_2_0)(fh)
+                if shape != () or dtype.kind not in "US" or dtype.itemsize > 1 << 22:
+                    return None
+            with zf.open("metadata.npy") as fh:
+                meta = parse_json(str(np.lib.format.read_array(fh, allow_pickle=False)[()]), str(path))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, PlacerError, SyntaxError):
         return None
     tag = meta.get("format") if isinstance(meta, dict) else None
-    return {TRACE_FORMAT: "trace", PROFILE_FORMAT: "profile"}.get(tag)
+    # any version of our own formats: the loader names the version it cannot read
+    for fmt, kind in ((TRACE_FORMAT, "trace"), (PROFILE_FORMAT, "profile")):
+        if isinstance(tag, str) and tag.split("@")[0] == fmt.split("@")[0]:
+            return kind
+    return None
 
 
 def npz_names(path: Path) -> list[str]:
@@ -169,7 +233,7 @@ def npz_names(path: Path) -> list[str]:
             return [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
     except FileNotFoundError:
         raise PlacerError(f"{path}: no such file; check the path") from None
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise PlacerError(f"{path}: not a readable .npz file ({_short(exc)}); the file is truncated or corrupt, re-create it") from None
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from placer.errors import PlacerError
+from placer.model.fields import as_layer_list, check_kind, int_scalar_array
 from placer.model.profile import Profile
 from placer.model.trace_file import read_npz_members
 from placer.traces.importers.common import ImportOptions, native_kind, npz_names
@@ -39,6 +40,8 @@ def _int_counts(path: Path, arrays: dict[str, np.ndarray], key: str, ndim: int) 
             raise PlacerError(f"{path}: '{key}' contains NaN or infinite values; fix the counts")
         if np.any(arr != np.round(arr)):
             raise PlacerError(f"{path}: '{key}' holds fractional counts; counts must be whole numbers")
+        if arr.size and np.abs(arr).max() >= 2**62:
+            raise PlacerError(f"{path}: '{key}' holds counts beyond 2^62; fix the counts")
     elif not np.issubdtype(arr.dtype, np.integer):
         raise PlacerError(f"{path}: '{key}' must hold numeric counts, got {arr.dtype}")
     arr = arr.astype(np.int64)
@@ -70,12 +73,16 @@ def _load_counts(path: Path, options: ImportOptions) -> Profile:
     load = _int_counts(path, arrays, "load", 2)
     if load.size == 0:
         raise PlacerError(f"{path}: 'load' is empty ({list(load.shape)}); give at least one layer and expert")
-    K = int(np.asarray(arrays["top_k"])) if "top_k" in arrays else (options.top_k or 1)
-    T = int(np.asarray(arrays["num_tokens"])) if "num_tokens" in arrays else _tokens(path, load, K)
+    fix = "fix the counts"
+    K = int_scalar_array(arrays["top_k"], f"{path}: top_k", 1, fix) if "top_k" in arrays else (options.top_k or 1)
+    T = int_scalar_array(arrays["num_tokens"], f"{path}: num_tokens", 0, fix, 2**62) if "num_tokens" in arrays else _tokens(path, load, K)
+    if int(load.sum(axis=1).max()) > T * K:
+        raise PlacerError(f"{path}: a layer counts {int(load.sum(axis=1).max())} picks, more than num_tokens x top_k = "
+                          f"{T} x {K}; fix num_tokens or top_k")
     mats = {k: _int_counts(path, arrays, k, 3) for k in ("trans", "trans_top1", "coact") if k in arrays}
     layers = arrays.get("moe_layers")
-    prof = Profile(load=load, num_tokens=T, top_k=K, moe_layers=None if layers is None else np.asarray(layers).tolist(),
-                   source=path.name, **mats)
+    prof = Profile(load=load, num_tokens=T, top_k=K, source=path.name, **mats,
+                   moe_layers=None if layers is None else as_layer_list(layers, f"{path}: moe_layers", fix))
     return prof.validate(str(path))
 
 
@@ -97,7 +104,8 @@ def _load_olmoe(path: Path, options: ImportOptions) -> Profile:
     key = options.key if options.key in choices or len(choices) != 1 else choices[0]
     key = _choose(path, key, choices, "model/domain")
     load = _int_counts(path, arrays, f"{key}__topk_counts", 2)
-    layers = np.asarray(arrays.get("layers_of_counts", np.arange(load.shape[0]))).astype(int).tolist()
+    layers = as_layer_list(np.asarray(arrays.get("layers_of_counts", np.arange(load.shape[0]))), f"{path}: layers_of_counts",
+                           "fix the counts")
     if len(layers) != load.shape[0]:
         raise PlacerError(f"{path}: layers_of_counts lists {len(layers)} layers but {key}__topk_counts has {load.shape[0]}")
     top1 = arrays.get(f"{key}__top1_counts")
@@ -117,7 +125,8 @@ def _load_olmoe(path: Path, options: ImportOptions) -> Profile:
         raise PlacerError(f"{path}: {key} has no top-1 counts, so its top-k is unknown; pass --top-k")
     if f"{key}__crosslayer_top1" in arrays:
         pairs = np.asarray(arrays.get("layer_pairs_of_crosslayer", np.stack([layers[:-1], layers[1:]], 1)))
-        if [list(map(int, p)) for p in pairs] != [[a, b] for a, b in zip(layers, layers[1:])]:
+        check_kind(pairs, f"{path}: layer_pairs_of_crosslayer", "iu", "layer numbers")
+        if pairs.ndim != 2 or [list(map(int, p)) for p in pairs] != [[a, b] for a, b in zip(layers, layers[1:])]:
             raise PlacerError(f"{path}: crosslayer pairs {pairs.tolist()} are not the consecutive saved layers {layers}; cannot use them")
         trans_top1 = _int_counts(path, arrays, f"{key}__crosslayer_top1", 3)
     model = key.split("__")[0]

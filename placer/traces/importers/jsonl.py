@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ import numpy as np
 from placer.errors import PlacerError
 from placer.model.trace import Trace
 from placer.traces.importers.common import (ImportOptions, first_jsonl_record, int_array, iter_jsonl,
-                                            make_trace, offsets_from_labels)
+                                            make_trace, npy_from_bytes, offsets_from_labels, record_int)
 from placer.traces.importers.registry import Importer, register
 
 _JSONL_EXT = (".jsonl", ".ndjson")
@@ -46,76 +45,96 @@ def _has(*keys: str):
 
 
 # ------------------------------------------------------------------ token-jsonl
+def _ids(path: Path, n: int, value: Any, what: str, ndim: int | None = None) -> np.ndarray:
+    """A record's expert ids (nested lists of ints; booleans refused, as every non-integer)."""
+    if _has_bool(value):
+        raise PlacerError(f"{path}: line {n}: {what} holds true/false; expert ids are integers, fix the record")
+    return int_array(str(path), value, f"line {n} {what}", ndim)
+
+
+def _has_bool(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, bool):
+            return True
+        if isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
 def _load_token_jsonl(path: Path, options: ImportOptions) -> Trace:
-    name = str(path)
     seq_of: dict[Any, int] = {}
     seqs, toks, layers, experts, probs = [], [], [], [], []
-    for n, rec in iter_jsonl(path):
-        try:
-            layer, tok, ex = int(rec["layer"]), int(rec["token_idx"]), rec["experts"]
-        except (KeyError, TypeError, ValueError):
-            raise PlacerError(f"{path}: line {n} needs integer 'layer', 'token_idx' and a list 'experts'; fix the record") from None
+    for n, rec in iter_jsonl(path, accumulate=True):
+        if "experts" not in rec:
+            raise PlacerError(f"{path}: line {n} needs integer 'layer', 'token_idx' and a list 'experts'; fix the record")
+        layer = record_int(path, n, rec, "layer", 0)
+        tok = record_int(path, n, rec, "token_idx", 0)
+        ex = rec["experts"]
         if not isinstance(ex, list) or not ex:
             raise PlacerError(f"{path}: line {n}: 'experts' must be a non-empty list of expert ids")
+        row = _ids(path, n, ex, "'experts'", ndim=1)
         req = rec.get("request_id", rec.get("problem_id"))
         seqs.append(seq_of.setdefault(str(req) if req is not None else None, len(seq_of)))
         toks.append(tok)
         layers.append(layer)
-        experts.append(ex)
+        experts.append(row)
         probs.append(rec.get("gating_probs"))
     if not experts:
         raise PlacerError(f"{path}: the trace is empty (no records); record at least one token of one layer")
-    ex = int_array(name, experts, "'experts'", ndim=2)
+    if len({len(r) for r in experts}) > 1:
+        raise PlacerError(f"{path}: 'experts' lists of different lengths; every token needs the same number of experts")
+    ex = np.stack(experts)
     seqs_a, toks_a, layers_a = (np.asarray(x, np.int64) for x in (seqs, toks, layers))
-    if toks_a.min() < 0:
-        raise PlacerError(f"{path}: token_idx {int(toks_a.min())} is negative; token indices start at 0")
     layer_ids, layer_pos = np.unique(layers_a, return_inverse=True)
-    tok_key = seqs_a * (int(toks_a.max()) + 1) + toks_a
-    tok_ids, tok_pos = np.unique(tok_key, return_inverse=True)  # sorted: by sequence, then token_idx
+    # tokens sorted by (sequence, token_idx): a pair, never one packed key that could overflow
+    tok_ids, tok_pos = np.unique(np.stack([seqs_a, toks_a], axis=1), axis=0, return_inverse=True)
+    tok_pos = tok_pos.reshape(-1)
     L, T, K = len(layer_ids), len(tok_ids), ex.shape[1]
     cell = tok_pos * L + layer_pos
     uniq, counts = np.unique(cell, return_counts=True)
     if np.any(counts > 1):
         c = int(uniq[np.argmax(counts > 1)])
-        raise PlacerError(f"{path}: token {int(tok_ids[c // L]) % (int(toks_a.max()) + 1)} has two records for layer "
+        raise PlacerError(f"{path}: token {int(tok_ids[c // L, 1])} has two records for layer "
                           f"{int(layer_ids[c % L])}; remove the duplicate")
     if len(uniq) != L * T:
         have = np.zeros(L * T, bool)
         have[uniq] = True
         c = int(np.flatnonzero(~have)[0])
-        raise PlacerError(f"{path}: layers of unequal length: token {int(tok_ids[c // L]) % (int(toks_a.max()) + 1)} has no "
+        raise PlacerError(f"{path}: layers of unequal length: token {int(tok_ids[c // L, 1])} has no "
                           f"record for layer {int(layer_ids[c % L])}; every token needs every layer")
     ids = np.empty((L, T, K), np.int64)
     ids[layer_pos, tok_pos] = ex
     weights = None
     if all(p is not None for p in probs):
+        if _has_bool(probs):
+            raise PlacerError(f"{path}: 'gating_probs' holds true/false; give the router's weights as numbers")
         try:
             w = np.asarray(probs, dtype=np.float64)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             raise PlacerError(f"{path}: 'gating_probs' must be lists of numbers as long as 'experts'; fix or drop them") from None
         if w.shape != ex.shape:
             raise PlacerError(f"{path}: 'gating_probs' has shape {list(w.shape)} but 'experts' has {list(ex.shape)}; they must match")
         weights = np.empty((L, T, K), np.float32)
         weights[layer_pos, tok_pos] = w
-    seq_offsets = offsets_from_labels(tok_ids // (int(toks_a.max()) + 1))
-    return make_trace(path, ids, options.num_experts, gate_weights=weights, seq_offsets=seq_offsets,
+    return make_trace(path, ids, options.num_experts, gate_weights=weights, seq_offsets=offsets_from_labels(tok_ids[:, 0]),
                       moe_layers=[int(x) for x in layer_ids])
 
 
 # -------------------------------------------------------------- megatron-router
 def _load_megatron(path: Path, options: ImportOptions) -> Trace:
-    name = str(path)
     per_layer: dict[int, list[np.ndarray]] = {}
     steps: dict[int, list] = {}
     for n, rec in iter_jsonl(path):
         if rec.get("block", "decoder") != "decoder":
             continue  # multi-token-prediction (MTP) routers reuse decoder layer numbers
-        try:
-            layer, num, k = int(rec["layer"]), int(rec["num_tokens"]), int(rec["topk"])
-            idx = rec["top_indices"]
-        except (KeyError, TypeError, ValueError):
-            raise PlacerError(f"{path}: line {n} needs integer 'layer', 'num_tokens', 'topk' and 'top_indices'; fix the record") from None
-        arr = int_array(name, idx, f"line {n} 'top_indices'")
+        if "top_indices" not in rec:
+            raise PlacerError(f"{path}: line {n} needs integer 'layer', 'num_tokens', 'topk' and 'top_indices'; fix the record")
+        layer = record_int(path, n, rec, "layer", 0)
+        num = record_int(path, n, rec, "num_tokens", 0)
+        k = record_int(path, n, rec, "topk", 1)
+        arr = _ids(path, n, rec["top_indices"], "'top_indices'")
         if arr.size != num * k:
             raise PlacerError(f"{path}: line {n}: 'top_indices' holds {arr.size} ids but num_tokens x topk = {num} x {k}; fix the record")
         per_layer.setdefault(layer, []).append(arr.reshape(num, k))
@@ -130,9 +149,8 @@ def _load_megatron(path: Path, options: ImportOptions) -> Trace:
                               f"layer {layers[0]} has {rows[0].shape[0]} of top-{rows[0].shape[1]}; every layer needs every token")
     # tokens of one step form one sequence (a step's batch carries no finer boundaries)
     first = steps[layers[0]]
-    try:
-        step_of = [int(st) for st, _ in first]
-    except (TypeError, ValueError):
+    step_of = [st if type(st) is int and abs(st) < 2**62 else None for st, _ in first]
+    if None in step_of:
         step_of = [0] * len(first)
     labels = np.repeat(np.array(step_of, np.int64), [num for _, num in first])
     return make_trace(path, np.stack(rows), options.num_experts, moe_layers=layers,
@@ -157,7 +175,7 @@ def _sniff_routed(path: Path) -> bool:
 def _decode_routed(path: Path, n: int, rec: dict[str, Any], value: Any, options: ImportOptions) -> np.ndarray:
     """``[tokens, hidden_layers, top_k]`` int64 of one request."""
     if isinstance(value, list):
-        arr = int_array(str(path), value, f"line {n} 'routed_experts'")
+        arr = _ids(path, n, value, "'routed_experts'")
         if arr.ndim != 3:
             raise PlacerError(f"{path}: line {n}: 'routed_experts' must be [tokens, layers, top_k], got shape {list(arr.shape)}")
         return arr
@@ -168,16 +186,13 @@ def _decode_routed(path: Path, n: int, rec: dict[str, Any], value: Any, options:
     except (binascii.Error, ValueError):
         raise PlacerError(f"{path}: line {n}: 'routed_experts' is not valid base64; the file is corrupt, re-export it") from None
     if raw[:6] == b"\x93NUMPY":  # vLLM: an .npy file
-        try:
-            arr = np.load(io.BytesIO(raw), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise PlacerError(f"{path}: line {n}: the routed_experts .npy cannot be read ({exc}); re-export it") from None
-        if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.integer):
+        arr = npy_from_bytes(raw, f"{path}: line {n}: routed_experts")
+        if arr.ndim != 3 or arr.dtype.kind not in "iu":
             raise PlacerError(f"{path}: line {n}: routed_experts must be integer [tokens, layers, top_k], got {arr.dtype} {list(arr.shape)}")
         return arr.astype(np.int64)
     # SGLang: raw little-endian int32, shape from the record or the options
-    layers = rec.get("num_hidden_layers", options.num_hidden_layers)
-    k = rec.get("top_k", options.top_k)
+    layers = record_int(path, n, rec, "num_hidden_layers", 1, options.num_hidden_layers)
+    k = record_int(path, n, rec, "top_k", 1, options.top_k)
     if layers is None or k is None:
         raise PlacerError(f"{path}: line {n}: raw int32 routed_experts need the layer count and top-k; "
                           f"pass --num-hidden-layers and --top-k")
@@ -185,7 +200,7 @@ def _decode_routed(path: Path, n: int, rec: dict[str, Any], value: Any, options:
         raise PlacerError(f"{path}: line {n}: routed_experts is {len(raw)} bytes, not whole int32 values; the payload is truncated")
     flat = np.frombuffer(raw, dtype="<i4").astype(np.int64)
     per_token = int(layers) * int(k)
-    if per_token <= 0 or flat.size % per_token:
+    if flat.size % per_token:
         raise PlacerError(f"{path}: line {n}: {flat.size} ids do not split into tokens of {layers} layers x top-{k}; "
                           f"check --num-hidden-layers and --top-k")
     return flat.reshape(-1, int(layers), int(k))

@@ -25,6 +25,7 @@ import numpy as np
 
 from placer.errors import PlacerError
 from placer.fileio import torch_load
+from placer.model.fields import as_int, as_int_list, check_kind
 from placer.model.profile import Profile
 from placer.model.trace import Trace
 from placer.traces.importers.common import ImportOptions, make_trace, offsets_from_lengths
@@ -46,8 +47,17 @@ def _torch_load(path: Path) -> Any:
     return torch_load(path, "save plain tensors and dump it again")
 
 
-def _np(x: Any) -> np.ndarray:
-    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+def _np(path: Path, x: Any, what: str, ndim: tuple[int, ...], kinds: str = "iu") -> np.ndarray:
+    """A tensor (or list) of the dump as a numpy array of ``kinds`` with one of ``ndim`` dimensions."""
+    try:
+        arr = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    except (ValueError, TypeError, RuntimeError):
+        raise PlacerError(f"{path}: {what} is not a rectangular array; the dump is corrupt, dump it again") from None
+    check_kind(arr, f"{path}: {what}", kinds, "integers" if kinds == "iu" else "numbers", "dump it again")
+    if arr.ndim not in ndim:
+        raise PlacerError(f"{path}: {what} has shape {list(arr.shape)}, expected {' or '.join(f'{d}-d' for d in ndim)}; "
+                          f"the dump is inconsistent")
+    return arr
 
 
 def _load(path: Path, options: ImportOptions) -> "Trace | Profile":
@@ -61,26 +71,34 @@ def _load(path: Path, options: ImportOptions) -> "Trace | Profile":
                       f"or 'logical_count'); dump with --expert-distribution-recorder-mode per_token or stat")
 
 
+def _seq_lens(path: Path, i: int, value: Any, tokens: int) -> list[int]:
+    """A prefill pass's request lengths (None: a decode pass, one token per request)."""
+    if value is None:
+        return [1] * tokens
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    lens = as_int_list(value, f"{path}: record {i} extend_seq_lens", 0, fix="dump it again")
+    return [s for s in lens if s > 0] if lens and sum(lens) == tokens else [1] * tokens
+
+
 def _per_token(path: Path, obj: dict, options: ImportOptions) -> Trace:
     if "last_physical_to_logical_map" not in obj:
         raise PlacerError(f"{path}: the per_token dump has no last_physical_to_logical_map; dump it again with a current SGLang")
-    p2l = _np(obj["last_physical_to_logical_map"]).astype(np.int64)
+    p2l = _np(path, obj["last_physical_to_logical_map"], "last_physical_to_logical_map", (2,)).astype(np.int64)
+    if not isinstance(obj["records"], (list, tuple)):
+        raise PlacerError(f"{path}: records is a {type(obj['records']).__name__}, not a list of forward passes; dump it again")
     blocks, lengths = [], []
     for i, rec in enumerate(obj["records"]):
         if not isinstance(rec, dict) or "topk_ids_of_layer" not in rec:
             raise PlacerError(f"{path}: record {i} has no topk_ids_of_layer; dump with --expert-distribution-recorder-mode per_token")
-        ids = _np(rec["topk_ids_of_layer"]).astype(np.int64)
-        if ids.ndim != 3 or ids.shape[0] != p2l.shape[0]:
+        ids = _np(path, rec["topk_ids_of_layer"], f"record {i} topk_ids_of_layer", (3,)).astype(np.int64)
+        if ids.shape[0] != p2l.shape[0]:
             raise PlacerError(f"{path}: record {i}: topk_ids_of_layer has shape {list(ids.shape)}, expected "
                               f"[{p2l.shape[0]} hidden layers, tokens, top_k]; the dump is inconsistent")
         T = ids.shape[1]
         if T == 0:
             continue
-        seq_lens = rec.get("extend_seq_lens")
-        if seq_lens is not None and len(seq_lens) and sum(int(s) for s in seq_lens) == T:
-            lengths.extend(int(s) for s in seq_lens if int(s) > 0)
-        else:
-            lengths.extend([1] * T)
+        lengths.extend(_seq_lens(path, i, rec.get("extend_seq_lens"), T))
         blocks.append(ids)
     if not blocks:
         raise PlacerError(f"{path}: the trace is empty (no recorded tokens); record some requests before dumping")
@@ -90,6 +108,9 @@ def _per_token(path: Path, obj: dict, options: ImportOptions) -> Trace:
     moe = [l for l in range(phys.shape[0]) if np.any(phys[l] >= 0)]
     if not moe:
         raise PlacerError(f"{path}: every recorded id is -1 (no MoE layer recorded); record some requests before dumping")
+    E = options.num_experts if options.num_experts is not None else obj.get("num_logical_experts")
+    E = None if E is None else as_int(E, f"{path}: num_logical_experts", 1, fix="pass --num-experts")
+    _check_map(path, p2l[moe], E)
     phys = phys[moe]
     cols = [c for c in range(phys.shape[2]) if np.any(phys[:, :, c] >= 0)]
     phys = phys[:, :, cols]
@@ -98,17 +119,28 @@ def _per_token(path: Path, obj: dict, options: ImportOptions) -> Trace:
         raise PlacerError(f"{path}: token {t} has no expert recorded at layer {moe[l]} (-1 inside the top-{len(cols)}); "
                           f"the dump is incomplete, record again")
     logical = np.stack([p2l[m][phys[i]] for i, m in enumerate(moe)])
-    E = options.num_experts if options.num_experts is not None else obj.get("num_logical_experts")
     return make_trace(path, logical, E, moe_layers=moe, num_hidden_layers=p2l.shape[0],
                       seq_offsets=offsets_from_lengths(path, lengths, phys.shape[1]))
 
 
+def _check_map(path: Path, rows: np.ndarray, num_experts: int | None) -> None:
+    """Every MoE row of a physical-to-logical map names each logical expert 0..E-1 at least once."""
+    lo, hi = int(rows.min()), int(rows.max())
+    E = hi + 1 if num_experts is None else num_experts
+    if lo < 0 or hi >= E or E > rows.shape[1]:
+        raise PlacerError(f"{path}: last_physical_to_logical_map holds logical ids {lo}..{hi} in {rows.shape[1]} slots"
+                          f"{'' if num_experts is None else f' for {num_experts} experts'}; the dump is corrupt")
+    for r in rows:
+        missing = np.flatnonzero(np.bincount(r, minlength=E) == 0)
+        if len(missing):
+            raise PlacerError(f"{path}: last_physical_to_logical_map has no slot for logical expert {int(missing[0])} "
+                              f"(of {E}) in a MoE layer; the dump is corrupt, dump it again")
+
+
 def _stat(path: Path, obj: dict, options: ImportOptions) -> Profile:
-    counts = _np(obj["logical_count"])
+    counts = _np(path, obj["logical_count"], "logical_count", (2, 3))
     if counts.ndim == 2:
         counts = counts[None]
-    if counts.ndim != 3 or not np.issubdtype(counts.dtype, np.integer):
-        raise PlacerError(f"{path}: logical_count must be integer [buffer, layers, experts], got {counts.dtype} {list(counts.shape)}")
     load = counts.astype(np.int64).sum(axis=0)
     if np.any(load < 0):
         raise PlacerError(f"{path}: logical_count has negative counts; the dump is corrupt")
