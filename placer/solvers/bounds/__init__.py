@@ -33,7 +33,8 @@ over the eigenvalue ascents in proportion to the weight of their terms, each asc
 by :class:`.decomposition.Effort`'s evaluation count, so on a fast machine the value does not
 depend on timing. ``deadline=None`` gives the b-matching bound of before (caps of item 1 of
 :mod:`.combinatorial`), the same value and name as before: the exact models use it as a cut and
-recorded reports keep it.
+recorded reports keep it. A solver may split the work: :func:`begin_bound` (the checks and the
+flows) before its search, :func:`finish_bound` (the ascents) after it, each with its deadline.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ from placer.model.topology import Topology
 from placer.solvers.base import Constraints
 from placer.solvers.bounds.combinatorial import b_matching_max, cut_bound, degree_cut_bound, keep_upper_bound
 from placer.solvers.bounds.decomposition import Effort, split_cut_bound
+from placer.solvers.search.refine import single_thread_blas
 
-__all__ = ["lower_bound", "hop_levels", "keep_upper_bound", "b_matching_max"]
+__all__ = ["lower_bound", "begin_bound", "finish_bound", "hop_levels", "keep_upper_bound", "b_matching_max"]
 
 # an ascent is skipped when its time slice cannot pay for this many evaluations
 MIN_EVALS = 20
@@ -76,6 +78,22 @@ class _Tally:
         self.won[(level, method)] = self.won.get((level, method), 0) + pairs
 
 
+@dataclass
+class Pending:
+    """A bound begun by :func:`begin_bound`: every (pair, level) cut bounded by its flow or, past
+    the deadline, its degree caps (``cuts [pairs, levels]``, ``flows`` pairs by the flow); or
+    ``done`` ``(value, method)`` where there is nothing to improve."""
+
+    done: tuple[float, str] | None = None
+    weights: np.ndarray | None = None
+    levels: list[Level] = field(default_factory=list)
+    within: bool = False
+    replicas: int = 0
+    unit: float = 1.0
+    cuts: np.ndarray | None = None
+    flows: int = 0
+
+
 def lower_bound(profile: Profile, topology: Topology, constraints: Constraints,
                 deadline: float | None = None) -> tuple[float, str]:
     """A valid lower bound on the ``constraints.cost`` objective of any placement, and its method.
@@ -83,6 +101,19 @@ def lower_bound(profile: Profile, topology: Topology, constraints: Constraints,
     See the module docstring for units, the proof and how ``deadline`` is spent. Raises
     :class:`PlacerError` when the profile lacks the statistics the cost model needs.
     """
+    if deadline is None:
+        pending = begin_bound(profile, topology, constraints, None)
+        if pending.done is not None:
+            return pending.done
+        return _bound_before(pending)
+    return finish_bound(begin_bound(profile, topology, constraints, deadline), deadline)
+
+
+def begin_bound(profile: Profile, topology: Topology, constraints: Constraints,
+                deadline: float | None) -> Pending:
+    """The checks and the b-matching flows of every pair (item 3) until ``deadline`` (None: all
+    of them); :func:`finish_bound` adds the eigenvalue bounds. A solver runs this before its
+    search (the flows are what the bound of before cost) and the rest after it."""
     E, G = profile.num_experts, topology.num_gpus
     S = constraints.slots_per_gpu(E, G)
     if constraints.cost not in ("coherent", "ep"):
@@ -95,14 +126,31 @@ def lower_bound(profile: Profile, topology: Topology, constraints: Constraints,
         raise PlacerError("the coherent cost needs inter-layer transition counts, which this profile lacks; "
                           "give a per-token trace or counts with layer-pair matrices, or use --cost ep")
     if within and (G == 1 or profile.top_k < 2):
-        return 0.0, "one GPU or top-1: no co-activated pairs to split"
+        return Pending(done=(0.0, "one GPU or top-1: no co-activated pairs to split"))
     if not within and (G == 1 or profile.num_layers < 2):
-        return 0.0, "one GPU or one layer: nothing moves"
+        return Pending(done=(0.0, "one GPU or one layer: nothing moves"))
     weights = profile.coact if within else profile.trans
-    unit = 1.0 if within else float(profile.top_k ** 2)
+    pending = Pending(weights=weights, levels=levels(topology, S), within=within, replicas=constraints.replicas,
+                      unit=1.0 if within else float(profile.top_k ** 2))
     if deadline is None:
-        return _bound_before(weights, topology, S, constraints.replicas, within, unit)
-    return _bound_by(weights, topology, S, constraints.replicas, within, unit, deadline)
+        return pending
+    lv, R = pending.levels, pending.replicas
+    # every pair first gets the one-sort degree bound, then the flow while the deadline allows
+    pending.cuts = np.array([[degree_cut_bound(w, x.parts, x.size, within, R) for x in lv] for w in weights])
+    for p, w in enumerate(weights):
+        if time.perf_counter() >= deadline:
+            break
+        pending.cuts[p] = [cut_bound(w, x.parts, x.size, within, R) for x in lv]
+        pending.flows += 1
+    return pending
+
+
+def finish_bound(pending: Pending, deadline: float) -> tuple[float, str]:
+    """The bound of ``pending`` raised by the eigenvalue bounds until ``deadline`` (items 2-3)."""
+    if pending.done is not None:
+        return pending.done
+    with single_thread_blas():
+        return _bound_by(pending, deadline)
 
 
 def hop_levels(topology: Topology) -> tuple[float, float]:
@@ -139,40 +187,31 @@ def window_for(num_experts: int) -> int:
     return 3 if num_experts <= 128 else 2
 
 
-def _bound_before(weights: np.ndarray, topology: Topology, S: int, replicas: int, within: bool,
-                  unit: float) -> tuple[float, str]:
+def _bound_before(p: Pending) -> tuple[float, str]:
     """The bound of before deadlines: the b-matching of item 1 of :mod:`.combinatorial`."""
-    lv = levels(topology, S)
-    total = sum(sum(x.coef * cut_bound(w, x.parts, x.size, within, replicas, pooled=False) for x in lv)
-                for w in weights)
-    if within:
+    lv = p.levels
+    total = sum(sum(x.coef * cut_bound(w, x.parts, x.size, p.within, p.replicas, pooled=False) for x in lv)
+                for w in p.weights)
+    if p.within:
         name = "per-layer b-matching on co-activation (each expert shares its GPU with at most S-1 others)"
         node = " + node-level b-matching"
     else:
         name = "per-layer-pair b-matching (each expert keeps at most S partners on its GPU, both directions)"
         node = " + node-level b-matching for the inter-node part"
-    return max(0.0, total / unit), name + (node if len(lv) > 1 else "")
+    return max(0.0, total / p.unit), name + (node if len(lv) > 1 else "")
 
 
-def _bound_by(weights: np.ndarray, topology: Topology, S: int, replicas: int, within: bool, unit: float,
-              deadline: float, window: int | None = None) -> tuple[float, str]:
+def _bound_by(p: Pending, deadline: float, window: int | None = None) -> tuple[float, str]:
     """Items 1-3 of the module docstring within ``deadline``; ``window``: layers per chain."""
+    weights, lv, within, cuts = p.weights, p.levels, p.within, p.cuts
     window = window_for(weights.shape[-1]) if window is None else window
-    lv = levels(topology, S)
     n = len(weights)
-    # every pair first gets the one-sort degree bound, then the flow while the deadline allows
-    cuts = np.array([[degree_cut_bound(w, x.parts, x.size, within, replicas) for x in lv] for w in weights])
-    flows = 0
-    for p, w in enumerate(weights):
-        if time.perf_counter() >= deadline:
-            break
-        cuts[p] = [cut_bound(w, x.parts, x.size, within, replicas) for x in lv]
-        flows += 1
     step = 1 if within else max(1, window - 1)
     segments = [(a, min(a + step, n)) for a in range(0, n, step)]
     best = np.array([[cuts[a:b, j].sum() for j in range(len(lv))] for a, b in segments]).reshape(len(segments), len(lv))
-    method = np.array([["b-matching" if b <= flows else "top-S degrees"] * len(lv) for a, b in segments], dtype=object)
-    if not replicas:
+    method = np.array([["b-matching" if b <= p.flows else "top-S degrees"] * len(lv) for a, b in segments],
+                      dtype=object)
+    if not p.replicas:
         _improve(weights, lv, within, segments, best, method, deadline)
     tally = _Tally()
     total = 0.0
@@ -183,7 +222,7 @@ def _bound_by(weights: np.ndarray, topology: Topology, S: int, replicas: int, wi
         if len(lv) > 1:
             tally.add("node", method[i, 1], b - a)
         total += lv[0].coef * gpu + (lv[1].coef * node if len(lv) > 1 else 0.0)
-    return max(0.0, total / unit), _name(tally, within, replicas)
+    return max(0.0, total / p.unit), _name(tally, within, p.replicas)
 
 
 def _improve(weights: np.ndarray, lv: list[Level], within: bool, segments: list[tuple[int, int]],
