@@ -183,7 +183,7 @@ def levels(topology: Topology, S: int) -> list[Level]:
 def window_for(num_experts: int) -> int:
     """Layers per chain of the coherent eigenvalue bounds (2: layer pairs apart). Chains of 3
     gained 1-8 points of gap at E <= 128 in 10 s but lost at E = 256, where the larger
-    eigenproblem leaves too few steps (docs/benchmarks.md, "Lower bounds")."""
+    eigenproblem leaves too few steps (``benchmarks/bench_bounds.py``, budgets of 2 and 10 s)."""
     return 3 if num_experts <= 128 else 2
 
 

@@ -17,9 +17,10 @@ one GPU, and the per-layer load cap when one applies.
    window moves between two GPUs (:mod:`placer.solvers.search.lns`), and again while the window
    moves gain. An anytime search: the best placement so far is what a deadline returns.
 4. The lower bound (:mod:`placer.solvers.bounds`): its b-matching flows run before the search
-   (within ``bound_share`` of the limit), its eigenvalue ascents after it until the limit; the
-   search stops at ``1 - bound_share`` of the limit (default 0.3 kept for the bound) or earlier
-   when it converges, and the ascents also stop on their own caps.
+   (within a quarter of the limit; 1.3 s at DeepSeek-V3 shape on a quiet machine), its
+   eigenvalue ascents after it until the limit; the search stops at ``1 - bound_share`` of the
+   limit (default 0.1 kept for the bound) or earlier when it converges, and the ascents also stop
+   on their own caps (:class:`placer.solvers.bounds.decomposition.Effort`).
 
 Deterministic for a given ``seed`` when the search converges or spends a given count of kicks
 (``--param kicks=N``); when the time limit stops it (``details["stopped_by"] == "time limit"``)
@@ -49,6 +50,7 @@ from placer.solvers.search.problem import (DEFAULT_REPLICA_IMBALANCE, REL_TOL, P
 from placer.solvers.search.refine import perturb_and_refine, refine, single_thread_blas
 
 DEFAULT_STARTS = 4
+FLOW_SHARE = 0.25     # most of the time limit the bound's flows take before the search
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class PartitionParams:
     patience: int = param(0, "kicks (and window moves) in a row without gain that end a phase "
                              "(0: 300 kicks, 50 + 4 G window moves)", min=0)
     bound: bool = param(True, "compute the lower bound (inside the time limit, after the search)")
-    bound_share: float = param(0.3, "share of the time limit kept for the lower bound after the search (it also "
+    bound_share: float = param(0.1, "share of the time limit kept for the lower bound after the search (it also "
                                     "gets what the search leaves when it converges early)", min=0.0, max=0.9)
     replica_imbalance: float = param(DEFAULT_REPLICA_IMBALANCE, "load cap (max/mean) with replicas when "
                                                                 "--max-imbalance is not given", min=1.0)
@@ -89,10 +91,11 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
     # the search stops at its share of the limit, the bound's ascents get the rest (all of it when
     # the search converges early); the bound never changes the placement
     search_deadline = t0 + (1.0 - params.bound_share) * float(constraints.time_limit) if params.bound else deadline
-    # the b-matching flows before the search (what the bound of before cost), so a search that
-    # overruns its share still leaves them; their own deadline keeps them within the bound's share
+    # the b-matching flows before the search (main computed them first, whatever the limit), so a
+    # search that overruns its share still leaves them; at most FLOW_SHARE of the limit, past
+    # which the remaining pairs keep their degree bound
     tb = time.perf_counter()
-    pending = begin_bound(profile, topology, constraints, t0 + params.bound_share * constraints.time_limit) \
+    pending = begin_bound(profile, topology, constraints, t0 + FLOW_SHARE * constraints.time_limit) \
         if params.bound else None
     timings = {"flows_s": time.perf_counter() - tb}
     with progress("partition: starts", total=params.starts, unit="starts") as advance:
