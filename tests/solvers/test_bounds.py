@@ -98,11 +98,12 @@ def test_bound_is_tight_on_block_diagonal_affinity():
     # and the bound must then be 0; with all affinity across blocks it must be positive
     ids = np.array([[[0], [1], [2], [3]], [[1], [0], [3], [2]]], np.uint8)
     trace = Trace(expert_ids=ids, num_experts=4)
-    assert bound(trace, Topology.uniform(2), Constraints())[0] == pytest.approx(0.0)
-    # 4 experts on 4 GPUs (S = 1): every transition that changes expert identity... each token
-    # goes i -> pi(i); one expert per GPU, so a token stays only if i and pi(i) share the GPU:
-    # layer 1 can be permuted to follow layer 0 exactly, so the optimum is still 0.
-    assert bound(trace, Topology.uniform(4), Constraints())[0] == pytest.approx(0.0)
+    # tight (0 = the optimum) with and without a deadline
+    for deadline in (None, soon()):
+        assert bound(trace, Topology.uniform(2), Constraints(), deadline)[0] == pytest.approx(0.0)
+        # 4 experts on 4 GPUs (S = 1): each token goes i -> pi(i); layer 1 can be permuted to
+        # follow layer 0 exactly, so the optimum is still 0.
+        assert bound(trace, Topology.uniform(4), Constraints(), deadline)[0] == pytest.approx(0.0)
 
 
 def test_bound_equals_optimum_when_every_token_fans_out_uniformly():
@@ -111,7 +112,8 @@ def test_bound_equals_optimum_when_every_token_fans_out_uniformly():
     T = 10
     ids = np.tile(np.arange(4, dtype=np.uint8), (2, T, 1))
     trace = Trace(expert_ids=ids, num_experts=4)
-    assert bound(trace, Topology.uniform(2), Constraints())[0] == pytest.approx(T / 2)
+    for deadline in (None, soon()):      # tight: the bound is the optimum in both modes
+        assert bound(trace, Topology.uniform(2), Constraints(), deadline)[0] == pytest.approx(T / 2)
 
 
 def test_one_gpu_bound_is_zero():
