@@ -64,6 +64,7 @@ def _claim_case(rng: np.random.Generator, E: int, layers: int):
     return w, np.concatenate([0.5 * w.ravel(), np.zeros(layers * E + 2 * (layers - 1) * E)])
 
 
+@pytest.mark.slow     # 200 enumerated minimum cuts
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10**6), shape=st.sampled_from([(4, 2), (6, 2), (6, 3), (8, 4)]),
        layers=st.integers(1, 3), scale=st.sampled_from([0.0, 0.3, 3.0]))
@@ -105,6 +106,7 @@ def pair_profile(W: np.ndarray) -> Profile:
     return Profile(load=np.stack([W.sum(axis=1), W.sum(axis=0)]), num_tokens=int(W.sum()), top_k=1, trans=W[None])
 
 
+@pytest.mark.slow     # the deadline bound's full effort: seconds a case
 @pytest.mark.parametrize("E,G,gpn", [(8, 2, 2), (8, 4, 4), (8, 4, 2), (12, 3, 3)])
 def test_pair_split_into_blocks_costs_nothing(E, G, gpn):
     S = E // G
@@ -119,6 +121,7 @@ def test_pair_split_into_blocks_costs_nothing(E, G, gpn):
     assert bound == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.slow     # the deadline bound's full effort: seconds a case
 @pytest.mark.parametrize("E,G,gpn,inter", [(8, 2, 2, 1.0), (8, 4, 4, 1.0), (8, 4, 2, 18.0), (16, 8, 4, 3.0)])
 def test_uniform_weights_are_exact(E, G, gpn, inter):
     # every balanced placement keeps G S^2 pairs on GPUs and N (gpn S)^2 on nodes
@@ -130,6 +133,7 @@ def test_uniform_weights_are_exact(E, G, gpn, inter):
     assert bound == pytest.approx(exact, rel=1e-9)
 
 
+@pytest.mark.slow     # the deadline bound's full effort: seconds a case
 @pytest.mark.parametrize("E,G", [(4, 2), (6, 3), (8, 4)])
 def test_eigenvalue_bound_sees_a_ring(E, G):
     # i -> i and i -> i+1: every expert keeps both partners in the b-matching (bound 0), but a

@@ -55,6 +55,7 @@ def replica_optimum(trace, topo, S: int, cost: str) -> float:
                for hs in itertools.product(sets, repeat=trace.num_layers))
 
 
+@pytest.mark.slow     # the deadline bound's full effort: seconds a case
 # ---------------------------------------------------------------- never above the optimum
 @SOME
 @given(seed=st.integers(0, 10**6), L=st.integers(2, 3), K=st.integers(1, 3), shape=st.sampled_from(SHAPES),
@@ -68,6 +69,7 @@ def test_coherent_bound_never_beaten(seed, L, K, shape, affinity, inter):
     assert new <= optimum(trace, topo) + 1e-9
 
 
+@pytest.mark.slow     # the deadline bound's full effort: seconds a case
 @SOME
 @given(seed=st.integers(0, 10**6), K=st.integers(2, 3), shape=st.sampled_from(SHAPES),
        affinity=st.floats(0, 1), inter=st.sampled_from([1.0, 3.0, 18.0]))
@@ -79,6 +81,7 @@ def test_ep_bound_never_beaten(seed, K, shape, affinity, inter):
     assert new <= optimum(trace, topo, cost="ep") + 1e-9
 
 
+@pytest.mark.slow     # the deadline bound's full effort: seconds a case
 @SOME
 @given(seed=st.integers(0, 10**6), K=st.integers(1, 2), cost=st.sampled_from(["coherent", "ep"]),
        shape=st.sampled_from([(3, 2, 2, 1), (4, 2, 2, 2), (5, 2, 2, 1), (3, 3, 3, 3), (3, 4, 2, 5), (2, 4, 2, 2)]),
@@ -93,6 +96,7 @@ def test_replica_bound_never_beaten(seed, K, cost, shape, affinity):
     assert new <= replica_optimum(trace, topo, (E + R) // G, cost) + 1e-9
 
 
+@pytest.mark.slow     # the deadline bound's full effort: seconds a case
 def test_bound_is_tight_on_block_diagonal_affinity():
     # every token stays inside expert blocks {0,1} / {2,3}: a placement keeps everything, cost 0,
     # and the bound must then be 0; with all affinity across blocks it must be positive
@@ -106,6 +110,7 @@ def test_bound_is_tight_on_block_diagonal_affinity():
         assert bound(trace, Topology.uniform(4), Constraints(), deadline)[0] == pytest.approx(0.0)
 
 
+@pytest.mark.slow     # the deadline bound's full effort: seconds a case
 def test_bound_equals_optimum_when_every_token_fans_out_uniformly():
     # top-4 over 4 experts: every token touches every expert, so every placement on 2 GPUs moves
     # exactly half of each token's K x K pairs across GPUs: cost = T * (L-1) / 2.
