@@ -10,14 +10,15 @@ swaps and suffix relabelling; ep: swaps), and the best (objective of
 Before, this module ran its own copy of the per-layer assignment descent and a separate swap
 descent (``local_search.py``); the shared search is the same descent plus the moves ``partition``
 has, so it reaches the same optima or better and there is one search to maintain. No wall-clock
-cut (``deadline = inf``): the sweep caps bound the work, so the result does not depend on the
-machine's speed.
+cut (``deadline = inf``): the sweep caps bound the work, so the placement does not depend on the
+machine's speed; the lower bound (:mod:`placer.solvers.bounds`) gets what is left of the time limit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import numpy as np
 
@@ -70,13 +71,16 @@ def descent_start(profile: Profile, topology: Topology, constraints: Constraints
 def solve_layer_descent(profile: Profile, topology: Topology, constraints: Constraints, params: NoParams) -> SolveResult:
     from placer.solvers.exact.models import check_exact_input, gpu_load_caps
 
+    t0 = time.perf_counter()
     check_exact_input(profile, topology, constraints, "layer_descent")
     caps = gpu_load_caps(profile, topology.num_gpus, constraints.max_imbalance)
     g, start = descent_start(profile, topology, constraints, caps)
     if g is None:
         raise PlacerError(f"no start point meets --max-imbalance {constraints.max_imbalance:g}; "
                           f"use --solver joint, which searches under the limit")
-    lb, method = lower_bound(profile, topology, constraints)
+    # the bound gets what the descent leaves of the time limit (its ascents are also capped by
+    # evaluation counts, so on a fast machine it does not depend on timing)
+    lb, method = lower_bound(profile, topology, constraints, t0 + float(constraints.time_limit))
     goal = Objective(constraints.cost)
     return SolveResult(Placement.from_gpu_of(g, topology.num_gpus, topology.gpus_per_node), "layer_descent",
                        Status.HEURISTIC, goal.name, goal.value(profile, topology.hop, g), lb, method,
