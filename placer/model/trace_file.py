@@ -24,6 +24,7 @@ import io
 import json
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -157,7 +158,7 @@ def read_npz_members(path: Path, mmap: bool = True) -> tuple[dict[str, np.ndarra
                 arr = _read_member(path, zf, info, mmap, key)
             except PlacerError:
                 raise
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, OverflowError,
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, OverflowError,
                     SyntaxError, TypeError, MemoryError) as exc:
                 raise PlacerError(f"{path}: array '{key}' cannot be read ({_short(exc)}); the file is truncated or corrupt, "
                                   f"re-create it") from None

@@ -7,6 +7,7 @@ negative id in the input is reported instead of wrapping around in an unsigned d
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -216,7 +217,7 @@ def native_kind(path: Path) -> str | None:
                     return None
             with zf.open("metadata.npy") as fh:
                 meta = parse_json(str(np.lib.format.read_array(fh, allow_pickle=False)[()]), str(path))
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, PlacerError, SyntaxError):
+    except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, PlacerError, SyntaxError):
         return None
     tag = meta.get("format") if isinstance(meta, dict) else None
     # any version of our own formats: the loader names the version it cannot read
