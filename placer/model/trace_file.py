@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -159,7 +160,7 @@ def read_npz_members(path: Path, mmap: bool = True) -> tuple[dict[str, np.ndarra
             except PlacerError:
                 raise
             except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, OverflowError,
-                    SyntaxError, TypeError, MemoryError) as exc:
+                    SyntaxError, tokenize.TokenError, TypeError, MemoryError) as exc:
                 raise PlacerError(f"{path}: array '{key}' cannot be read ({_short(exc)}); the file is truncated or corrupt, "
                                   f"re-create it") from None
             if key == "metadata":

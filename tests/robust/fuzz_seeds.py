@@ -105,7 +105,7 @@ def _to_torch(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_to_torch(v) for v in obj]
     if isinstance(obj, np.ndarray) and obj.dtype.kind in "biufc" and obj.dtype != np.uint64:
-        return torch.from_numpy(np.ascontiguousarray(obj))
+        return torch.from_numpy(np.ascontiguousarray(obj, dtype=obj.dtype.newbyteorder("=")))
     return obj
 
 
