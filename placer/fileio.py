@@ -379,8 +379,15 @@ def torch_load(path: Path, again: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise PlacerError(f"{path}: holds objects that are not plain tensors, lists and dicts "
-                          f"({str(exc).splitlines()[0][:100]}); moe-place never unpickles arbitrary objects, "
+                          f"({_first_line(exc)}); moe-place never unpickles arbitrary objects, "
                           f"{again}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise PlacerError(f"{path}: not a readable torch.save file ({str(exc).splitlines()[0][:100]}); "
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (a cut or altered pickle fails in torch.load in any of a dozen ways)
+        raise PlacerError(f"{path}: not a readable torch.save file ({_first_line(exc)}); "
                           f"the file is truncated or corrupt, {again}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type where it has none), at most 100 characters."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from placer.errors import PlacerError
+from placer.fileio import read_json
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,9 @@ def expert_shape(spec: str | Path) -> ExpertShape:
     path = Path(spec)
     if path.is_dir():
         path = path / "config.json"
-    try:
-        obj = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PlacerError(f"{spec}: neither a known model ({', '.join(KNOWN)}) nor a config.json file") from None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise PlacerError(f"{path}: not a model config JSON ({exc}); give the model's config.json") from None
+    if not path.exists():
+        raise PlacerError(f"{spec}: neither a known model ({', '.join(KNOWN)}) nor a config.json file")
+    obj = read_json(path, "model config", "give the model's config.json")
     if not isinstance(obj, dict):
         raise PlacerError(f"{path}: a model config is one JSON object; give the model's config.json")
     return from_config(obj, str(path))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from placer.errors import PlacerError
+from placer.fileio import read_json
 
 GB = 1e9
 TB = 1e12
@@ -88,15 +89,14 @@ def hardware(spec: str | Path) -> Hardware:
     path = Path(spec)
     if not path.suffix == ".json" and not path.exists():
         raise PlacerError(f"unknown hardware {spec!r}; use one of {', '.join(PRESETS)} or a JSON file of its fields")
-    try:
-        obj = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PlacerError(f"{path}: no such file; give a hardware JSON file or one of {', '.join(PRESETS)}") from None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise PlacerError(f"{path}: not a hardware JSON object ({exc}); see docs/time-model.md") from None
+    if not path.exists():
+        raise PlacerError(f"{path}: no such file; give a hardware JSON file or one of {', '.join(PRESETS)}")
+    obj = read_json(path, "hardware file", "see docs/time-model.md")
     if not isinstance(obj, dict):
         raise PlacerError(f"{path}: a hardware file holds one JSON object of fields; see docs/time-model.md")
     base = obj.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        raise PlacerError(f"{path}: base must be a preset's name ({', '.join(PRESETS)}), got {json.dumps(base)[:40]}")
     fields = {f.name for f in dataclasses.fields(Hardware)}
     unknown = sorted(set(obj) - fields)
     if unknown:

@@ -12,6 +12,7 @@ The default inter-node hop cost is the bandwidth ratio, NVLink (900 GB/s) over a
 
 from __future__ import annotations
 
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def read_bandwidth_matrix(path: str | Path) -> np.ndarray:
         if not rows or any(len(r) != len(rows) for r in rows):
             raise ValueError(f"{len(rows)} rows of lengths {sorted({len(r) for r in rows})}")
         return np.array(rows)
-    except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
+    except (ValueError, OSError, EOFError, UnicodeDecodeError, SyntaxError, tokenize.TokenError) as exc:
         raise PlacerError(f"{path}: cannot read a bandwidth matrix ({' '.join(str(exc).split())[:100]}); "
                           f"give G rows of G numbers in bytes/s") from None
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -157,8 +159,8 @@ def read_npz_members(path: Path, mmap: bool = True) -> tuple[dict[str, np.ndarra
                 arr = _read_member(path, zf, info, mmap, key)
             except PlacerError:
                 raise
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, OverflowError,
-                    SyntaxError, TypeError, MemoryError) as exc:
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, OverflowError,
+                    SyntaxError, tokenize.TokenError, TypeError, MemoryError) as exc:
                 raise PlacerError(f"{path}: array '{key}' cannot be read ({_short(exc)}); the file is truncated or corrupt, "
                                   f"re-create it") from None
             if key == "metadata":

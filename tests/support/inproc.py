@@ -56,13 +56,30 @@ def limit_memory(extra_bytes: int = 6 << 30) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
 
 
-def _stub_replay() -> None:
+@contextlib.contextmanager
+def memory_cap(extra_bytes: int = 6 << 30):
+    """:func:`limit_memory` for the length of the block, then the old limit again (a test
+    process goes on to run other tests)."""
+    old = resource.getrlimit(resource.RLIMIT_AS)
+    limit_memory(extra_bytes)
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, old)
+
+
+@contextlib.contextmanager
+def _stub_replay():
     import placer.validate.launch as launch
 
     def spawn(*_args, **_kw):
         raise ReplayWouldStart()
 
-    launch.spawn = spawn
+    real, launch.spawn = launch.spawn, spawn
+    try:
+        yield
+    finally:
+        launch.spawn = real
 
 
 def run_cli_inprocess(argv: list[str], deadline_s: float = RUN_DEADLINE_S) -> Run:
@@ -70,7 +87,6 @@ def run_cli_inprocess(argv: list[str], deadline_s: float = RUN_DEADLINE_S) -> Ru
     from placer.cli import main
 
     os.environ["CI"] = "true"
-    _stub_replay()
     out, err = io.StringIO(), io.StringIO()
 
     def alarm(_sig, _frame):
@@ -80,7 +96,7 @@ def run_cli_inprocess(argv: list[str], deadline_s: float = RUN_DEADLINE_S) -> Ru
     signal.setitimer(signal.ITIMER_REAL, deadline_s)
     code, exc = None, None
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with _stub_replay(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 main([str(a) for a in argv])
                 code = 0

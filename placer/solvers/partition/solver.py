@@ -114,7 +114,11 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
                **search}
     return SolveResult(to_placement(prob, best_gpu), "partition", Status.HEURISTIC, Objective(constraints.cost).name,
                        objective=float(best_obj), bound=bound, bound_method=bound_name, details=details,
-                       timings=timings)
+                       timings=timings, notes=[TIME_LIMIT_NOTE.format(**search)] if search["stopped_by"] == "time limit" else [])
+
+
+TIME_LIMIT_NOTE = ("the time limit stopped the search (after {kicks} kicks): the result depends on this machine's speed; "
+                   "--param kicks=N stops on a count instead, the same for a given --seed on any machine")
 
 
 def _improve(prob: Problem, gpu: np.ndarray, obj: float, params: PartitionParams, seed: int,

@@ -6,6 +6,7 @@ Both are read with ``allow_pickle=False``; an array that would need pickle is re
 
 from __future__ import annotations
 
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def _load_npy(path: Path, options: ImportOptions) -> Trace:
         if "pickle" in str(exc).lower() or "object" in str(exc).lower():
             raise PlacerError(f"{path}: the array holds Python objects (pickle), which moe-place never loads; store plain integer ids") from None
         raise PlacerError(f"{path}: not a readable .npy file ({' '.join(str(exc).split())[:120]}); the file is truncated or corrupt, re-create it") from None
-    except (OSError, EOFError, SyntaxError, TypeError) as exc:
+    except (OSError, EOFError, SyntaxError, tokenize.TokenError, TypeError) as exc:
         raise PlacerError(f"{path}: not a readable .npy file ({exc}); the file is truncated or corrupt, re-create it") from None
     if arr.ndim != 2:
         raise PlacerError(f"{path}: ExFlow .npy traces are [tokens, layers] of top-1 ids, got shape {list(arr.shape)}; re-export it")

@@ -6,7 +6,9 @@ negative id in the input is reported instead of wrapping around in an unsigned d
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -178,7 +180,7 @@ def npy_from_bytes(raw: bytes, where: str) -> np.ndarray:
             raise ValueError(f"its header declares {list(shape)} {dtype} but only {len(raw) - fh.tell()} bytes follow")
         fh.seek(0)
         return np.load(fh, allow_pickle=False)
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
         raise PlacerError(f"{where}: not a readable .npy array ({_short(exc)}); re-export it") from None
 
 
@@ -216,7 +218,7 @@ def native_kind(path: Path) -> str | None:
                     return None
             with zf.open("metadata.npy") as fh:
                 meta = parse_json(str(np.lib.format.read_array(fh, allow_pickle=False)[()]), str(path))
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, PlacerError, SyntaxError):
+    except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, PlacerError, SyntaxError, tokenize.TokenError):
         return None
     tag = meta.get("format") if isinstance(meta, dict) else None
     # any version of our own formats: the loader names the version it cannot read

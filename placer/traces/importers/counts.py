@@ -40,7 +40,7 @@ def _int_counts(path: Path, arrays: dict[str, np.ndarray], key: str, ndim: int) 
             raise PlacerError(f"{path}: '{key}' contains NaN or infinite values; fix the counts")
         if np.any(arr != np.round(arr)):
             raise PlacerError(f"{path}: '{key}' holds fractional counts; counts must be whole numbers")
-        if arr.size and np.abs(arr).max() >= 2**62:
+        if arr.size and np.abs(arr.astype(np.float64)).max() >= 2**62:
             raise PlacerError(f"{path}: '{key}' holds counts beyond 2^62; fix the counts")
     elif not np.issubdtype(arr.dtype, np.integer):
         raise PlacerError(f"{path}: '{key}' must hold numeric counts, got {arr.dtype}")
