@@ -52,7 +52,7 @@ from placer.solvers.bounds.combinatorial import b_matching_max, cut_bound, degre
 from placer.solvers.bounds.decomposition import Effort, split_cut_bound
 from placer.solvers.search.refine import single_thread_blas
 
-__all__ = ["lower_bound", "begin_bound", "finish_bound", "hop_levels", "keep_upper_bound", "b_matching_max"]
+__all__ = ["lower_bound", "proven_floor", "begin_bound", "finish_bound", "hop_levels", "keep_upper_bound", "b_matching_max"]
 
 # an ascent is skipped when its time slice cannot pay for this many evaluations
 MIN_EVALS = 20
@@ -143,6 +143,14 @@ def begin_bound(profile: Profile, topology: Topology, constraints: Constraints,
         pending.cuts[p] = [cut_bound(w, x.parts, x.size, within, R) for x in lv]
         pending.flows += 1
     return pending
+
+
+def proven_floor(pending: Pending) -> float:
+    """The bound ``pending`` proves already (flows and degree caps, no ascent): a search whose
+    objective reaches it has found an optimum and can stop."""
+    if pending.done is not None:
+        return pending.done[0]
+    return _bound_by(pending, -np.inf)[0]
 
 
 def finish_bound(pending: Pending, deadline: float) -> tuple[float, str]:

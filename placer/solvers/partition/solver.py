@@ -41,7 +41,7 @@ from placer.model.profile import Profile
 from placer.model.topology import Topology
 from placer.progress import progress
 from placer.solvers.base import Constraints, SolveResult, Status, param, register
-from placer.solvers.bounds import begin_bound, finish_bound
+from placer.solvers.bounds import begin_bound, finish_bound, proven_floor
 from placer.solvers.partition.starts import metis_degree, metis_start, random_start, replica_free_start
 from placer.solvers.search.feasible import check_cap_feasible, make_feasible
 from placer.solvers.search.lns import LnsStats, lns_round
@@ -102,10 +102,18 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
         starts, best_gpu, best_obj = _run_starts(prob, profile, topology, constraints, params, search_deadline,
                                                  advance)
     timings["starts_s"] = [s.pop("time_s") for s in starts]
-    search = _improve(prob, best_gpu, best_obj, params, constraints.seed, search_deadline)
+    if pending is not None and best_obj <= proven_floor(pending) * (1 + 1e-12):
+        # a start met the bound: it is optimal, and kicks until the limit would only make the
+        # result depend on the machine's speed
+        search = {"kicks": 0, "kicks_accepted": 0, "window_moves": 0, "window_moves_kept": 0,
+                  "stopped_by": "bound met", "objective": best_obj}
+    else:
+        search = _improve(prob, best_gpu, best_obj, params, constraints.seed, search_deadline)
     best_obj = search.pop("objective")
     tb = time.perf_counter()
-    bound, bound_name = finish_bound(pending, deadline) if params.bound else (None, None)
+    # nothing left to prove once the objective meets the bound: no ascents
+    bound, bound_name = finish_bound(pending, deadline if search["stopped_by"] != "bound met" else tb) \
+        if params.bound else (None, None)
     timings["bound_s"] = time.perf_counter() - tb
     ratios = prob.cap / np.where(prob.load.sum(1) > 0, prob.load.sum(1) / prob.G, np.inf)
     details = {"starts": starts, "best_start": int(np.argmin([s["objective"] for s in starts])),
