@@ -77,7 +77,10 @@ def mutate_array(data, arr: np.ndarray, form: str) -> Any:
     try:
         if op == "dtype":
             dt = data.draw(st.sampled_from(DTYPES))
-            return np.array(arr.tolist(), dtype=object) if dt == "O" else arr.astype(dt)
+            if dt == "O":
+                return np.array(arr.tolist(), dtype=object)
+            with np.errstate(invalid="ignore", over="ignore"):   # the mutation means to cast badly
+                return arr.astype(dt)
         if op == "shape":
             return data.draw(st.sampled_from([arr.ravel(), arr[None], arr[..., None], arr.T, arr.reshape(-1, arr.shape[-1])
                                               if arr.ndim else arr.ravel()]))
