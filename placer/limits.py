@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import os
 import re
+from typing import IO
+
+import numpy as np
 
 from placer.errors import PlacerError
 
@@ -85,3 +88,13 @@ def topology_bytes(num_gpus: int) -> int:
 # Layer numbers (MoE and decoder) beyond this are corrupt: no model has a million layers, and
 # a decoder layer count sizes SGLang's [H, P] map.
 MAX_LAYER_NUMBER = 2**20 - 1
+
+
+def npy_header(fh: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` that an ``.npy`` stream declares, read without its data
+    (the stream is left at the data), so a reader checks them against the budget before it
+    allocates. Raises what numpy's header parser raises on a cut or altered header (ValueError,
+    EOFError, SyntaxError, tokenize.TokenError): each reader turns that into its one line."""
+    version = np.lib.format.read_magic(fh)
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return reader(fh)

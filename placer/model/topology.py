@@ -169,11 +169,9 @@ def read_bandwidth_matrix(path: str | Path) -> np.ndarray:
 def _npy_matrix(path: Path, raw: bytes) -> np.ndarray:
     import io
 
-    from placer.limits import check_budget
+    from placer.limits import check_budget, npy_header
     fh = io.BytesIO(raw)
-    version = np.lib.format.read_magic(fh)
-    shape, _fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                              else np.lib.format.read_array_header_2_0)(fh)
+    shape, _fortran, dtype = npy_header(fh)
     if dtype.hasobject or dtype.kind not in "iuf" or len(shape) != 2:
         raise ValueError(f"the array is {dtype} of shape {list(shape)}, not a [G, G] matrix of numbers")
     check_budget(int(np.prod(shape, dtype=object)) * dtype.itemsize, f"{path}: a {list(shape)} matrix",

@@ -190,12 +190,10 @@ def _short(exc: BaseException) -> str:
 
 def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, mmap: bool, key: str) -> np.ndarray:
     """Read one ``.npy`` member; memory-map it when stored uncompressed and ``mmap`` is set."""
-    from placer.limits import check_budget
+    from placer.limits import check_budget, npy_header
 
     with zf.open(info) as fh:
-        version = np.lib.format.read_magic(fh)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(fh)
+        shape, fortran, dtype = npy_header(fh)
         header_len = fh.tell() if hasattr(fh, "tell") else None
     if dtype.hasobject:
         raise PlacerError(f"{path}: array '{key}' holds Python objects (pickle), which moe-place never loads; "

@@ -17,7 +17,7 @@ import numpy as np
 
 from placer.errors import PlacerError
 from placer.fileio import parse_json
-from placer.limits import JSON_EXPANSION, MAX_LAYER_NUMBER, check_budget, check_experts
+from placer.limits import JSON_EXPANSION, MAX_LAYER_NUMBER, check_budget, check_experts, npy_header
 from placer.model.fields import as_int, check_kind
 from placer.model.profile import PROFILE_FORMAT
 from placer.model.trace import Trace, id_dtype
@@ -168,9 +168,7 @@ def npy_from_bytes(raw: bytes, where: str) -> np.ndarray:
 
     fh = io.BytesIO(raw)
     try:
-        version = np.lib.format.read_magic(fh)
-        shape, _f, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                            else np.lib.format.read_array_header_2_0)(fh)
+        shape, _f, dtype = npy_header(fh)
         if dtype.hasobject or dtype.kind not in "biuf":
             raise ValueError(f"it holds {dtype}, not numbers")
         size = dtype.itemsize
@@ -211,9 +209,7 @@ def native_kind(path: Path) -> str | None:
             if "metadata.npy" not in zf.namelist():
                 return None
             with zf.open("metadata.npy") as fh:
-                version = np.lib.format.read_magic(fh)
-                shape, _f, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                    else np.lib.format.read_array_header_2_0)(fh)
+                shape, _f, dtype = npy_header(fh)
                 if shape != () or dtype.kind not in "US" or dtype.itemsize > 1 << 22:
                     return None
             with zf.open("metadata.npy") as fh:
