@@ -149,18 +149,25 @@ def solve_report(result: SolveResult, requested: str, topology: Topology, constr
 
 
 def time_against_baselines(data: Trace | Profile, placement: Placement, topology: Topology, spec: Any,
-                           step_s: float, comm: str = "ep") -> dict[str, Any]:
+                           step_s: float, comm: str = "ep", fit: Profile | None = None,
+                           cache: dict[tuple[int, str], float] | None = None) -> dict[str, Any]:
     """The step time of ``placement`` (``step_s``) beside the ``contiguous`` and ``eplb``
-    placements of the same slots (EPLB fitted on ``data``'s loads): seconds and ratios."""
+    placements of the same slots, scored on ``data``: seconds and ratios. EPLB is fitted on
+    ``fit``'s loads (default: ``data``'s); ``cache`` keeps the baselines' step times by
+    (replicas, name) across several placements scored alike."""
     from placer.cost.time import time_cost
     from placer.solvers.base import Constraints, solve
     from placer.traces.load import profile_of
 
-    profile = profile_of(data, coact=False, trans=False)
-    constraints = Constraints(replicas=placement.num_replicas)
+    R = placement.num_replicas
+    cache = {} if cache is None else cache
     out: dict[str, Any] = {}
     for name in ("contiguous", "eplb"):
-        base = solve(name, profile, topology, constraints).placement
-        t = time_cost(data, base, topology, spec, comm).step_s
+        if (R, name) not in cache:
+            if fit is None:
+                fit = profile_of(data, coact=False, trans=False)
+            base = solve(name, fit, topology, Constraints(replicas=R)).placement
+            cache[R, name] = time_cost(data, base, topology, spec, comm).step_s
+        t = cache[R, name]
         out[name] = {"step_s": t, "ratio": step_s / t if t > 0 else None}
     return out

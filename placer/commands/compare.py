@@ -160,24 +160,16 @@ def _in_sample_warnings(entries: list[dict[str, Any]], full: Any, data: Any, spl
 
 def _time_against_baselines(entries: list[dict[str, Any]], data: Any, fit_profile: Any, topo: Any, step: Any) -> None:
     """Each placement's predicted step time beside contiguous's and EPLB's of the same replicas
-    (``time.baselines``, as ``evaluate`` reports them), the baselines fitted on ``fit_profile`` as
-    the solver names are (so an ``eplb`` item is 1.000x EPLB), scored on ``data``."""
-    from placer.cost.time import time_cost
-    from placer.solvers.base import Constraints, solve
+    (``time.baselines``, as ``evaluate`` reports them), the baselines fitted on ``fit_profile()``
+    as the solver names are (so an ``eplb`` item is 1.000x EPLB), scored on ``data``."""
+    from placer.analysis.report import time_against_baselines
 
     cache: dict[tuple[int, str], float] = {}
     for e in entries:
         tm = e["result"].get("time", {})
-        if "step_s" not in tm:
-            continue
-        R = e["placement"].num_replicas
-        tm["baselines"] = {}
-        for name in ("contiguous", "eplb"):
-            if (R, name) not in cache:
-                base = solve(name, fit_profile(), topo, Constraints(replicas=R)).placement
-                cache[R, name] = time_cost(data, base, topo, step).step_s
-            t = cache[R, name]
-            tm["baselines"][name] = {"step_s": t, "ratio": tm["step_s"] / t if t > 0 else None}
+        if "step_s" in tm:
+            tm["baselines"] = time_against_baselines(data, e["placement"], topo, step, tm["step_s"],
+                                                     fit=fit_profile(), cache=cache)
 
 
 def _unique(names: list[str]) -> list[str]:

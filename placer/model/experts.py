@@ -47,23 +47,31 @@ class ExpertShape:
         if self.shared_intermediate_size < 0:
             raise PlacerError(f"expert shape: shared_intermediate_size must be >= 0, got {self.shared_intermediate_size}")
 
+    def _ffn_flops(self, intermediate: int) -> float:
+        return 2.0 * self.matrices * self.hidden_size * intermediate
+
+    def _ffn_bytes(self, intermediate: int) -> float:
+        return self.matrices * self.hidden_size * intermediate * self.weight_bytes
+
     @property
     def flops_per_pick(self) -> float:
         """FLOPs one routed pick costs its expert: ``2 * matrices * H * I``."""
-        return 2.0 * self.matrices * self.hidden_size * self.intermediate_size
+        return self._ffn_flops(self.intermediate_size)
 
     @property
     def expert_bytes(self) -> float:
-        """Bytes of one routed expert's weights in one layer."""
-        return self.matrices * self.hidden_size * self.intermediate_size * self.weight_bytes
+        """Bytes of one routed expert's weights in one layer: ``matrices * H * I * weight_bytes``."""
+        return self._ffn_bytes(self.intermediate_size)
 
     @property
     def shared_flops_per_token(self) -> float:
-        return 2.0 * self.matrices * self.hidden_size * self.shared_intermediate_size
+        """FLOPs of the shared experts per token (their summed intermediate size)."""
+        return self._ffn_flops(self.shared_intermediate_size)
 
     @property
     def shared_bytes(self) -> float:
-        return self.matrices * self.hidden_size * self.shared_intermediate_size * self.weight_bytes
+        """Bytes of the shared experts' weights in one layer."""
+        return self._ffn_bytes(self.shared_intermediate_size)
 
     def describe(self) -> dict:
         return dataclasses.asdict(self)
