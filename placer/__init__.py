@@ -6,7 +6,12 @@ data model classes below load on first use, so the CLI can set up its signal han
 (:mod:`placer.interrupt`) before any library starts a thread.
 """
 
-from placer.errors import PlacerError
+import time as _time
+
+# when the command started, for --time-limit (placer.budget): the first thing this package does
+STARTED = _time.perf_counter()
+
+from placer.errors import PlacerError  # noqa: E402
 
 __version__ = "0.1.0"
 

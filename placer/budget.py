@@ -1,29 +1,18 @@
-"""The wall-clock budget of a command: ``--time-limit`` counts from the process start to the file
-written, so the search gets what reading, profiling and scoring leave.
+"""The wall-clock budget of a command: ``--time-limit`` counts from the command's start to the
+file written, so the search gets what reading, profiling and scoring leave.
 
-The start is the process's own start time (Linux ``/proc/self/stat``, so Python's start-up and the
-imports count too); elsewhere the moment the budget is made. Times are ``time.perf_counter()``
-values.
+The start is when the ``placer`` package is first imported (:data:`placer.STARTED`, the first
+thing a ``moe-place`` process runs), so every import counts; only the interpreter's own start-up
+before it (tens of milliseconds) does not. Not the process's start time from ``/proc``: a shell
+that runs a command line's last program replaces itself by it (``exec``), and the process keeps
+the shell's start time, so ``bash -c "pip install -e . && moe-place solve ..."`` counted the whole
+install against the limit. Times are ``time.perf_counter()`` values.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-
-
-def process_age() -> float:
-    """Seconds since this process started (0.0 where the system does not say)."""
-    try:
-        with open("/proc/self/stat") as fh:
-            stat = fh.read()
-        with open("/proc/uptime") as fh:
-            uptime = float(fh.read().split()[0])
-        start_ticks = int(stat[stat.rfind(")") + 2:].split()[19])
-        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 @dataclass(frozen=True)
@@ -34,8 +23,10 @@ class Budget:
     start: float
 
     @classmethod
-    def since_process_start(cls, limit: float) -> "Budget":
-        return cls(float(limit), time.perf_counter() - process_age())
+    def since_start(cls, limit: float) -> "Budget":
+        """``limit`` seconds from the command's start (:data:`placer.STARTED`)."""
+        import placer
+        return cls(float(limit), placer.STARTED)
 
     @property
     def deadline(self) -> float:

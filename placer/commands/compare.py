@@ -56,7 +56,7 @@ def command(trace: str, items: tuple[str, ...], gpus: int | None, replicas: str,
     from placer.solvers.replicate import replicas_for
     from placer.traces.load import load_input, profile_of
 
-    budget = Budget.since_process_start(time_limit)
+    budget = Budget.since_start(time_limit)
     full = load_input([trace], **load_kwargs(kw))
     data = split_part(full, split, holdout, trace)
     fit = fit or ("train" if split == "test" else split)

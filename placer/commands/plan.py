@@ -110,7 +110,7 @@ def command(trace_path: str, gpus: list[int], gpus_per_node: int | None, inter_n
     from placer.budget import Budget
     from placer.traces.load import load_trace
 
-    budget = Budget.since_process_start(time_limit)
+    budget = Budget.since_start(time_limit)
 
     if expert_bytes is not None and expert_params is not None:
         raise PlacerError("give --expert-bytes or --expert-params, not both")

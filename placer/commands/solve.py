@@ -78,7 +78,7 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
     from placer.solvers.exact.models import gpu_load_caps
     from placer.traces.load import load_input, profile_of, top1_fallback
 
-    budget = Budget.since_process_start(time_limit)
+    budget = Budget.since_start(time_limit)
     constraints = Constraints(replicas=replicas_for(replicas, gpus), max_imbalance=max_imbalance, cost=cost,
                               time_limit=time_limit, seed=seed, backend=backend, threads=threads)
     # an unknown solver or parameter fails before the trace is read
