@@ -115,8 +115,9 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
         notes.append("step time from loads only: each GPU's expert time is scored from the loads, the ep all-to-all "
                      "is estimated as if a token's picks were independent (no co-activation counts); traffic "
                      "metrics are not scored")
-    score_train, score_test, scored = scoring_parts(train, test, SCORE_SHARE * time_limit)
-    reserve = scoring_seconds(score_train, score_test) + WRITE_MARGIN_S
+    score_train, score_test, scored = scoring_parts(train, test, SCORE_SHARE * time_limit, constraints.replicas,
+                                                    step is not None)
+    reserve = scoring_seconds(score_train, score_test, constraints.replicas, step is not None) + WRITE_MARGIN_S
     search = dataclasses.replace(constraints, time_limit=max(MIN_SEARCH_S, budget.left(reserve)))
     with progress(f"solving ({solver})"):
         if objective == "time":

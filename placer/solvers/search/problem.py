@@ -203,6 +203,20 @@ def window_cost(prob: Problem, gpu: np.ndarray, lo: int, hi: int) -> float:
     return float(pair_cut_per_layer(prob.C[lo:hi], replica_gpus_of(prob, gpu, lo, hi), prob.hop).sum())
 
 
+def from_placement(prob: Problem, placement: Placement) -> np.ndarray:
+    """``gpu [L, P]``: the layout of ``placement`` (the inverse of :func:`to_placement`); its
+    copies per expert must be the problem's ``cnt``."""
+    slot_gpu = np.arange(prob.P) // prob.S
+    gpu = np.empty((prob.L, prob.P), np.int64)
+    for l in range(prob.L):
+        order = np.lexsort((slot_gpu, placement.phy2log[l]))
+        if not np.array_equal(placement.phy2log[l][order], prob.inst_expert[l]):
+            raise PlacerError(f"the placement's copies per expert at MoE layer {l} are not the ones the search "
+                              f"derives from the loads")
+        gpu[l] = slot_gpu[order]
+    return gpu
+
+
 def to_placement(prob: Problem, gpu: np.ndarray) -> Placement:
     """Slots of each GPU hold its instances in ascending expert id (deterministic phy2log)."""
     phy = np.stack([prob.inst_expert[l][np.lexsort((prob.inst_expert[l], gpu[l]))] for l in range(prob.L)])
