@@ -80,3 +80,6 @@ def test_worst_case_over_windows_picks_the_least_worst_ratio_and_keeps_eplb_bala
     assert min(out.values(), key=lambda r: r["worst_ratio"])["max_imbalance"] == 1.02
     kept = {(r["candidate"], r["max_imbalance"]) for r in worst_case(rows, 2, replicas=True)}
     assert kept == {("eplb", None), ("partition", 1.02)}                  # worst 1.05 <= EPLB's 1.06
+    # rebalanced candidates of the solver are exempt from the veto; contiguous is not
+    kept = {(r["candidate"], r["max_imbalance"]) for r in worst_case(rows, 2, replicas=True, exempt="partition")}
+    assert kept == {("eplb", None), ("partition", 1.02), ("partition", 1.1)}
