@@ -51,6 +51,29 @@ def solve(trace: Path, model: str, gpus: int, replicas: bool, phase: str, args, 
     return json.loads(proc.stdout)
 
 
+def rescore(report: dict, trace: Path, model: str, gpus: int, replicas: bool, phase: str, args, out: Path) -> dict:
+    """The report's metrics on every held-out token: ``solve`` scores a sample where scoring all
+    of them would not fit its time limit (``metrics_scored_on``); the benchmark wants them all.
+    The baselines are refitted as ``solve`` fits them (on the training half's profile)."""
+    from placer.analysis.report import metrics_table
+    from placer.commands.options import step_spec
+    from placer.model.placement import Placement
+    from placer.model.topology import Topology
+    from placer.solvers.base import Constraints, solve as solve_with
+    from placer.traces.load import load_input, profile_of
+
+    train, test = load_input(trace).split(0.5)
+    profile = profile_of(train, coact=True)
+    topology = Topology.for_cluster(gpus)
+    cons = Constraints(replicas=gpus if replicas else 0, cost="ep", time_limit=args.time_limit)
+    placements = {"solution": Placement.load(out)}
+    for name in ("contiguous", "eplb"):
+        placements[name] = solve_with(name, profile, topology, cons).placement
+    spec = step_spec(args.hardware, model, None, None, 2, phase, None)
+    return {**report, "metrics": metrics_table(placements, topology, train, test, spec, "ep"),
+            "input": {**report["input"], "held_out_tokens": test.num_tokens}}
+
+
 def row(report: dict, model: str, phase: str) -> dict:
     T = report["input"]["held_out_tokens"]
     per_copy = PHASES[phase] / T * HIDDEN[model] * 2 * 2
@@ -102,6 +125,9 @@ def main() -> None:
                             rows.append({**key, "missing": rep["error"]})
                             print(f"| {name} | {g} | {key['replicas']} | {phase} | error: {rep['error']} |||||")
                             continue
+                        if "metrics_scored_on" in rep:
+                            rep = rescore(rep, args.traces / name, model, g, replicas, phase, args, Path(tmp) / "p.json")
+                            key["rescored"] = True
                         r = {**key, **row(rep, model, phase)}
                         s, c, e = r["solution"], r["contiguous"], r["eplb"]
                         better = min(c["step_ms"], e["step_ms"])

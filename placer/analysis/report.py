@@ -46,25 +46,27 @@ SCORE_PICKS_PER_S = 5e6
 SCORE_SHARE = 0.25          # of --time-limit that scoring the solution and two baselines may take
 
 
-def scoring_seconds(train: Trace | Profile, test: Trace | None, replicas: int = 0, step: bool = False) -> float:
+def scoring_seconds(train: Trace | Profile, test: Trace | None, replicas: int = 0, step: bool = False,
+                    num_gpus: int = 1) -> float:
     """Predicted seconds to score three placements on ``train`` and ``test`` (all tokens), with
-    ``replicas`` redundant experts a layer and (``step``) the step-time model.
+    ``replicas`` redundant experts a layer, on ``num_gpus`` GPUs, and (``step``) the step time.
 
-    Replicas make each token's cover dearer and the step-time model adds its traffic matrix:
-    measured on ESFT (2 cores), with the step time 16 replicas took 3.5x the replica-free
-    figure and 8 replicas 1.4x (``R / 4 - 0.5``); without it, 1.65x less.
+    The step-time model with replicas counts each token's traffic matrix over the GPUs: on ESFT
+    (2 cores) it took 0.85x, 1.4x and 5.3x of :data:`SCORE_PICKS_PER_S` at 4, 8 and 16 GPUs with
+    one replica per GPU, hence ``1.4 (G / 8)^2``. Without the step time the rate holds within
+    2x (ESFT, 16 GPUs, 1x: 1.9x; DeepSeek-V3 shape, 64 GPUs, 64 replicas: 0.7x).
     """
     picks = sum(d.num_tokens * d.num_layers * d.top_k for d in (train, test) if isinstance(d, Trace))
-    factor = max(1.0, (replicas / 4 - 0.5) / (1.0 if step else 1.65))
+    factor = max(1.0, 1.4 * (num_gpus / 8) ** 2) if step and replicas else 1.0
     return 3 * picks * factor / SCORE_PICKS_PER_S
 
 
-def scoring_parts(train: Trace | Profile, test: Trace | None, seconds: float, replicas: int = 0, step: bool = False
-                  ) -> tuple[Trace | Profile, Trace | None, dict[str, Any] | None]:
+def scoring_parts(train: Trace | Profile, test: Trace | None, seconds: float, replicas: int = 0, step: bool = False,
+                  num_gpus: int = 1) -> tuple[Trace | Profile, Trace | None, dict[str, Any] | None]:
     """The parts to score within ``seconds``: all tokens when that fits, else the same share of
     each part's sequences, evenly spread (deterministic), and a note of what was scored
-    (``replicas``, ``step``: as :func:`scoring_seconds`)."""
-    need = scoring_seconds(train, test, replicas, step)
+    (``replicas``, ``step``, ``num_gpus``: as :func:`scoring_seconds`)."""
+    need = scoring_seconds(train, test, replicas, step, num_gpus)
     if need <= seconds:
         return train, test, None
     share = max(seconds, 0.0) / need
@@ -88,12 +90,20 @@ def metrics_table(placements: dict[str, Placement], topology: Topology, train: T
 
 def trace_digest(trace: Trace) -> str:
     """A short SHA-256 of a trace's routing (``expert_ids [L, T, K]`` and the sequence offsets):
-    the same tokens give the same digest, whatever file or format held them."""
+    the same tokens give the same digest, whatever file or format held them.
+
+    The ids are hashed in the smallest dtype that holds ``num_experts`` (the one the trace files
+    store), a layer at a time and without a copy where the file already holds that dtype: as
+    int64 a million DeepSeek-V3-shape tokens took 6.8 s of a 20 s budget (3.7 GB hashed).
+    """
     import hashlib
 
+    from placer.model.trace import id_dtype
+
+    dt = id_dtype(trace.num_experts)
     h = hashlib.sha256(str(trace.expert_ids.shape).encode())
     for layer in trace.expert_ids:      # a layer at a time: no copy of the whole array
-        h.update(np.ascontiguousarray(layer, dtype=np.int64).tobytes())
+        h.update(memoryview(np.ascontiguousarray(layer, dtype=dt)).cast("B"))
     h.update(np.asarray(trace.offsets, dtype=np.int64).tobytes())
     return h.hexdigest()[:16]
 

@@ -116,8 +116,8 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
                      "is estimated as if a token's picks were independent (no co-activation counts); traffic "
                      "metrics are not scored")
     score_train, score_test, scored = scoring_parts(train, test, SCORE_SHARE * time_limit, constraints.replicas,
-                                                    step is not None)
-    reserve = scoring_seconds(score_train, score_test, constraints.replicas, step is not None) + WRITE_MARGIN_S
+                                                    step is not None, gpus)
+    reserve = scoring_seconds(score_train, score_test, constraints.replicas, step is not None, gpus) + WRITE_MARGIN_S
     search = dataclasses.replace(constraints, time_limit=max(MIN_SEARCH_S, budget.left(reserve)))
     with progress(f"solving ({solver})"):
         if objective == "time":
