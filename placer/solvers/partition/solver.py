@@ -125,6 +125,8 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
                        timings=timings, notes=[TIME_LIMIT_NOTE.format(**search)] if search["stopped_by"] == "time limit" else [])
 
 
+REPLICA_FREE_SHARE = 0.4    # of the search's time left, for the replica-free start's own refinement
+
 TIME_LIMIT_NOTE = ("the time limit stopped the search (after {kicks} kicks): the result depends on this machine's speed; "
                    "--param kicks=N stops on a count instead, the same for a given --seed on any machine")
 
@@ -174,7 +176,12 @@ def _start(prob: Problem, profile: Profile, topology: Topology, constraints: Con
     """``(kind, gpu [L, P])`` of start k: with replicas the replica-free solution (fast) first,
     METIS on the larger instance graph second; random starts after METIS."""
     if k == 0 and prob.replicated:
-        gpu = replica_free_start(prob, profile, topology, constraints, deadline, params.replica_imbalance)
+        # its refinement without replicas converges early on small instances; on large ones it
+        # would take the whole search (DeepSeek-V3 shape, 64 replicas: 0 sweeps left for the
+        # capped refinement after it), so it stops at a share of what is left
+        now = time.perf_counter()
+        gpu = replica_free_start(prob, profile, topology, constraints, now + REPLICA_FREE_SHARE * max(0.0, deadline - now),
+                                 params.replica_imbalance)
         if gpu is not None:
             return "replica-free", gpu
     if k == (1 if prob.replicated else 0) and params.metis and prob.G > 1:
