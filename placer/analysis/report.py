@@ -54,10 +54,13 @@ def scoring_seconds(train: Trace | Profile, test: Trace | None, replicas: int = 
     The step-time model with replicas counts each token's traffic matrix over the GPUs: on ESFT
     (2 cores) it took 0.85x, 1.4x and 5.3x of :data:`SCORE_PICKS_PER_S` at 4, 8 and 16 GPUs with
     one replica per GPU, hence ``1.4 (G / 8)^2``. Without the step time the rate holds within
-    2x (ESFT, 16 GPUs, 1x: 1.9x; DeepSeek-V3 shape, 64 GPUs, 64 replicas: 0.7x).
+    2x up to 64 GPUs (ESFT, 16 GPUs, 1x: 1.9x; DeepSeek-V3 shape, 64 GPUs, 64 replicas: 0.7x);
+    beyond, each token's cover searches more GPUs (128 GPUs, 128 replicas: 1.7x), hence G / 64.
     """
     picks = sum(d.num_tokens * d.num_layers * d.top_k for d in (train, test) if isinstance(d, Trace))
-    factor = max(1.0, 1.4 * (num_gpus / 8) ** 2) if step and replicas else 1.0
+    factor = 1.0
+    if replicas:
+        factor = max(1.0, 1.4 * (num_gpus / 8) ** 2) if step else max(1.0, num_gpus / 64)
     return 3 * picks * factor / SCORE_PICKS_PER_S
 
 

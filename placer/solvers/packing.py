@@ -43,7 +43,7 @@ def balanced_packing(weight: np.ndarray, num_packs: int, labels: np.ndarray | No
         bins = DistinctBins(num_packs, per_pack, lab, w[x])
         lightest = lambda cand: min(cand, key=bins.load.__getitem__)  # noqa: E731  first on ties
         for item in np.argsort(-w[x], kind="stable"):
-            bins.put(int(item), lightest)
+            bins.put_lightest(int(item), lightest)
         for b, its in enumerate(bins.items):
             pack_index[x, its] = b
             rank_in_pack[x, its] = np.arange(len(its))
@@ -55,7 +55,8 @@ class DistinctBins:
 
     ``label [N]`` is each item's logical expert, ``weight [N]`` its load (token picks); the bins
     keep their item lists, label sets and total weights up to date, so a greedy that places N
-    items costs O(N * bins).
+    items costs O(N * bins), in numpy (``count``, ``load`` and ``has [labels, bins]`` mirror the
+    lists: a Python scan of the bins for each item took 4 s of EPLB at 128 GPUs).
     """
 
     def __init__(self, num_bins: int, capacity: int, label: Sequence[int], weight: Sequence[float] | None = None):
@@ -64,17 +65,34 @@ class DistinctBins:
         self.weight = np.zeros(len(self.label)) if weight is None else np.asarray(weight, np.float64)
         self.items: list[list[int]] = [[] for _ in range(num_bins)]
         self.held: list[set[int]] = [set() for _ in range(num_bins)]
-        self.load = [0.0] * num_bins
+        self.load = np.zeros(num_bins)
+        self.count = np.zeros(num_bins, np.int64)
+        self.has = np.zeros((int(self.label.max(initial=-1)) + 1, num_bins), bool)
 
     def add(self, b: int, item: int) -> None:
         self.items[b].append(item)
-        self.held[b].add(int(self.label[item]))
+        lab = int(self.label[item])
+        self.held[b].add(lab)
+        self.has[lab, b] = True
+        self.count[b] += 1
         self.load[b] += float(self.weight[item])
+
+    def _mask(self, item: int) -> np.ndarray:
+        return (self.count < self.capacity) & ~self.has[int(self.label[item])]
 
     def allowed(self, item: int) -> list[int]:
         """Bins with room that do not hold ``item``'s label, in bin order."""
-        lab = int(self.label[item])
-        return [b for b, its in enumerate(self.items) if len(its) < self.capacity and lab not in self.held[b]]
+        return np.flatnonzero(self._mask(item)).tolist()
+
+    def put_lightest(self, item: int, lightest: Callable[[list[int]], int]) -> int:
+        """:meth:`put` into the lightest allowed bin (the first on ties), ``lightest`` being that
+        rule on a list, for the repair."""
+        ok = self._mask(item)
+        if not ok.any():
+            return self.put(item, lightest)
+        b = int(np.argmin(np.where(ok, self.load, np.inf)))
+        self.add(b, item)
+        return b
 
     def put(self, item: int, choose: Callable[[list[int]], int]) -> int:
         """Put ``item`` in ``choose(allowed bins)``; if no bin qualifies, make room by one swap.
@@ -111,5 +129,7 @@ class DistinctBins:
         self.items[q][pos] = item
         self.held[q].discard(olab)
         self.held[q].add(lab)
+        self.has[olab, q] = False
+        self.has[lab, q] = True
         self.load[q] += float(self.weight[item] - self.weight[other])
         return q

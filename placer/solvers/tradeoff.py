@@ -171,11 +171,21 @@ def solve_step_time(name: str, train: Trace | Profile, profile: Profile, topolog
                "solver_details": result.details}
     where = f"{len(windows)} validation window(s)" if windows else "the profile"
     return SolveResult(result.placement, result.solver, Status.HEURISTIC, objective_name(spec, comm),
-                       objective=step.step_s, details=details, notes=result.notes,
+                       objective=step.step_s, details=details, notes=result.notes + _drift_note(drift),
                        timings={**result.timings, "tradeoff_s": time.perf_counter() - t0},
                        choice=f"{best['candidate']} with max-imbalance {best['max_imbalance']}: the least worst-case "
                               f"predicted step time against the better baseline on {where}, of {len(scored)} "
                               f"candidates")
+
+
+def _drift_note(drift: dict | None) -> list[str]:
+    if not drift:
+        return []
+    return [f"rebalanced against drift: {drift['swaps']} swaps lowered the busiest GPU over {drift['windows']} "
+            f"resampled windows of the training sequences from {drift['score_before']:.3f} to "
+            f"{drift['score_after']:.3f} x the mean (worst layer), "
+            + ("keeping each layer at most as imbalanced in sample as EPLB" if drift["cap_met"]
+               else "but some layer stayed less balanced in sample than EPLB")]
 
 
 def worst_case(rows: list[dict[str, Any]], num_folds: int, replicas: bool,

@@ -133,5 +133,6 @@ def test_step_time_with_replicas_is_never_less_balanced_than_eplb_in_sample_on_a
     assert res.details["chosen"]["candidate"] == "partition"
     drift = res.details["drift"]
     assert drift["cap_met"] and drift["windows"] == 16 and drift["score_after"] <= drift["score_before"]
+    assert any(n.startswith("rebalanced against drift") and "as EPLB" in n for n in res.notes)
     rows = [r for r in res.details["tradeoff"] if r.get("candidate") == "partition" and "step_s" in r]
     assert rows and all("drift_swaps" in r for r in rows), "every scored candidate was rebalanced as the refit is"

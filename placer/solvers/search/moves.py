@@ -107,23 +107,26 @@ def replica_rows(prob: Problem, gpu: np.ndarray, l: int, rows: np.ndarray, Wn: n
         cost[rows[sl]] = np.einsum("xn,xng->xg", Wn[ie[rows[sl]]], near)
 
 
-def pair_deltas(cost: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``[P, P]``: ``D[a, g_b] + D[b, g_a]``, the summed move costs of swapping instances a and b
-    (``cost [P, G]`` from :func:`move_costs`, ``g [P]`` the layer's GPUs)."""
+def pair_deltas(cost: np.ndarray, g: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``[P, P]`` (``[A, P]`` for instances ``rows``): ``D[a, g_b] + D[b, g_a]``, the summed move
+    costs of swapping instances a and b (``cost [P, G]`` from :func:`move_costs`, ``g [P]`` the
+    layer's GPUs)."""
     D = cost - cost[np.arange(len(g)), g][:, None]
-    M = D[:, g]
-    return M + M.T
+    if rows is None:
+        M = D[:, g]
+        return M + M.T
+    return D[rows][:, g] + D[:, g[rows]].T
 
 
-def duplicate_mask(prob: Problem, g: np.ndarray, ie: np.ndarray) -> np.ndarray:
-    """``[P, P]`` bool: swaps that move nothing (same GPU, same expert) or, with replicas, put
-    a second copy of an expert on a GPU."""
-    bad = (g[:, None] == g[None, :]) | (ie[:, None] == ie[None, :])
+def duplicate_mask(prob: Problem, g: np.ndarray, ie: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``[P, P]`` bool (``[A, P]`` for instances ``rows``): swaps that move nothing (same GPU,
+    same expert) or, with replicas, put a second copy of an expert on a GPU."""
+    r = np.arange(len(g)) if rows is None else rows
+    bad = (g[r][:, None] == g[None, :]) | (ie[r][:, None] == ie[None, :])
     if prob.replicated:
         has = np.zeros((prob.E, prob.G), bool)
         has[ie, g] = True
-        hb = has[ie][:, g]                       # [a, b]: expert(a) already on gpu(b)
-        bad |= hb | hb.T
+        bad |= has[ie[r]][:, g] | has[ie][:, g[r]].T     # expert(a) on gpu(b), expert(b) on gpu(a)
     return bad
 
 
