@@ -201,7 +201,7 @@ def _run_starts(prob: Problem, profile: Profile, topology: Topology, constraints
             break
         ts = time.perf_counter()
         kind, gpu = _start(prob, profile, topology, constraints, params, k, deadline)
-        make_feasible(prob, gpu, deadline)
+        make_feasible(prob, gpu)
         start_obj = objective(prob, gpu)
         sweeps = refine(prob, gpu, deadline)
         obj = objective(prob, gpu)

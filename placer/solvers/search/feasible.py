@@ -10,8 +10,6 @@ stale while the repair runs).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from placer.errors import PlacerError
@@ -130,16 +128,9 @@ def meet_cap(prob: Problem, gpu: np.ndarray, l: int) -> bool:
     return fix_cap(prob, gpu, l)
 
 
-def make_feasible(prob: Problem, gpu: np.ndarray, deadline: float | None = None) -> None:
-    """Exact balance, distinct replica GPUs and the load cap in every layer, in place.
-
-    Past ``deadline`` the remaining layers take EPLB's packing directly: the swaps of
-    :func:`fix_cap` price P x P pairs per step and at 128 GPUs with 128 replicas took 15 s of a
-    20 s limit, where the packing takes a tenth of a second a layer and meets the cap at once.
-    """
+def make_feasible(prob: Problem, gpu: np.ndarray) -> None:
+    """Exact balance, distinct replica GPUs and the load cap in every layer, in place."""
     for l in range(prob.L):
-        if deadline is not None and time.perf_counter() > deadline and np.isfinite(prob.cap[l]):
-            gpu[l] = packed_layer(prob, l)
         repair_counts(prob, gpu, l)
         fix_duplicates(prob, gpu, l)
         if not meet_cap(prob, gpu, l):
