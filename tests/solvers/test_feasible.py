@@ -10,7 +10,7 @@ from placer.model.profile import Profile
 from placer.model.topology import Topology
 from placer.solvers.base import Constraints
 from placer.solvers.search.feasible import make_feasible
-from placer.solvers.search.moves import duplicate_mask, move_costs, pair_deltas
+from placer.solvers.search.moves import duplicate_mask, move_costs, pair_deltas, swap_gains, swapped_loads
 from placer.solvers.search.problem import build_problem, layer_loads, to_placement
 from support.generate import random_trace
 
@@ -33,6 +33,11 @@ def test_row_restricted_prices_equal_the_full_matrices():
         np.testing.assert_allclose(pair_deltas(cost, gpu[1], rows), pair_deltas(cost, gpu[1])[rows])
         ie = prob.inst_expert[1]
         np.testing.assert_array_equal(duplicate_mask(prob, gpu[1], ie, rows), duplicate_mask(prob, gpu[1], ie)[rows])
+        full, part = swapped_loads(prob, 1, gpu[1]), swapped_loads(prob, 1, gpu[1], rows)
+        np.testing.assert_array_equal(part[1], full[1][rows])
+        np.testing.assert_array_equal(part[2], full[2][rows])
+        prob.cap[:] = 1.2 * prob.load.sum(1) / prob.G           # the cap's mask too
+        np.testing.assert_array_equal(swap_gains(prob, gpu, 1, cost, rows), swap_gains(prob, gpu, 1, cost)[rows])
 
 
 def test_repair_of_a_load_blind_layout_meets_every_constraint():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from placer.errors import PlacerError
-from placer.solvers.search.moves import duplicate_mask, move_costs, pair_deltas
+from placer.solvers.search.moves import duplicate_mask, move_costs, pair_deltas, swapped_loads
 from placer.solvers.search.problem import Problem, layer_loads, packed_layer
 
 
@@ -92,7 +92,6 @@ def fix_cap(prob: Problem, gpu: np.ndarray, l: int) -> bool:
     if not np.isfinite(cap):
         return True
     ie = prob.inst_expert[l]
-    ld = prob.inst_load[l]
     cost = None
     for _ in range(prob.P * 4):
         g = gpu[l]
@@ -100,8 +99,7 @@ def fix_cap(prob: Problem, gpu: np.ndarray, l: int) -> bool:
         if loads.max() <= cap:
             return True
         rows = np.flatnonzero(loads[g] > cap)
-        diff = ld[None, :] - ld[rows, None]              # [a, b]: load_b - load_a
-        new_a, new_b = loads[g[rows]][:, None] + diff, loads[g][None, :] - diff
+        _, new_a, new_b = swapped_loads(prob, l, g, rows)
         exc = np.maximum(loads - cap, 0.0)
         change = (np.maximum(new_a - cap, 0) + np.maximum(new_b - cap, 0)
                   - exc[g[rows]][:, None] - exc[g][None, :])

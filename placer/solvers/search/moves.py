@@ -130,25 +130,29 @@ def duplicate_mask(prob: Problem, g: np.ndarray, ie: np.ndarray, rows: np.ndarra
     return bad
 
 
-def swapped_loads(prob: Problem, l: int, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def swapped_loads(prob: Problem, l: int, g: np.ndarray, rows: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(loads [G], new_a [P, P], new_b [P, P])``: GPU loads of layer l, and the loads of a's and
-    b's GPUs after swapping instances a and b."""
+    b's GPUs after swapping instances a and b (``[A, P]`` for instances a in ``rows``)."""
     loads = layer_loads(prob, l, g)
     ld = prob.inst_load[l]
-    diff = ld[None, :] - ld[:, None]              # [a, b]: load_b - load_a
-    return loads, loads[g][:, None] + diff, loads[g][None, :] - diff
+    r = slice(None) if rows is None else rows
+    diff = ld[None, :] - ld[r, None]              # [a, b]: load_b - load_a
+    return loads, loads[g[r]][:, None] + diff, loads[g][None, :] - diff
 
 
-def swap_gains(prob: Problem, gpu: np.ndarray, l: int, cost: np.ndarray) -> np.ndarray:
-    """``[P, P]`` objective change of swapping instances a and b (inf where not allowed)."""
+def swap_gains(prob: Problem, gpu: np.ndarray, l: int, cost: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``[P, P]`` objective change of swapping instances a and b (inf where not allowed);
+    ``[A, P]`` for instances a in ``rows``."""
     g = gpu[l]
     ie = prob.inst_expert[l]
-    delta = pair_deltas(cost, g)
+    r = slice(None) if rows is None else rows
+    delta = pair_deltas(cost, g, rows)
     if prob.C is not None:
-        delta += 2.0 * prob.C[l][np.ix_(ie, ie)] * prob.move_hop[np.ix_(g, g)]
-    bad = duplicate_mask(prob, g, ie)
+        delta += 2.0 * prob.C[l][np.ix_(ie[r], ie)] * prob.move_hop[np.ix_(g[r], g)]
+    bad = duplicate_mask(prob, g, ie, rows)
     if np.isfinite(prob.cap[l]):
-        _, new_a, new_b = swapped_loads(prob, l, g)
+        _, new_a, new_b = swapped_loads(prob, l, g, rows)
         bad |= (new_a > prob.cap[l]) | (new_b > prob.cap[l])
     delta[bad] = np.inf
     return delta

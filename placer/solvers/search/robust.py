@@ -61,13 +61,16 @@ def _peak_after(gl: np.ndarray, per: np.ndarray, g: np.ndarray, g0: int, rows: n
     return np.maximum(np.maximum(new_a, new_b), rest[:, None, :]).max(0)
 
 
+def _window_gpu_loads(prob: Problem, g: np.ndarray, per: np.ndarray) -> np.ndarray:
+    """``[K, G]`` each window's GPU loads for the layer's GPUs ``g [P]`` and ``per [K, P]``."""
+    return np.stack([np.bincount(g, weights=w, minlength=prob.G) for w in per])
+
+
 def layer_scores(prob: Problem, gpu: np.ndarray, window_loads: np.ndarray) -> np.ndarray:
     """``[L]`` each layer's peak over the windows for layout ``gpu``."""
     out = np.empty(prob.L)
     for l in range(prob.L):
-        per = instance_window_loads(prob, window_loads, l)
-        gl = np.stack([np.bincount(gpu[l], weights=w, minlength=prob.G) for w in per])
-        out[l] = gl.max()
+        out[l] = _window_gpu_loads(prob, gpu[l], instance_window_loads(prob, window_loads, l)).max()
     return out
 
 
@@ -85,14 +88,14 @@ def balance_windows(prob: Problem, gpu: np.ndarray, window_loads: np.ndarray, de
             if time.perf_counter() > deadline:
                 return swaps
             g = gpu[l]
-            gl = np.stack([np.bincount(g, weights=w, minlength=prob.G) for w in per])
+            gl = _window_gpu_loads(prob, g, per)
             # only a swap out of the peak GPU can lower the peak
             g0 = int(np.unravel_index(int(np.argmax(gl)), gl.shape)[1])
             rows = np.flatnonzero(g == g0)
             drop = gl.max() - _peak_after(gl, per, g, g0, rows)
             if step % COST_EVERY == 0:
                 cost = move_costs(prob, gpu, l)
-            traffic = swap_gains(prob, gpu, l, cost)[rows]
+            traffic = swap_gains(prob, gpu, l, cost, rows)
             drop[~np.isfinite(traffic)] = -np.inf
             best = drop.max()
             if not best > TOL:
