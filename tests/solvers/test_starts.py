@@ -1,0 +1,42 @@
+"""The partition solver's starts: the sparsified METIS graph against a ranking of its edge list."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from placer.model.profile import Profile
+from placer.model.topology import Topology
+from placer.solvers.base import Constraints
+from placer.solvers.partition import starts
+from placer.solvers.search.problem import build_problem
+from support.generate import random_trace, skewed
+
+
+def _ranked_edges(u, v, w, degree):
+    """Brute force: every vertex keeps, among the edges where it is the first endpoint and
+    among those where it is the second, its ``degree`` heaviest, ties to the earlier listed."""
+    keep = np.zeros(len(w), bool)
+    for end in (u, v):
+        for x in np.unique(end):
+            mine = np.flatnonzero(end == x)
+            order = sorted(mine, key=lambda e: (-w[e], e))
+            keep[order[:degree]] = True
+    return keep
+
+
+@pytest.mark.parametrize("cost", ["coherent", "ep"])
+@pytest.mark.parametrize("replicas", [0, 4])
+def test_top_degree_graph_is_the_ranked_edge_list(cost, replicas):
+    # few tokens over many experts: small integer counts, so ties are everywhere
+    prof = Profile.from_trace(random_trace(3, 4, 16, 3, 60, affinity=0.5, p=skewed(16, 0.3)))
+    prob = build_problem(prof, Topology.uniform(4, 2), Constraints(cost=cost, replicas=replicas))
+    u, v, w = starts.graph_edges(prob)
+    weights = np.asarray(w, np.float64)
+    assert len(u) > 0
+    for degree in (1, 2, 3):
+        keep = _ranked_edges(u, v, weights, degree)
+        # the dense ranking rounds the same float weights to METIS's integers as the full graph
+        su, sv, sw = starts.graph_edges(prob, degree)
+        assert np.array_equal(su, u[keep]) and np.array_equal(sv, v[keep])
+        assert len(sw) == keep.sum()
