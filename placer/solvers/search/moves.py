@@ -100,9 +100,17 @@ def replica_rows(prob: Problem, gpu: np.ndarray, l: int, rows: np.ndarray, Wn: n
     has[ie, gpu[l]] = True
     others = has[ie[rows]].copy()
     others[np.arange(len(rows)), gpu[l, rows]] = False
+    # each copy's other copies as GPU indices (G: a column of inf), so the nearest of them is a
+    # min over a copy count, not over all G columns
+    width = max(1, int(others.sum(axis=1).max()))
+    rank = np.cumsum(others, axis=1) - 1
+    other_gpus = np.full((len(rows), width), prob.G)
+    xs, gs = np.nonzero(others)
+    other_gpus[xs, rank[xs, gs]] = gs
+    Mp = np.concatenate([Mn, np.full((Mn.shape[0], 1), np.inf)], axis=1)
     for k0 in range(0, len(rows), 32):           # bounded memory: 32 x N x G
         sl = slice(k0, k0 + 32)
-        r = np.where(others[sl][:, None, :], Mn[None], np.inf).min(2)   # [x, N]
+        r = Mp[:, other_gpus[sl]].min(axis=2).T                           # [x, N]
         near = np.minimum(r[:, :, None], Mn[None])                        # [x, N, G]
         cost[rows[sl]] = np.einsum("xn,xng->xg", Wn[ie[rows[sl]]], near)
 
