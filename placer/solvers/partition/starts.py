@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from placer.model.profile import Profile
 from placer.model.topology import Topology
 from placer.solvers.base import Constraints
 from placer.solvers.partition.metis import csr_from_edges, part_graph_kway
 from placer.solvers.search.feasible import repair_counts
+from placer.solvers.search.moves import move_costs
 from placer.solvers.search.problem import DEFAULT_REPLICA_IMBALANCE, Problem, build_problem, coarsened
 from placer.solvers.search.refine import refine
 
@@ -88,7 +90,7 @@ def metis_degree(prob: Problem, degree: int | None) -> int | None:
 
 
 # ----------------------------------------------------------------------------- starts
-INNER_PER_LAYER_MAX = 200_000    # L * L * P up to which METIS balances each layer inside a node
+PER_LAYER_MAX = 200_000    # L * L * P up to which METIS balances each layer (one constraint each)
 
 
 def _metis(vertices: np.ndarray, edges: tuple, L: int, P: int, nparts: int, seed: int,
@@ -113,34 +115,55 @@ def metis_start(prob: Problem, seed: int, degree: int | None = None) -> np.ndarr
     first (inter-node hops cost most; each layer repaired to exact node balance), then the GPUs
     of each node. Not yet exactly balanced per GPU (see module docstring).
 
-    Inside a node METIS keeps one constraint per layer while ``L * L * P`` (the vertices of all
-    node subgraphs times their constraints) is at most :data:`INNER_PER_LAYER_MAX`; above it,
-    vertex counts alone, and :func:`make_feasible` balances the layers. Per-layer constraints
-    cost about 5 us per unit of ``L * L * P`` here: ESFT on 2 x 8 GPUs (4.3e4) 0.5 s; DeepSeek-V3
-    shape on 64 GPUs 3.7 s at E = 256 (8.6e5) and 10 s at E = 512 (1.7e6), where counts alone
-    take 0.3 s and 1.2 s for the same objective after refinement (15,986,611 both at E = 256;
-    17,520,355 against 17,520,321 at E = 512, 4 s of refinement). On small graphs they matter:
-    the planted E = 128 trace, ep on 2 x 8 GPUs, is cut to 0 with them and to 7,362 without."""
+    METIS keeps one balance constraint per layer while ``L * L * P`` (vertices times
+    constraints) is at most :data:`PER_LAYER_MAX`. Above it, every call balances vertex counts
+    alone, and the layers are balanced afterwards: coherent without replicas by
+    :func:`balance_by_assignment`, else by :func:`make_feasible`'s repair. Measured on the
+    DeepSeek-V3-shape traces (58 layers, coherent, 100k tokens, nodes of 8):
+
+    - with 58 constraints METIS took 1.0-1.4 s a node subgraph at E = 512 on 64 GPUs (10 s for
+      the 8 nodes) and 4.3-4.8 s for the node-level split at E = 256 on 128 and 256 GPUs, and
+      its cuts were worse: after the same refinement, 17.52 M against 15.68 M (E = 512, 64
+      GPUs), and at 256 GPUs the optimum (19,178,741, the bound) either way, but the
+      one-constraint start reaches it before any refinement, in 0.3 s instead of 5.3 s;
+    - the per-layer repair by single moves took 3.4 s at 256 GPUs, the assignment 0.24 s.
+
+    On small graphs the constraints matter: the planted E = 128 trace, ep on 2 x 8 GPUs, is cut
+    to 0 with them and to 7,362 without; ESFT on 2 x 8 GPUs is 4.3e4, under the rule."""
     L, P, G, gpn = prob.L, prob.P, prob.G, prob.gpus_per_node
     edges = graph_edges(prob, degree)
     allv = np.arange(L * P)
     N = G // gpn
+    per_layer = L * L * P <= PER_LAYER_MAX
     if not (N > 1 and gpn > 1):
-        return _metis(allv, edges, L, P, G, seed).reshape(L, P)
-    node = _metis(allv, edges, L, P, N, seed).reshape(L, P)
-    node_hop = prob.move_hop.reshape(N, gpn, N, gpn).mean(axis=(1, 3))
-    np.fill_diagonal(node_hop, 0.0)
-    per_layer = L * L * P <= INNER_PER_LAYER_MAX
-    nprob = coarsened(prob, N, node_hop)
-    for l in range(L):
-        repair_counts(nprob, node, l)
-    gpu = np.empty((L, P), np.int64)
-    flat_node = node.ravel()
-    for k in range(N):
-        verts = np.flatnonzero(flat_node == k)
-        part = _metis(verts, edges, L, P, gpn, seed + k + 1, per_layer=per_layer)
-        gpu.ravel()[verts] = k * gpn + part
+        gpu = _metis(allv, edges, L, P, G, seed, per_layer=per_layer).reshape(L, P)
+    else:
+        node = _metis(allv, edges, L, P, N, seed, per_layer=per_layer).reshape(L, P)
+        node_hop = prob.move_hop.reshape(N, gpn, N, gpn).mean(axis=(1, 3))
+        np.fill_diagonal(node_hop, 0.0)
+        nprob = coarsened(prob, N, node_hop)
+        for l in range(L):
+            repair_counts(nprob, node, l)
+        gpu = np.empty((L, P), np.int64)
+        flat_node = node.ravel()
+        for k in range(N):
+            verts = np.flatnonzero(flat_node == k)
+            part = _metis(verts, edges, L, P, gpn, seed + k + 1, per_layer=per_layer)
+            gpu.ravel()[verts] = k * gpn + part
+    if not per_layer and prob.W is not None and not prob.replicated:
+        balance_by_assignment(prob, gpu)
     return gpu
+
+
+def balance_by_assignment(prob: Problem, gpu: np.ndarray) -> None:
+    """Every layer exactly balanced (S instances per GPU), in place: layer by layer, the
+    assignment of least cost given its neighbours as they stand (coherent without replicas:
+    expert e on GPU g costs ``move_costs[e, g]`` exactly, each GPU offers S slots), solved by
+    ``scipy.optimize.linear_sum_assignment``. The load cap, if any, is left to the repair."""
+    for l in range(prob.L):
+        cost = move_costs(prob, gpu, l)
+        rows, cols = linear_sum_assignment(np.repeat(cost, prob.S, axis=1))
+        gpu[l, rows] = cols // prob.S
 
 
 def random_start(prob: Problem, seed: int, k: int) -> np.ndarray:
