@@ -43,6 +43,7 @@ def placement_metrics(data: Trace | Profile, placement: Placement, topology: Top
 # lower end). A constant, not a timing, so that whether scoring is sampled depends only on the
 # inputs and the time limit, never on the machine's load.
 SCORE_PICKS_PER_S = 5e6
+PLAIN_FACTOR = 0.6           # of SCORE_PICKS_PER_S's time, without replicas or the step time
 SCORE_SHARE = 0.25          # of --time-limit that scoring the solution and two baselines may take
 
 
@@ -56,9 +57,12 @@ def scoring_seconds(train: Trace | Profile, test: Trace | None, replicas: int = 
     one replica per GPU, hence ``1.4 (G / 8)^2``. Without the step time the rate holds within
     2x up to 64 GPUs (ESFT, 16 GPUs, 1x: 1.9x; DeepSeek-V3 shape, 64 GPUs, 64 replicas: 0.7x);
     beyond, each token's cover searches more GPUs (128 GPUs, 128 replicas: 1.7x), hence G / 64.
+    Without replicas or the step time, every token's cost is a lookup: scoring took 0.21-0.30 of
+    :data:`SCORE_PICKS_PER_S`'s time (ESFT on 4, 8 and 16 GPUs, ep and coherent; DeepSeek-V3
+    shape on 64 GPUs), hence a factor of :data:`PLAIN_FACTOR`, still about 2x conservative.
     """
     picks = sum(d.num_tokens * d.num_layers * d.top_k for d in (train, test) if isinstance(d, Trace))
-    factor = 1.0
+    factor = 1.0 if step else PLAIN_FACTOR
     if replicas:
         factor = max(1.0, 1.4 * (num_gpus / 8) ** 2) if step else max(1.0, num_gpus / 64)
     return 3 * picks * factor / SCORE_PICKS_PER_S

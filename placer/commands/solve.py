@@ -31,7 +31,7 @@ from placer.solvers.base import Constraints, SolveResult, describe_params, get_s
 from placer.solvers.base import SOLVERS
 from placer.solvers.replicate import replicas_for
 
-WRITE_MARGIN_S = 0.3       # baselines, the report and the file, after the search
+WRITE_MARGIN_S = 0.3       # the report and the file, after the search and scoring
 MIN_SEARCH_S = 0.2         # a search always runs, even when reading took the whole budget
 
 
