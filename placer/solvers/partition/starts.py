@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from placer.model.profile import Profile
 from placer.model.topology import Topology
@@ -26,7 +25,7 @@ from placer.solvers.partition.metis import csr_from_edges, part_graph_kway
 from placer.solvers.search.feasible import repair_counts
 from placer.solvers.search.moves import move_costs
 from placer.solvers.search.problem import DEFAULT_REPLICA_IMBALANCE, Problem, build_problem, coarsened
-from placer.solvers.search.refine import refine
+from placer.solvers.search.refine import best_assignment, refine
 
 
 # ----------------------------------------------------------------------------- graph
@@ -158,12 +157,10 @@ def metis_start(prob: Problem, seed: int, degree: int | None = None) -> np.ndarr
 def balance_by_assignment(prob: Problem, gpu: np.ndarray) -> None:
     """Every layer exactly balanced (S instances per GPU), in place: layer by layer, the
     assignment of least cost given its neighbours as they stand (coherent without replicas:
-    expert e on GPU g costs ``move_costs[e, g]`` exactly, each GPU offers S slots), solved by
-    ``scipy.optimize.linear_sum_assignment``. The load cap, if any, is left to the repair."""
+    expert e on GPU g costs ``move_costs[e, g]`` exactly; :func:`best_assignment`). The load
+    cap, if any, is left to the repair."""
     for l in range(prob.L):
-        cost = move_costs(prob, gpu, l)
-        rows, cols = linear_sum_assignment(np.repeat(cost, prob.S, axis=1))
-        gpu[l, rows] = cols // prob.S
+        gpu[l] = best_assignment(prob, move_costs(prob, gpu, l))
 
 
 def random_start(prob: Problem, seed: int, k: int) -> np.ndarray:

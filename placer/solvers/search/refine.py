@@ -42,13 +42,20 @@ def single_thread_blas():
 
 
 # ----------------------------------------------------------------------------- one layer
+def best_assignment(prob: Problem, cost: np.ndarray) -> np.ndarray:
+    """``[P]`` GPUs: the balanced layout of one layer (S instances per GPU) of least total
+    ``cost [P, G]`` (instance x on GPU g), by linear assignment over the GPUs' S slots."""
+    rows, cols = linear_sum_assignment(np.repeat(cost, prob.S, axis=1))
+    out = np.empty(prob.P, np.int64)
+    out[rows] = cols // prob.S
+    return out
+
+
 def assign_layer(prob: Problem, gpu: np.ndarray, l: int) -> bool:
     """Re-assign layer l optimally given its neighbours (coherent, no replicas). True if better."""
     cost = move_costs(prob, gpu, l)                     # [E, G]
     old = float(cost[np.arange(prob.P), gpu[l]].sum())
-    rows, cols = linear_sum_assignment(np.repeat(cost, prob.S, axis=1))
-    new_g = np.empty(prob.P, np.int64)
-    new_g[rows] = cols // prob.S
+    new_g = best_assignment(prob, cost)
     if np.isfinite(prob.cap[l]) and layer_loads(prob, l, new_g).max() > prob.cap[l]:
         return False
     new = float(cost[np.arange(prob.P), new_g].sum())
