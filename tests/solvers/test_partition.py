@@ -409,6 +409,28 @@ def test_swap_gains_are_the_change_of_the_objective(cost, replicas, gpn):
         assert checked > 0
 
 
+@pytest.mark.parametrize("product", [False, True])
+def test_replica_move_costs_are_the_change_of_the_objective(product, monkeypatch):
+    """Moving one copy of a replicated expert alone (coherent: exact) changes the objective by the
+    move cost's difference, by the einsum and by the per-hop-level products (3 hop levels)."""
+    from placer.solvers.search import moves
+
+    monkeypatch.setattr(moves, "PRODUCT_MIN_SIZE", 0 if product else 2 ** 62)
+    topo = Topology.uniform(4, 2, inter_node_cost=3.0)
+    prof = Profile.from_trace(random_trace(4, 3, 8, 2, 80, affinity=0.6, p=skewed(8, 0.3)))
+    prob = build_problem(prof, topo, Constraints(cost="coherent", replicas=4, max_imbalance=1.5))
+    gpu = np.stack([np.random.default_rng(l).permutation(np.arange(prob.P) // prob.S) for l in range(3)])
+    make_feasible(prob, gpu)
+    base = objective(prob, gpu)
+    for l in range(3):
+        cost = move_costs(prob, gpu, l)
+        for x in np.flatnonzero(prob.cnt[l, prob.inst_expert[l]] > 1):
+            for g in range(prob.G):
+                trial = gpu.copy()
+                trial[l, x] = g
+                assert objective(prob, trial) - base == pytest.approx(cost[x, g] - cost[x, gpu[l, x]], abs=1e-9), (l, x, g)
+
+
 def test_a_start_that_meets_the_bound_ends_the_search():
     """Tokens that never leave their expert block: a start keeps every transition on its GPU, the
     b-matching proves 0, and the search stops there instead of kicking until the time limit."""
