@@ -56,7 +56,11 @@ def scoring_seconds(train: Trace | Profile, test: Trace | None, replicas: int = 
     (2 cores) it took 0.85x, 1.4x and 5.3x of :data:`SCORE_PICKS_PER_S` at 4, 8 and 16 GPUs with
     one replica per GPU, hence ``1.4 (G / 8)^2``. Without the step time the rate holds within
     2x up to 64 GPUs (ESFT, 16 GPUs, 1x: 1.9x; DeepSeek-V3 shape, 64 GPUs, 64 replicas: 0.7x);
-    beyond, each token's cover searches more GPUs (128 GPUs, 128 replicas: 1.7x), hence G / 64.
+    beyond, each token's cover searches more GPUs, most for the solution's copies (DeepSeek-V3
+    shape with G replicas, the three placements on the sample the limit of 20 s allowed: 128
+    GPUs 2.7x, 256 GPUs 3.8x), hence ``(G / 64) ** 1.5`` up to 128 GPUs and in proportion to G
+    beyond (G / 64 left 128 GPUs at 6.9 s of scoring against 5.1 s predicted, 1.2-1.6 s past the
+    limit; the power alone at 256 GPUs scored in 2.4 s of the 5 s it reserved).
     Without replicas or the step time, every token's cost is a lookup: scoring took 0.21-0.30 of
     :data:`SCORE_PICKS_PER_S`'s time (ESFT on 4, 8 and 16 GPUs, ep and coherent; DeepSeek-V3
     shape on 64 GPUs), hence a factor of :data:`PLAIN_FACTOR`, still about 2x conservative.
@@ -64,7 +68,7 @@ def scoring_seconds(train: Trace | Profile, test: Trace | None, replicas: int = 
     picks = sum(d.num_tokens * d.num_layers * d.top_k for d in (train, test) if isinstance(d, Trace))
     factor = 1.0 if step else PLAIN_FACTOR
     if replicas:
-        factor = max(1.0, 1.4 * (num_gpus / 8) ** 2) if step else max(1.0, num_gpus / 64)
+        factor = max(1.0, 1.4 * (num_gpus / 8) ** 2) if step else max(1.0, (min(num_gpus, 128) / 64) ** 1.5 * max(1.0, num_gpus / 128))
     return 3 * picks * factor / SCORE_PICKS_PER_S
 
 
