@@ -12,7 +12,7 @@ from placer.errors import PlacerError
 from placer.model.experts import ExpertShape
 from placer.model.hardware import hardware
 from placer.model.topology import Topology
-from placer.solvers.tradeoff import worst_case
+from placer.solvers.tradeoff import REBALANCED, worst_case
 
 HW = hardware("h100")
 
@@ -81,5 +81,10 @@ def test_worst_case_over_windows_picks_the_least_worst_ratio_and_keeps_eplb_bala
     kept = {(r["candidate"], r["max_imbalance"]) for r in worst_case(rows, 2, replicas=True)}
     assert kept == {("eplb", None), ("partition", 1.02)}                  # worst 1.05 <= EPLB's 1.06
     # rebalanced candidates of the solver are exempt from the veto; contiguous is not
-    kept = {(r["candidate"], r["max_imbalance"]) for r in worst_case(rows, 2, replicas=True, exempt="partition")}
+    kept = {(r["candidate"], r["max_imbalance"]) for r in worst_case(rows, 2, replicas=True, exempt=("partition",))}
     assert kept == {("eplb", None), ("partition", 1.02), ("partition", 1.1)}
+    # contiguous rebalanced is exempt too; the raw layout stays under the veto
+    rows += [_row(0, REBALANCED, None, 11.9, 1.3), _row(1, REBALANCED, None, 11.9, 1.3)]
+    kept = {(r["candidate"], r["max_imbalance"])
+            for r in worst_case(rows, 2, replicas=True, exempt=("partition", REBALANCED))}
+    assert kept == {("eplb", None), ("partition", 1.02), ("partition", 1.1), (REBALANCED, None)}

@@ -15,6 +15,7 @@ from placer.solvers.base import Constraints
 from placer.solvers.drift import rebalance, unit_loads, windows
 from placer.solvers.search.problem import build_problem, from_placement, layer_loads, to_placement
 from placer.solvers.search.robust import _peak_after, balance_windows, layer_scores
+from placer.solvers.tradeoff import REBALANCED
 
 
 def _loads_of(g: np.ndarray, per: np.ndarray, G: int) -> np.ndarray:
@@ -136,3 +137,31 @@ def test_step_time_with_replicas_is_never_less_balanced_than_eplb_in_sample_on_a
     assert any(n.startswith("rebalanced against drift") and "as EPLB" in n for n in res.notes)
     rows = [r for r in res.details["tradeoff"] if r.get("candidate") == "partition" and "step_s" in r]
     assert rows and all("drift_swaps" in r for r in rows), "every scored candidate was rebalanced as the refit is"
+    assert {r["fold"] for r in res.details["tradeoff"] if r.get("candidate") == REBALANCED and "step_s" in r} == {0, 1}
+
+
+def test_contiguous_rebalanced_when_chosen_is_refitted_and_rebalanced(monkeypatch):
+    """The rebalanced contiguous candidate, once it wins, is contiguous refitted on all tokens and
+    rebalanced like the solver's: under EPLB's balance on every layer, its copies moved."""
+    from placer.cost.time import StepSpec
+    from placer.model.experts import ExpertShape
+    from placer.model.hardware import hardware
+    from placer.solvers import tradeoff
+    from placer.solvers.base import solve
+    from support.generate import random_trace, skewed
+
+    real = tradeoff.worst_case
+    monkeypatch.setattr(tradeoff, "worst_case", lambda *a, **k: [r for r in real(*a, **k) if r["candidate"] == REBALANCED])
+    trace = random_trace(3, 4, 16, 2, 1600, affinity=0.5, p=skewed(16, 0.4), seq_offsets=16)
+    profile = Profile.from_trace(trace)
+    topo = Topology.for_cluster(8, 4)
+    cons = Constraints(replicas=8, cost="ep", time_limit=3, seed=2)
+    spec = StepSpec(hardware("h100"), ExpertShape(7168, 256, name="test"), 8192, "prefill")
+    res = tradeoff.solve_step_time("partition", trace, profile, topo, cons, None, spec, "ep",
+                                   lambda part: Profile.from_trace(part))
+    assert res.details["chosen"]["candidate"] == REBALANCED and res.details["drift"] is not None
+    contiguous = solve("contiguous", profile, topo, cons).placement
+    eplb = solve("eplb", profile, topo, cons).placement
+    assert np.all(load_cost(profile, res.placement).imbalance <= load_cost(profile, eplb).imbalance * (1 + 1e-9))
+    assert load_cost(profile, contiguous).max_imbalance > load_cost(profile, eplb).max_imbalance
+    assert not np.array_equal(res.placement.phy2log, contiguous.phy2log)
