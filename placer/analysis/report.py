@@ -68,7 +68,8 @@ def scoring_seconds(train: Trace | Profile, test: Trace | None, replicas: int = 
     picks = sum(d.num_tokens * d.num_layers * d.top_k for d in (train, test) if isinstance(d, Trace))
     factor = 1.0 if step else PLAIN_FACTOR
     if replicas:
-        factor = max(1.0, 1.4 * (num_gpus / 8) ** 2) if step else max(1.0, (min(num_gpus, 128) / 64) ** 1.5 * max(1.0, num_gpus / 128))
+        covers = (min(num_gpus, 128) / 64) ** 1.5 * max(1.0, num_gpus / 128)
+        factor = max(1.0, 1.4 * (num_gpus / 8) ** 2) if step else max(1.0, covers)
     return 3 * picks * factor / SCORE_PICKS_PER_S
 
 

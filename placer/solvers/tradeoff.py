@@ -151,7 +151,7 @@ def solve_step_time(name: str, train: Trace | Profile, profile: Profile, topolog
                          **({"drift_swaps": drift["swaps"]} if drift else {})})
     # rebalanced candidates are held to EPLB's balance by its in-sample caps and the drift windows;
     # a validation window of a few sequences is too noisy to veto them on (drift module).
-    # contiguous is not rebalanced: it stays vetoed when less balanced than EPLB
+    # raw contiguous is not rebalanced: it stays vetoed when less balanced than EPLB
     rebalanced = parts[0][2] is not None
     scored = worst_case(rows, len(parts), bool(constraints.replicas), (name, REBALANCED) if rebalanced else ())
     if not scored:
@@ -162,13 +162,11 @@ def solve_step_time(name: str, train: Trace | Profile, profile: Profile, topolog
     refit = best["candidate"] in (name, REBALANCED)
     final = dataclasses.replace(constraints, max_imbalance=best["max_imbalance"],
                                 time_limit=left * search_share if refit else left)
-    if best["candidate"] == REBALANCED:
-        result = solve("contiguous", profile, topology, final)
-    else:
-        result = solve(best["candidate"], profile, topology, final, params if best["candidate"] == name else None)
+    base = "contiguous" if best["candidate"] == REBALANCED else best["candidate"]
+    result = solve(base, profile, topology, final, params if base == name else None)
     drift = None
     if refit:
-        win = windows_of(train, constraints) if parts[0][2] is not None else None
+        win = windows_of(train, constraints) if rebalanced else None
         cap = (load_cost(profile, solve("eplb", profile, topology, constraints).placement).imbalance
                if win is not None else None)
         result.placement, drift = try_rebalance(result.placement, profile, topology, final, win,
