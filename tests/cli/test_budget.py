@@ -12,6 +12,9 @@ from placer.budget import Budget
 from support.cli import run_cli
 from support.generate import random_trace
 
+# serial: wall budgets are measured, and a parallel worker competing for the CPU would skew them
+pytestmark = pytest.mark.serial
+
 SLACK_S = 4.0     # start-up on a loaded 2-core machine; the rule is max(5 %, 0.5 s) on an idle one
 
 
