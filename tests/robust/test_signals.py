@@ -111,6 +111,13 @@ def complete(path: Path) -> None:
         assert path.read_text().endswith("\n")
 
 
+def _terminal_signals() -> None:
+    """In the child before exec: SIGINT as a terminal's foreground job has it. A runner started in
+    the background of a non-interactive shell (nohup, ``cmd &``) ignores SIGINT, the command
+    rightly keeps ignoring an inherited SIG_IGN, and Ctrl-C would not be what is tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     """A ``moe-place`` subprocess in its own session with a private TMPDIR and output folder."""
 
@@ -123,7 +130,8 @@ class Run:
                    PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.log = open(tmp / "stderr.txt", "w+")
         self.proc = subprocess.Popen([sys.executable, "-m", "placer", *[a.replace("{out}", str(self.out)) for a in argv]],
-                                     stdout=subprocess.DEVNULL, stderr=self.log, env=env, start_new_session=True)
+                                     stdout=subprocess.DEVNULL, stderr=self.log, env=env, start_new_session=True,
+                                     preexec_fn=_terminal_signals)
         self.seen: set[tuple[int, str]] = set()
         self.output = next((Path(a.replace("{out}", str(self.out))) for a in argv if "{out}" in a), self.out / "-")
 
