@@ -12,10 +12,14 @@ one GPU, and the per-layer load cap when one applies.
    random balanced starts; with replicas the replica-free solution with its copies packed onto
    the free slots comes first, METIS second. Each is repaired to exact balance and the load cap
    (:mod:`placer.solvers.search.feasible`) and refined (:func:`placer.solvers.search.refine.refine`).
-3. The best start (lowest objective) is improved until the time limit or until it converges:
+3. The best start is improved until the time limit or until it converges:
    iterated local search (:func:`placer.solvers.search.refine.perturb_and_refine`), then exact
    window moves between two GPUs (:mod:`placer.solvers.search.lns`), and again while the window
    moves gain. An anytime search: the best placement so far is what a deadline returns.
+   Coherent cost without replicas: after the first half of the kicks the chain crossover
+   (:mod:`placer.solvers.search.crossover`) combines the starts' layouts and the best so far
+   layer by layer (with greedy chains grown from them) by dynamic programming; its refined result
+   replaces the best when better (docs/benchmarks.md, fifth session).
 4. The lower bound (:mod:`placer.solvers.bounds`): its b-matching flows run before the search
    (within a quarter of the limit; 1.3 s at DeepSeek-V3 shape on a quiet machine), its
    eigenvalue ascents after it until the limit; the search stops at ``1 - bound_share`` of the
@@ -43,6 +47,7 @@ from placer.progress import progress
 from placer.solvers.base import Constraints, SolveResult, Status, param, register
 from placer.solvers.bounds import begin_bound, finish_bound, proven_floor
 from placer.solvers.partition.starts import metis_degree, metis_start, random_start, replica_free_start
+from placer.solvers.search import crossover as chain
 from placer.solvers.search.feasible import check_cap_feasible, make_feasible
 from placer.solvers.search.lns import LnsStats, lns_round
 from placer.solvers.search.problem import (DEFAULT_REPLICA_IMBALANCE, REL_TOL, Problem, build_problem,
@@ -69,6 +74,9 @@ class PartitionParams:
     patience: int = param(0, "kicks (and window moves) in a row without gain that end a phase "
                              "(0: 300 kicks, 50 + 4 G window moves)", min=0)
     bound: bool = param(True, "compute the lower bound (inside the time limit, after the search)")
+    crossover: bool = param(True, "after half the kicks, the best layer-by-layer combination of the starts' layouts, "
+                                  "the best so far and greedy chains grown from them, by dynamic programming "
+                                  "(coherent, no replicas)")
     bound_share: float = param(0.1, "share of the time limit kept for the lower bound after the search (it also "
                                     "gets what the search leaves when it converges early)", min=0.0, max=0.9)
     replica_imbalance: float = param(DEFAULT_REPLICA_IMBALANCE, "load cap (max/mean) with replicas when "
@@ -99,16 +107,19 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
         if params.bound else None
     timings = {"flows_s": time.perf_counter() - tb}
     with progress("partition: starts", total=params.starts, unit="starts") as advance:
-        starts, best_gpu, best_obj = _run_starts(prob, profile, topology, constraints, params, search_deadline,
-                                                 advance)
+        starts, best_gpu, best_obj, pool = _run_starts(prob, profile, topology, constraints, params,
+                                                       search_deadline, advance)
     timings["starts_s"] = [s.pop("time_s") for s in starts]
     if pending is not None and best_obj <= proven_floor(pending) * (1 + 1e-12):
         # a start met the bound: it is optimal, and kicks until the limit would only make the
         # result depend on the machine's speed
-        search = {"kicks": 0, "kicks_accepted": 0, "window_moves": 0, "window_moves_kept": 0,
+        search = {"kicks": 0, "kicks_accepted": 0, "window_moves": 0, "window_moves_kept": 0, "crossover": None,
                   "stopped_by": "bound met", "objective": best_obj}
     else:
-        search = _improve(prob, best_gpu, best_obj, params, constraints.seed, search_deadline)
+        search = _improve(prob, best_gpu, best_obj, params, constraints.seed, search_deadline,
+                          pool if params.crossover and chain.applies(prob) else None)
+        if "crossover_s" in search:
+            timings["crossover_s"] = search.pop("crossover_s")
     best_obj = search.pop("objective")
     tb = time.perf_counter()
     # nothing left to prove once the objective meets the bound: no ascents
@@ -125,6 +136,26 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
                        timings=timings, notes=[TIME_LIMIT_NOTE.format(**search)] if search["stopped_by"] == "time limit" else [])
 
 
+CROSSOVER_SHARE = 0.25     # of the search's time left, at most, for the chain crossover (it stops on it)
+
+
+def _crossover(prob: Problem, pool: list[np.ndarray], gpu: np.ndarray, obj: float, deadline: float) -> tuple[dict, float]:
+    """The chain crossover (:mod:`placer.solvers.search.crossover`) of the starts' layouts and the
+    best so far ``gpu``, refined; it replaces ``gpu`` (in place) when better. Returns (record, objective)."""
+    now = time.perf_counter()
+    found = chain.crossover(prob, pool + [gpu], now + CROSSOVER_SHARE * max(0.0, deadline - now))
+    if found is None:
+        return {"stopped_by": "time limit", "kept": False}, obj
+    new, dp_cost, count = found
+    refine(prob, new, deadline)
+    new_obj = objective(prob, new)
+    kept = new_obj < obj - REL_TOL * max(1.0, abs(obj))
+    if kept:
+        gpu[:] = new
+    return {"candidates": count, "programme": dp_cost, "before": obj, "objective": new_obj, "kept": bool(kept)}, \
+        (new_obj if kept else obj)
+
+
 REPLICA_FREE_SHARE = 0.4    # of the search's time left, for the replica-free start's own refinement
 
 TIME_LIMIT_NOTE = ("the time limit stopped the search (after {kicks} kicks): the result depends on this machine's speed; "
@@ -132,25 +163,45 @@ TIME_LIMIT_NOTE = ("the time limit stopped the search (after {kicks} kicks): the
 
 
 def _improve(prob: Problem, gpu: np.ndarray, obj: float, params: PartitionParams, seed: int,
-             deadline: float) -> dict:
+             deadline: float, pool: list[np.ndarray] | None = None) -> dict:
     """Iterated local search, then window moves (:mod:`placer.solvers.search.lns`), and again
     while the window moves find something: until both stop gaining (``patience``), the counts
     ``kicks`` / ``lns_rounds`` are spent, or the deadline. Returns the objective and a record of
     the work (``stopped_by`` says whether the time limit decided the result, which then depends
-    on the machine's speed; a count or convergence does not)."""
+    on the machine's speed; a count or convergence does not).
+
+    ``pool``: the starts' layouts for the chain crossover, which comes once, after the first half
+    of the kicks (half of ``kicks``, or of the time left) or when they stop gaining earlier. Right
+    after the starts it led the search into worse basins (ESFT summary top-1 on 2 x 8 GPUs: 587k
+    against 571k without it); at half time it is as good on the other ESFT rows and within 0.4 %
+    there (docs/benchmarks.md, fifth session)."""
     rng = np.random.default_rng([int(seed), 7919])
     kick_patience = params.patience or 300
     lns_patience = params.patience or 50 + 4 * prob.G
     kicks_left = params.kicks
-    record = {"kicks": 0, "kicks_accepted": 0, "window_moves": 0, "window_moves_kept": 0}
+    record = {"kicks": 0, "kicks_accepted": 0, "window_moves": 0, "window_moves_kept": 0, "crossover": None}
     stats = LnsStats()
     while True:
-        with progress("partition: local search", total=kicks_left, unit="kicks") as advance:
-            obj, accepted, done = perturb_and_refine(prob, gpu, obj, kicks_left, rng, deadline, kick_patience, advance)
+        count, until = kicks_left, deadline
+        if pool is not None:
+            count = None if kicks_left is None else kicks_left // 2
+            until = time.perf_counter() + 0.5 * max(0.0, deadline - time.perf_counter())
+        with progress("partition: local search", total=count, unit="kicks") as advance:
+            obj, accepted, done = perturb_and_refine(prob, gpu, obj, count, rng, until, kick_patience, advance)
         record["kicks"] += done
         record["kicks_accepted"] += accepted
         if kicks_left is not None:
             kicks_left -= done
+        if pool is not None:
+            # the kicks stopped gaining before their half: they resume only from a better layout
+            # (another phase without gain would take the bound's time)
+            converged = time.perf_counter() < until and (count is None or done < count)
+            tc = time.perf_counter()
+            record["crossover"], obj = _crossover(prob, pool, gpu, obj, deadline)
+            record["crossover_s"] = time.perf_counter() - tc
+            pool = None
+            if record["crossover"]["kept"] or not converged:
+                continue        # the second half of the kicks, from the crossover's result
         kept_before = stats.kept
         stall = 0
         while time.perf_counter() < deadline and stall < lns_patience and prob.G > 1:
@@ -190,9 +241,11 @@ def _start(prob: Problem, profile: Profile, topology: Topology, constraints: Con
 
 
 def _run_starts(prob: Problem, profile: Profile, topology: Topology, constraints: Constraints,
-                params: PartitionParams, deadline: float, advance) -> tuple[list[dict], np.ndarray, float]:
-    """Each start made feasible and refined; returns (per-start records, best ``gpu``, its objective)."""
+                params: PartitionParams, deadline: float, advance) -> tuple[list[dict], np.ndarray, float, list]:
+    """Each start made feasible and refined; returns (per-start records, best ``gpu``, its objective,
+    every start's refined ``gpu``)."""
     starts: list[dict] = []
+    pool: list[np.ndarray] = []
     best_gpu, best_obj = None, np.inf
     for k in range(params.starts):
         # a start cannot be interrupted before its refinement: skip one that would not fit,
@@ -207,7 +260,8 @@ def _run_starts(prob: Problem, profile: Profile, topology: Topology, constraints
         obj = objective(prob, gpu)
         starts.append({"start": kind, "initial": start_obj, "objective": obj, "sweeps": sweeps,
                        "time_s": time.perf_counter() - ts})
+        pool.append(gpu)
         if obj < best_obj - REL_TOL * max(1.0, abs(best_obj) if np.isfinite(best_obj) else 1.0):
             best_gpu, best_obj = gpu.copy(), obj
         advance(1)
-    return starts, best_gpu, best_obj
+    return starts, best_gpu, best_obj, pool
