@@ -145,7 +145,8 @@ def _crossover(prob: Problem, pool: list[np.ndarray], gpu: np.ndarray, obj: floa
     now = time.perf_counter()
     found = chain.crossover(prob, pool + [gpu], now + CROSSOVER_SHARE * max(0.0, deadline - now))
     if found is None:
-        return {"stopped_by": "time limit", "kept": False}, obj
+        return {"stopped_by": "it would not finish in its share of the time (a quarter of what is left)",
+                "kept": False}, obj
     new, dp_cost, count = found
     refine(prob, new, deadline)
     new_obj = objective(prob, new)

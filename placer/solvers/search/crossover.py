@@ -20,7 +20,9 @@ coherent cost, and the caller keeps the layout only if it is better. Every candi
 load cap (naming permutes a layer's GPU loads; a greedy layer over the cap keeps its source's
 split), so the result does too.
 
-Cost: ``L K^2`` namings (K candidates a layer) of ``O(E^2 + G^3)`` each; a deadline stops it.
+Cost: ``L K^2`` namings (K candidates a layer) of ``O(E^2 + G^3)`` each. It stops at its
+deadline, or as soon as the first greedy chain or the first layer transition, timed, says the
+rest would not fit before it.
 Measured on ESFT top-1 projections, four starts of 2.5 s each (docs/benchmarks.md, fifth session):
 intent on 4 GPUs from 46,184 (best start) to 37,823 after the programme and a refinement, in
 0.65 s.
@@ -87,11 +89,13 @@ def name_after(prob: Problem, w: np.ndarray, named: np.ndarray, split: np.ndarra
 def candidates(prob: Problem, layouts: list[np.ndarray], deadline: float) -> list[list[np.ndarray]] | None:
     """Per layer, the distinct splits of ``layouts`` and of the greedy chains grown from each."""
     pool = list(layouts)
-    for gpu in layouts:
+    for i, gpu in enumerate(layouts):
         for forward in (True, False):
+            began = time.perf_counter()
             chain = greedy_chain(prob, gpu, forward, deadline)
-            if chain is None:
-                return None
+            if chain is None or (i == 0 and forward and
+                                 began + (time.perf_counter() - began) * 2 * len(layouts) > deadline):
+                return None         # the chains alone would not fit: stop now, not at the deadline
             pool.append(chain)
     out = []
     for l in range(prob.L):
@@ -111,9 +115,15 @@ def crossover(prob: Problem, layouts: list[np.ndarray], deadline: float) -> tupl
     cands = candidates(prob, layouts, deadline)
     if cands is None:
         return None
+    namings = [len(a) * len(b) for a, b in zip(cands[:-1], cands[1:])]
     # per candidate of the current layer: (cost of the best path to it, its naming, back pointer)
     states = [[(0.0, c, -1) for c in cands[0]]]
+    began = time.perf_counter()
     for l in range(prob.L - 1):
+        if l == 1 and time.perf_counter() + (time.perf_counter() - began) / namings[0] * sum(namings[1:]) > deadline:
+            # the first transition, timed, says the rest would not fit: stop now, not at the
+            # deadline (DeepSeek-V3 shape on 64 GPUs: seconds, more than the share)
+            return None
         nxt = []
         for split in cands[l + 1]:
             if time.perf_counter() > deadline:
