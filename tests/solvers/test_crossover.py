@@ -114,3 +114,5 @@ def test_partition_runs_the_crossover_once_and_keeps_only_a_gain():
     rep = run_solver("partition", prof, topo, Constraints(cost="coherent", time_limit=30, seed=0, replicas=4),
                      {"kicks": 10})
     assert rep.details["crossover"] is None
+    ep = run_solver("partition", prof, topo, Constraints(cost="ep", time_limit=30, seed=0), {"kicks": 10})
+    assert ep.details["crossover"] is None

@@ -88,6 +88,8 @@ def name_after(prob: Problem, w: np.ndarray, named: np.ndarray, split: np.ndarra
 
 def candidates(prob: Problem, layouts: list[np.ndarray], deadline: float) -> list[list[np.ndarray]] | None:
     """Per layer, the distinct splits of ``layouts`` and of the greedy chains grown from each."""
+    # the best so far is often one of the starts still: grow its chains once
+    layouts = [g for i, g in enumerate(layouts) if not any(np.array_equal(g, h) for h in layouts[:i])]
     pool = list(layouts)
     for i, gpu in enumerate(layouts):
         for forward in (True, False):
