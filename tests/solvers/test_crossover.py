@@ -116,3 +116,27 @@ def test_partition_runs_the_crossover_once_and_keeps_only_a_gain():
     assert rep.details["crossover"] is None
     ep = run_solver("partition", prof, topo, Constraints(cost="ep", time_limit=30, seed=0), {"kicks": 10})
     assert ep.details["crossover"] is None
+
+
+@pytest.mark.slow
+def test_partition_repeats_the_crossover_between_blocks_of_kicks():
+    """60 kicks in blocks of 20: a crossover after each block (the first after min(20, 60 / 2)),
+    the same layout on a rerun, never above the best start; ``crossover_every=0`` is the single
+    crossover after half the kicks."""
+    trace = random_trace(9, 8, 32, 2, 6000, affinity=0.8)
+    prof, topo = Profile.from_trace(trace), Topology.uniform(4)
+    cons = Constraints(cost="coherent", time_limit=60, seed=0)
+    res = run_solver("partition", prof, topo, cons, {"kicks": 60, "crossover_every": 20, "patience": 1000})
+    assert res.details["kicks"] == 60
+    assert res.details["crossovers"] == 3
+    assert 0 <= res.details["crossovers_kept"] <= 3
+    assert res.objective <= min(s["objective"] for s in res.details["starts"]) * (1 + 1e-12)
+    last = res.details["crossover"]
+    assert res.objective <= min(last["objective"], last["before"]) * (1 + 1e-12)
+    again = run_solver("partition", prof, topo, cons, {"kicks": 60, "crossover_every": 20, "patience": 1000})
+    assert np.array_equal(again.placement.phy2log, res.placement.phy2log)
+    # a first block of half the kicks when that is shorter: 60 kicks, every 50 -> blocks 30, 30
+    half = run_solver("partition", prof, topo, cons, {"kicks": 60, "crossover_every": 50, "patience": 1000})
+    assert half.details["crossovers"] == 2
+    once = run_solver("partition", prof, topo, cons, {"kicks": 60, "crossover_every": 0, "patience": 1000})
+    assert once.details["crossovers"] == 1

@@ -16,10 +16,13 @@ one GPU, and the per-layer load cap when one applies.
    iterated local search (:func:`placer.solvers.search.refine.perturb_and_refine`), then exact
    window moves between two GPUs (:mod:`placer.solvers.search.lns`), and again while the window
    moves gain. An anytime search: the best placement so far is what a deadline returns.
-   Coherent cost without replicas: after the first half of the kicks the chain crossover
-   (:mod:`placer.solvers.search.crossover`) combines the starts' layouts and the best so far
-   layer by layer (with greedy chains grown from them) by dynamic programming; its refined result
-   replaces the best when better (docs/benchmarks.md, fifth session).
+   Coherent cost without replicas: every ``crossover_every`` kicks (the first after at most half
+   of them) the chain crossover (:mod:`placer.solvers.search.crossover`) combines an elite of
+   layouts (the starts' and the best met at each crossover) and the best so far layer by layer
+   (with greedy chains grown from them) by dynamic programming; its refined result replaces the
+   best when better. One crossover at half time made more time worse (ESFT intent top-1 on 4
+   GPUs: 38,057 at 10 s, 38,956 at 30 s, mean of seeds); repeated, 37,701 and 36,935
+   (docs/benchmarks.md, sixth session).
 4. The lower bound (:mod:`placer.solvers.bounds`): its b-matching flows run before the search
    (within a quarter of the limit; 1.3 s at DeepSeek-V3 shape on a quiet machine), its
    eigenvalue ascents after it until the limit; the search stops at ``1 - bound_share`` of the
@@ -45,7 +48,7 @@ from placer.model.profile import Profile
 from placer.model.topology import Topology
 from placer.progress import progress
 from placer.solvers.base import Constraints, SolveResult, Status, param, register
-from placer.solvers.bounds import begin_bound, finish_bound, proven_floor
+from placer.solvers.bounds import background, begin_bound, finish_bound, proven_floor
 from placer.solvers.partition.starts import metis_degree, metis_start, random_start, replica_free_start
 from placer.solvers.search import crossover as chain
 from placer.solvers.search.feasible import check_cap_feasible, make_feasible
@@ -56,6 +59,7 @@ from placer.solvers.search.refine import perturb_and_refine, refine, single_thre
 
 DEFAULT_STARTS = 4
 FLOW_SHARE = 0.25     # most of the time limit the bound's flows take before the search
+BESIDE_SEARCH_SHARE = 0.97    # of the time limit, for the search when the bound's ascents run beside it
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,14 @@ class PartitionParams:
     lns_window: int = param(3, "layers per window move (coherent; ep moves one layer)", min=1)
     patience: int = param(0, "kicks (and window moves) in a row without gain that end a phase "
                              "(0: 300 kicks, 50 + 4 G window moves)", min=0)
-    bound: bool = param(True, "compute the lower bound (inside the time limit, after the search)")
-    crossover: bool = param(True, "after half the kicks, the best layer-by-layer combination of the starts' layouts, "
-                                  "the best so far and greedy chains grown from them, by dynamic programming "
-                                  "(coherent, no replicas)")
+    bound: bool = param(True, "compute the lower bound (inside the time limit, after the search or beside it)")
+    bound_beside: bool = param(True, "with two cores or more, the bound's ascents run in a second process beside "
+                                     "the search for the whole limit (bound_share then goes to the search)")
+    crossover: bool = param(True, "chain crossovers between blocks of kicks: the best layer-by-layer combination of "
+                                  "the starts' layouts, the best ones met so far and greedy chains grown from them, "
+                                  "by dynamic programming (coherent, no replicas)")
+    crossover_every: int = param(200, "kicks between chain crossovers, the first after at most half the kicks "
+                                      "(0: one crossover, after half the kicks)", min=0)
     bound_share: float = param(0.1, "share of the time limit kept for the lower bound after the search (it also "
                                     "gets what the search leaves when it converges early)", min=0.0, max=0.9)
     replica_imbalance: float = param(DEFAULT_REPLICA_IMBALANCE, "load cap (max/mean) with replicas when "
@@ -106,6 +114,48 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
     pending = begin_bound(profile, topology, constraints, t0 + FLOW_SHARE * constraints.time_limit) \
         if params.bound else None
     timings = {"flows_s": time.perf_counter() - tb}
+    beside = background.start(pending, deadline) if params.bound and params.bound_beside else None
+    try:
+        if beside is not None:
+            # the ascents run beside: the search takes the bound's share, less a margin for its
+            # last step's overrun (the ascents' own share absorbed it before)
+            search_deadline = t0 + BESIDE_SEARCH_SHARE * float(constraints.time_limit)
+        found = _search(prob, profile, topology, constraints, params, search_deadline, pending, timings)
+        tb = time.perf_counter()
+        bound, bound_name = (None, None) if not params.bound else \
+            _bound(pending, beside, deadline if found[2]["stopped_by"] != "bound met" else tb)
+    finally:
+        if beside is not None:
+            background.stop(beside)
+    timings["bound_s"] = time.perf_counter() - tb
+    starts, best_gpu, search = found
+    best_obj = search.pop("objective")
+    ratios = prob.cap / np.where(prob.load.sum(1) > 0, prob.load.sum(1) / prob.G, np.inf)
+    details = {"starts": starts, "best_start": int(np.argmin([s["objective"] for s in starts])),
+               "max_imbalance": max_imbalance(prob, best_gpu),
+               "load_cap": float(ratios[np.isfinite(ratios)].max()) if np.isfinite(ratios).any() else None,
+               "bound_beside": beside is not None, **search}
+    return SolveResult(to_placement(prob, best_gpu), "partition", Status.HEURISTIC, Objective(constraints.cost).name,
+                       objective=float(best_obj), bound=bound, bound_method=bound_name, details=details,
+                       timings=timings, notes=[TIME_LIMIT_NOTE.format(**search)] if search["stopped_by"] == "time limit" else [])
+
+
+def _bound(pending, beside, until: float) -> tuple[float, str]:
+    """The bound: the child's (:mod:`placer.solvers.bounds.background`) when one runs and
+    answers by ``until`` (plus its grace), else the ascents here until ``until``."""
+    if beside is not None:
+        found = background.collect(beside, max(until, time.perf_counter()) + background.GRACE_S) \
+            if until > time.perf_counter() else None
+        if found is not None:
+            return found
+        until = time.perf_counter()         # no time is left for ascents here
+    return finish_bound(pending, until)
+
+
+def _search(prob: Problem, profile: Profile, topology: Topology, constraints: Constraints, params: PartitionParams,
+            search_deadline: float, pending, timings: dict) -> tuple[list[dict], np.ndarray, dict]:
+    """Starts and improvement (items 2-3 of the module docstring): (starts' records, best ``gpu``,
+    the search's record with its ``objective``)."""
     with progress("partition: starts", total=params.starts, unit="starts") as advance:
         starts, best_gpu, best_obj, pool = _run_starts(prob, profile, topology, constraints, params,
                                                        search_deadline, advance)
@@ -114,26 +164,13 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
         # a start met the bound: it is optimal, and kicks until the limit would only make the
         # result depend on the machine's speed
         search = {"kicks": 0, "kicks_accepted": 0, "window_moves": 0, "window_moves_kept": 0, "crossover": None,
-                  "stopped_by": "bound met", "objective": best_obj}
+                  "crossovers": 0, "crossovers_kept": 0, "stopped_by": "bound met", "objective": best_obj}
     else:
         search = _improve(prob, best_gpu, best_obj, params, constraints.seed, search_deadline,
                           pool if params.crossover and chain.applies(prob) else None)
         if "crossover_s" in search:
             timings["crossover_s"] = search.pop("crossover_s")
-    best_obj = search.pop("objective")
-    tb = time.perf_counter()
-    # nothing left to prove once the objective meets the bound: no ascents
-    bound, bound_name = finish_bound(pending, deadline if search["stopped_by"] != "bound met" else tb) \
-        if params.bound else (None, None)
-    timings["bound_s"] = time.perf_counter() - tb
-    ratios = prob.cap / np.where(prob.load.sum(1) > 0, prob.load.sum(1) / prob.G, np.inf)
-    details = {"starts": starts, "best_start": int(np.argmin([s["objective"] for s in starts])),
-               "max_imbalance": max_imbalance(prob, best_gpu),
-               "load_cap": float(ratios[np.isfinite(ratios)].max()) if np.isfinite(ratios).any() else None,
-               **search}
-    return SolveResult(to_placement(prob, best_gpu), "partition", Status.HEURISTIC, Objective(constraints.cost).name,
-                       objective=float(best_obj), bound=bound, bound_method=bound_name, details=details,
-                       timings=timings, notes=[TIME_LIMIT_NOTE.format(**search)] if search["stopped_by"] == "time limit" else [])
+    return starts, best_gpu, search
 
 
 CROSSOVER_SHARE = 0.25     # of the search's time left, at most, for the chain crossover (it stops on it)
@@ -157,6 +194,47 @@ def _crossover(prob: Problem, pool: list[np.ndarray], gpu: np.ndarray, obj: floa
         (new_obj if kept else obj)
 
 
+ELITE = 6      # layouts the repeated crossover keeps (the best distinct ones met)
+
+
+def _kicks_crossing(prob: Problem, gpu: np.ndarray, obj: float, count: int | None, rng, deadline: float,
+                    patience: int, advance, pool: list[np.ndarray], every: int, record: dict) -> tuple[float, int, int]:
+    """Iterated local search in blocks of ``every`` kicks, each block followed by a chain crossover
+    of the elite (the starts' layouts and the best so far after each crossover, the ``ELITE``
+    cheapest distinct ones) with the best so far ``gpu`` (updated in place). The first block ends
+    at half of ``count`` (or of the time left) if that comes first. Stops on ``count`` kicks,
+    ``patience`` kicks in a row without gain (a kept crossover counts as one), or ``deadline``.
+    Returns ``(objective, kicks accepted, kicks done)``."""
+    elite = [(objective(prob, g), g) for g in pool]
+    done = accepted = stall = 0
+    record["crossover_s"] = 0.0
+    # the first crossover comes after ``every`` kicks or half of them (half of ``count``, or of the
+    # time left), whichever is first
+    half = time.perf_counter() + 0.5 * max(0.0, deadline - time.perf_counter())
+    first = True
+    while (count is None or done < count) and stall < patience and time.perf_counter() < deadline:
+        block = every if count is None else min(every, count - done, max(1, count // 2) if first else every)
+        before = obj
+        obj, acc, n = perturb_and_refine(prob, gpu, obj, block, rng, half if first else deadline, patience - stall,
+                                         advance)
+        first = False
+        done, accepted = done + n, accepted + acc
+        stall = 0 if obj < before else stall + n
+        if time.perf_counter() >= deadline or stall >= patience:
+            break
+        tc = time.perf_counter()
+        rec, obj = _crossover(prob, [g for _, g in elite], gpu, obj, deadline)
+        record["crossover_s"] += time.perf_counter() - tc
+        record["crossovers"] += 1
+        record["crossover"] = rec
+        if rec.get("kept"):
+            record["crossovers_kept"] += 1
+            stall = 0
+        if not any(np.array_equal(gpu, g) for _, g in elite):
+            elite = sorted(elite + [(obj, gpu.copy())], key=lambda e: e[0])[:ELITE]
+    return obj, accepted, done
+
+
 REPLICA_FREE_SHARE = 0.4    # of the search's time left, for the replica-free start's own refinement
 
 TIME_LIMIT_NOTE = ("the time limit stopped the search (after {kicks} kicks): the result depends on this machine's speed; "
@@ -171,16 +249,18 @@ def _improve(prob: Problem, gpu: np.ndarray, obj: float, params: PartitionParams
     the work (``stopped_by`` says whether the time limit decided the result, which then depends
     on the machine's speed; a count or convergence does not).
 
-    ``pool``: the starts' layouts for the chain crossover, which comes once, after the first half
-    of the kicks (half of ``kicks``, or of the time left) or when they stop gaining earlier. Right
-    after the starts it led the search into worse basins (ESFT summary top-1 on 2 x 8 GPUs: 587k
-    against 571k without it); at half time it is as good on the other ESFT rows and within 0.4 %
-    there (docs/benchmarks.md, fifth session)."""
+    ``pool``: the starts' layouts for the chain crossover. With ``crossover_every`` > 0 it comes
+    after every block of that many kicks, the first block at most half of them
+    (:func:`_kicks_crossing`); with 0, once, after the first half of the kicks (half of
+    ``kicks``, or of the time left) or when they stop gaining earlier. Right after the starts it
+    led the search into worse basins (ESFT summary top-1 on 2 x 8 GPUs: 587k against 571k without
+    it); at half time it is as good on the other ESFT rows (docs/benchmarks.md, fifth session)."""
     rng = np.random.default_rng([int(seed), 7919])
     kick_patience = params.patience or 300
     lns_patience = params.patience or 50 + 4 * prob.G
     kicks_left = params.kicks
-    record = {"kicks": 0, "kicks_accepted": 0, "window_moves": 0, "window_moves_kept": 0, "crossover": None}
+    record = {"kicks": 0, "kicks_accepted": 0, "window_moves": 0, "window_moves_kept": 0, "crossover": None,
+              "crossovers": 0, "crossovers_kept": 0}
     stats = LnsStats()
     while True:
         count, until = kicks_left, deadline
@@ -188,7 +268,12 @@ def _improve(prob: Problem, gpu: np.ndarray, obj: float, params: PartitionParams
             count = None if kicks_left is None else kicks_left // 2
             until = time.perf_counter() + 0.5 * max(0.0, deadline - time.perf_counter())
         with progress("partition: local search", total=count, unit="kicks") as advance:
-            obj, accepted, done = perturb_and_refine(prob, gpu, obj, count, rng, until, kick_patience, advance)
+            if pool is not None and params.crossover_every > 0:
+                obj, accepted, done = _kicks_crossing(prob, gpu, obj, kicks_left, rng, deadline, kick_patience,
+                                                      advance, pool, params.crossover_every, record)
+                pool = None
+            else:
+                obj, accepted, done = perturb_and_refine(prob, gpu, obj, count, rng, until, kick_patience, advance)
         record["kicks"] += done
         record["kicks_accepted"] += accepted
         if kicks_left is not None:
@@ -200,6 +285,7 @@ def _improve(prob: Problem, gpu: np.ndarray, obj: float, params: PartitionParams
             tc = time.perf_counter()
             record["crossover"], obj = _crossover(prob, pool, gpu, obj, deadline)
             record["crossover_s"] = time.perf_counter() - tc
+            record["crossovers"], record["crossovers_kept"] = 1, int(record["crossover"]["kept"])
             pool = None
             if record["crossover"]["kept"] or not converged:
                 continue        # the second half of the kicks, from the crossover's result
