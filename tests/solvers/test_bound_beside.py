@@ -37,12 +37,16 @@ def test_the_bound_from_beside_the_search_is_valid(L, E, G, seed):
     assert off.details["bound_beside"] is False and off.bound <= best * (1 + 1e-9) + 1e-9
 
 
+def _flows_done(seed: int):
+    """A bound begun (its flows done) on a 4-layer, 16-expert trace on 4 GPUs."""
+    prof = Profile.from_trace(random_trace(seed, 4, 16, 2, 2000, affinity=0.7))
+    return begin_bound(prof, Topology.uniform(4), Constraints(cost="coherent", time_limit=30, seed=0),
+                       time.perf_counter() + 30)
+
+
 @two_cores
 def test_a_child_that_dies_leaves_no_answer_and_no_process():
-    trace = random_trace(3, 4, 16, 2, 2000, affinity=0.7)
-    prof, topo = Profile.from_trace(trace), Topology.uniform(4)
-    pending = begin_bound(prof, topo, Constraints(cost="coherent", time_limit=30, seed=0),
-                           time.perf_counter() + 30)
+    pending = _flows_done(3)
     running = background.start(pending, time.perf_counter() + 30)
     assert running is not None and running.process.is_alive()
     running.process.kill()
@@ -54,10 +58,7 @@ def test_a_child_that_dies_leaves_no_answer_and_no_process():
 
 @two_cores
 def test_an_answer_comes_back_by_the_deadline():
-    trace = random_trace(4, 4, 16, 2, 2000, affinity=0.7)
-    prof, topo = Profile.from_trace(trace), Topology.uniform(4)
-    pending = begin_bound(prof, topo, Constraints(cost="coherent", time_limit=30, seed=0),
-                           time.perf_counter() + 30)
+    pending = _flows_done(4)
     began = time.perf_counter()
     running = background.start(pending, began + 1.0)
     value, method = background.collect(running, began + 1.0 + background.GRACE_S + 5)
@@ -71,3 +72,12 @@ def test_nothing_starts_without_work():
     prof, topo = Profile.from_trace(trace), Topology.uniform(2)
     pending = begin_bound(prof, topo, Constraints(cost="coherent", time_limit=5, seed=0), time.perf_counter() + 5)
     assert pending.done is not None and background.start(pending, time.perf_counter() + 5) is None
+
+
+def test_replicas_keep_the_bound_after_the_search():
+    """With replicas the bound is the pooled b-matching alone: no ascents, no child."""
+    prof = Profile.from_trace(random_trace(6, 3, 8, 2, 400, affinity=0.6))
+    cons = Constraints(cost="coherent", time_limit=5, seed=0, replicas=2)
+    res = run_solver("partition", prof, Topology.uniform(2), cons, {"kicks": 5})
+    assert res.details["bound_beside"] is False and res.bound is not None
+    assert multiprocessing.active_children() == []

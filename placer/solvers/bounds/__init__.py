@@ -34,7 +34,8 @@ by :class:`.decomposition.Effort`'s evaluation count, so on a fast machine the v
 depend on timing. ``deadline=None`` gives the b-matching bound of before (caps of item 1 of
 :mod:`.combinatorial`), the same value and name as before: the exact models use it as a cut and
 recorded reports keep it. A solver may split the work: :func:`begin_bound` (the checks and the
-flows) before its search, :func:`finish_bound` (the ascents) after it, each with its deadline.
+flows) before its search, :func:`finish_bound` (the ascents) after it or, in a second process,
+beside it (:mod:`.background`), each with its deadline.
 """
 
 from __future__ import annotations

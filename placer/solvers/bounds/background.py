@@ -58,8 +58,9 @@ def usable_cores() -> int:
 def start(pending, deadline: float) -> Running | None:
     """Fork a child that finishes ``pending`` until ``deadline`` (``time.perf_counter()``
     seconds: the clock is shared with the child), or None where that does not apply (fewer than
-    two cores, no fork, nothing left to compute)."""
-    if pending is None or pending.done is not None or usable_cores() < 2:
+    two cores, no fork, nothing left to compute: no ascents with replicas)."""
+    # with replicas the bound is the pooled b-matching alone (no ascents): nothing to run beside
+    if pending is None or pending.done is not None or pending.replicas or usable_cores() < 2:
         return None
     try:
         ctx = multiprocessing.get_context("fork")
