@@ -445,3 +445,27 @@ def test_a_start_that_meets_the_bound_ends_the_search():
     assert res.objective == 0.0 and res.bound == 0.0 and res.status == "optimal"
     assert res.details["stopped_by"] == "bound met" and res.details["kicks"] == 0
     assert res.timings["solver_s"] < 30            # far from the 60 s limit (generous for CI)
+
+
+@pytest.mark.parametrize("error,says", [(ModuleNotFoundError, "not installed"), (ImportError, "did not load")])
+def test_a_pymetis_that_will_not_import_is_named_with_its_fix(monkeypatch, error, says):
+    """Not installed and installed-but-broken are different problems with different fixes."""
+    import sys
+
+    from placer.errors import PlacerError
+    from placer.solvers.partition import metis
+
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            if name == "pymetis._internal":
+                raise error("libmetis.so: cannot open shared object file")
+            return None
+
+    monkeypatch.delitem(sys.modules, "pymetis._internal", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Refuse(), *sys.meta_path])
+    metis._library.cache_clear()
+    try:
+        with pytest.raises(PlacerError, match=says):
+            metis._library()
+    finally:
+        metis._library.cache_clear()

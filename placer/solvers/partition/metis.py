@@ -44,9 +44,12 @@ def _library() -> tuple[ctypes.CDLL, dict[str, int]]:
     """The METIS C library inside pymetis, after checking that idx_t is int64."""
     try:
         import pymetis._internal as internal
-    except ImportError:
+    except ModuleNotFoundError:
         raise PlacerError("the partition solver needs the Python package 'pymetis', which is not installed; "
                           "install it with: pip install pymetis") from None
+    except ImportError as exc:      # installed, but its library would not load: say why
+        raise PlacerError(f"pymetis is installed but its library did not load ({exc}); reinstall it with: "
+                          f"pip install --force-reinstall pymetis") from None
     try:
         lib = ctypes.CDLL(internal.__file__)
         lib.METIS_PartGraphKway.restype = ctypes.c_int
