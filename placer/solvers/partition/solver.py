@@ -109,9 +109,6 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
     prob = build_problem(profile, topology, constraints, params.replica_imbalance)
     check_cap_feasible(prob)
     deadline = t0 + float(constraints.time_limit)
-    # the search stops at its share of the limit, the bound's ascents get the rest (all of it when
-    # the search converges early); the bound never changes the placement
-    search_deadline = t0 + (1.0 - params.bound_share) * float(constraints.time_limit) if params.bound else deadline
     # the b-matching flows before the search (main computed them first, whatever the limit), so a
     # search that overruns its share still leaves them; at most FLOW_SHARE of the limit, past
     # which the remaining pairs keep their degree bound
@@ -120,11 +117,13 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
         if params.bound else None
     timings = {"flows_s": time.perf_counter() - tb}
     beside = background.start(pending, deadline) if params.bound and params.bound_beside else None
+    # the search stops at its share of the limit, the bound's ascents get the rest (all of it when
+    # the search converges early); with the ascents beside, the search takes the bound's share
+    # less a margin for its last step's overrun (the ascents' own share absorbed it before). The
+    # bound never changes the placement
+    share = 1.0 if not params.bound else BESIDE_SEARCH_SHARE if beside is not None else 1.0 - params.bound_share
+    search_deadline = t0 + share * float(constraints.time_limit)
     try:
-        if beside is not None:
-            # the ascents run beside: the search takes the bound's share, less a margin for its
-            # last step's overrun (the ascents' own share absorbed it before)
-            search_deadline = t0 + BESIDE_SEARCH_SHARE * float(constraints.time_limit)
         found = _search(prob, profile, topology, constraints, params, search_deadline, pending, timings)
         tb = time.perf_counter()
         bound, bound_name = (None, None) if not params.bound else \
@@ -149,8 +148,7 @@ def _bound(pending, beside, until: float) -> tuple[float, str]:
     """The bound: the child's (:mod:`placer.solvers.bounds.background`) when one runs and
     answers by ``until`` (plus its grace), else the ascents here until ``until``."""
     if beside is not None:
-        found = background.collect(beside, max(until, time.perf_counter()) + background.GRACE_S) \
-            if until > time.perf_counter() else None
+        found = background.collect(beside, until + background.GRACE_S) if until > time.perf_counter() else None
         if found is not None:
             return found
         until = time.perf_counter()         # no time is left for ascents here
@@ -269,15 +267,16 @@ def _improve(prob: Problem, gpu: np.ndarray, obj: float, params: PartitionParams
     stats = LnsStats()
     while True:
         count, until = kicks_left, deadline
-        if pool is not None:
-            count = None if kicks_left is None else kicks_left // 2
-            until = time.perf_counter() + 0.5 * max(0.0, deadline - time.perf_counter())
-        with progress("partition: local search", total=count, unit="kicks") as advance:
-            if pool is not None and params.crossover_every > 0:
-                obj, accepted, done = _kicks_crossing(prob, gpu, obj, kicks_left, rng, deadline, kick_patience,
+        if pool is not None and params.crossover_every > 0:
+            with progress("partition: local search", total=count, unit="kicks") as advance:
+                obj, accepted, done = _kicks_crossing(prob, gpu, obj, count, rng, deadline, kick_patience,
                                                       advance, pool, params.crossover_every, record)
-                pool = None
-            else:
+            pool = None
+        else:
+            if pool is not None:
+                count = None if kicks_left is None else kicks_left // 2
+                until = time.perf_counter() + 0.5 * max(0.0, deadline - time.perf_counter())
+            with progress("partition: local search", total=count, unit="kicks") as advance:
                 obj, accepted, done = perturb_and_refine(prob, gpu, obj, count, rng, until, kick_patience, advance)
         record["kicks"] += done
         record["kicks_accepted"] += accepted
