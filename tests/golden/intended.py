@@ -65,6 +65,14 @@ the ``metrics`` of every report are not touched: they must be the same as record
    expected report with those fields taken from the new one. The exact models still report the
    bound of before (they use it as a cut).
 
+15. With replicas and a load cap, ``partition``'s first start is the replica-free solution
+   refined under the cap its first copies must meet (``replica-free, capped``; issue 12, seventh
+   session: at DeepSeek-V3 shape the uncapped one's repair doubled its cost). It takes a start's
+   place: the recorded starts follow it in their order, less one random start (a random start is
+   seeded by its place, so the one whose place it took goes), and ``best_start`` counts it. Where the first copies cannot meet the cap it does not exist and the starts are the
+   recorded ones. :func:`capped_start` checks this; the objective is at most the recorded one
+   (step 9).
+
 Command lines changed with the options (``tests/golden/cases.py``): ``--load-weight 0.5`` is now
 ``--param load_weight=0.5``; solve cases without ``--cost`` pass main's default ``--cost coherent``
 (the default is now ep, what engines run); cases on 32 and 64 GPUs pass ``--gpus-per-node`` equal to the GPU
@@ -165,3 +173,27 @@ def tighter_bound(expected: dict[str, Any], report: dict[str, Any]) -> dict[str,
         report["bound_method"]
     assert report["status"] == ("optimal" if report["gap"] == 0.0 else expected["status"]), report["status"]
     return {**expected, **{k: report[k] for k in BOUND_FIELDS}}
+
+
+CAPPED_START = "replica-free, capped"    # step 15
+
+
+def capped_start(expected: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """Step 15: ``expected`` with ``details.starts`` and ``best_start`` of ``report`` when its
+    first start is the capped replica-free one, after checking that the rest are the recorded
+    starts in order less one random start, and that ``best_start`` is the cheapest start."""
+    got = report.get("details", {}).get("starts")
+    if expected["solver"] != "partition" or not got or got[0]["start"] != CAPPED_START:
+        return expected
+    want = list(expected["details"]["starts"])
+    assert len(got) == len(want), (got, want)
+    same = [i for i, old in enumerate(want)
+            if any(old["start"] == new["start"] and all(abs(new[k] - old[k]) <= ROUNDING * max(1.0, abs(old[k]))
+                                                        for k in ("initial", "objective")) for new in got[1:])]
+    gone = [old for i, old in enumerate(want) if i not in same]
+    assert len(gone) == 1 and gone[0]["start"] == "random", (got, want)
+    assert [s["start"] for s in got[1:]] == [s["start"] for s in want if s is not gone[0]], (got, want)
+    best = report["details"]["best_start"]
+    assert got[best]["objective"] == min(s["objective"] for s in got), (best, got)
+    details = {**expected["details"], "starts": got, "best_start": best}
+    return {**expected, "details": details}

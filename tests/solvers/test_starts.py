@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,48 @@ def test_large_graphs_start_balanced_from_counts_alone(monkeypatch):
     gpu = starts.metis_start(prob, 0)
     assert calls and not any(calls)
     assert all((np.bincount(row, minlength=prob.G) == prob.S).all() for row in gpu)
+
+
+def _first_copy_loads(prob, gpu):
+    """``[L, G]`` load of every expert's first copy per GPU (instances are numbered expert by
+    expert, so an expert's first copy is its first instance)."""
+    first = np.cumsum(prob.cnt, axis=1) - prob.cnt
+    return np.stack([np.bincount(gpu[l, first[l]], weights=prob.inst_load[l, first[l]], minlength=prob.G)
+                     for l in range(prob.L)])
+
+
+def test_capped_replica_free_start_meets_the_cap_left_for_its_first_copies():
+    import time
+
+    prof = Profile.from_trace(random_trace(7, 4, 16, 2, 2000, affinity=0.8, p=skewed(16, 0.15)))
+    topo = Topology.uniform(4, 4)
+    cons = Constraints(cost="coherent", replicas=4)
+    prob = build_problem(prof, topo, cons)
+    assert prob.capped and prob.replicated
+    gpu = starts.replica_free_start(prob, prof, topo, cons, time.perf_counter() + 5, capped=True)
+    assert gpu is not None
+    # every GPU holds S instances (a packed copy may still share a GPU with its expert's other
+    # copy: the solver's repair separates them)
+    for l in range(prob.L):
+        assert (np.bincount(gpu[l], minlength=prob.G) == prob.S).all()
+    # the first copies were refined under the cap less the mean load the other copies add
+    extra = (prob.inst_load.sum(axis=1) - _first_copy_loads(prob, gpu).sum(axis=1)) / prob.G
+    assert (_first_copy_loads(prob, gpu) <= (prob.cap - extra)[:, None] * (1 + 1e-9)).all()
+
+
+def test_capped_replica_free_start_is_skipped_when_its_first_copies_cannot_meet_the_cap():
+    import time
+
+    from placer.solvers.base import solve
+
+    # 4 experts on 4 GPUs, one far hotter than the rest: its first copy alone is over the cap left
+    # for the first copies, so only the uncapped replica-free start exists
+    prof = Profile.from_trace(random_trace(3, 3, 4, 1, 3000, affinity=0.5, p=skewed(4, 1.5)))
+    topo = Topology.uniform(4, 4)
+    cons = Constraints(cost="coherent", replicas=4)
+    prob = build_problem(prof, topo, cons)
+    assert prob.capped
+    assert starts.replica_free_start(prob, prof, topo, cons, time.perf_counter() + 5, capped=True) is None
+    result = solve("partition", prof, topo, dataclasses.replace(cons, time_limit=5), {"kicks": 0})
+    kinds = [s["start"] for s in result.details["starts"]]
+    assert kinds[0] == "replica-free" and "replica-free, capped" not in kinds

@@ -10,7 +10,8 @@ one GPU, and the per-layer load cap when one applies.
    per replica, at most one replica per GPU (:mod:`placer.solvers.replicate`).
 2. Starts (:mod:`.starts`): hierarchical METIS with one balance constraint per layer, then
    random balanced starts; with replicas the replica-free solution with its copies packed onto
-   the free slots comes first, METIS second. Each is repaired to exact balance and the load cap
+   the free slots comes first (refined under the cap its first copies must meet, then again
+   without a cap when the limit allows a second start), METIS next. Each is repaired to exact balance and the load cap
    (:mod:`placer.solvers.search.feasible`) and refined (:func:`placer.solvers.search.refine.refine`).
 3. The best start is improved until the time limit or until it converges:
    iterated local search (:func:`placer.solvers.search.refine.perturb_and_refine`), then exact
@@ -70,7 +71,7 @@ BESIDE_SEARCH_SHARE = 0.97    # of the time limit, for the search when the bound
 @dataclass(frozen=True)
 class PartitionParams:
     starts: int = param(DEFAULT_STARTS, "starts refined (METIS first, then random; with replicas the replica-free "
-                                        "solution first)", min=1)
+                                        "solutions first, under the load cap and without it)", min=1)
     kicks: int | None = param(None, "iterated-local-search perturbations after the starts (none: until the time "
                                     "limit or the search converges)", min=0)
     metis: bool = param(True, "use METIS for a start (False: random starts only)")
@@ -313,21 +314,34 @@ def _improve(prob: Problem, gpu: np.ndarray, obj: float, params: PartitionParams
     return record
 
 
+def _kinds(prob: Problem, params: PartitionParams) -> list[str]:
+    """The starts before the random ones: with replicas the replica-free solutions (fast), under
+    the load cap and then without it, then METIS on the larger instance graph."""
+    kinds = []
+    if prob.replicated:
+        kinds = ["replica-free, capped", "replica-free"] if prob.capped else ["replica-free"]
+    return kinds + (["metis"] if params.metis and prob.G > 1 else [])
+
+
 def _start(prob: Problem, profile: Profile, topology: Topology, constraints: Constraints, params: PartitionParams,
-           k: int, deadline: float) -> tuple[str, np.ndarray]:
-    """``(kind, gpu [L, P])`` of start k: with replicas the replica-free solution (fast) first,
-    METIS on the larger instance graph second; random starts after METIS."""
-    if k == 0 and prob.replicated:
+           kind: str, k: int, deadline: float) -> tuple[str, np.ndarray] | None:
+    """``(kind, gpu [L, P])`` of start k of ``kind`` (:func:`_kinds`, else random); None for a
+    capped replica-free start whose first copies cannot meet the cap (it takes no start's place)."""
+    if kind.startswith("replica-free"):
         # its refinement without replicas converges early on small instances; on large ones it
         # would take the whole search (DeepSeek-V3 shape, 64 replicas: 0 sweeps left for the
         # capped refinement after it), so it stops at a share of what is left
         now = time.perf_counter()
+        capped = kind.endswith("capped")
         gpu = replica_free_start(prob, profile, topology, constraints, now + REPLICA_FREE_SHARE * max(0.0, deadline - now),
-                                 params.replica_imbalance)
+                                 params.replica_imbalance, capped=capped)
         if gpu is not None:
-            return "replica-free", gpu
-    if k == (1 if prob.replicated else 0) and params.metis and prob.G > 1:
-        return "metis", metis_start(prob, constraints.seed, metis_degree(prob, params.metis_degree))
+            return kind, gpu
+        if capped:
+            return None
+        kind = "random"
+    if kind == "metis":
+        return kind, metis_start(prob, constraints.seed, metis_degree(prob, params.metis_degree))
     return "random", random_start(prob, constraints.seed, k)
 
 
@@ -338,13 +352,20 @@ def _run_starts(prob: Problem, profile: Profile, topology: Topology, constraints
     starts: list[dict] = []
     pool: list[np.ndarray] = []
     best_gpu, best_obj = None, np.inf
-    for k in range(params.starts):
+    kinds = _kinds(prob, params)
+    k = 0
+    while len(starts) < params.starts:
         # a start cannot be interrupted before its refinement: skip one that would not fit,
         # judging by the previous start's time
-        if k > 0 and time.perf_counter() + starts[-1]["time_s"] > deadline:
+        if starts and time.perf_counter() + starts[-1]["time_s"] > deadline:
             break
         ts = time.perf_counter()
-        kind, gpu = _start(prob, profile, topology, constraints, params, k, deadline)
+        found = _start(prob, profile, topology, constraints, params, kinds[k] if k < len(kinds) else "random",
+                       len(starts), deadline)
+        k += 1
+        if found is None:
+            continue
+        kind, gpu = found
         make_feasible(prob, gpu)
         start_obj = objective(prob, gpu)
         sweeps = refine(prob, gpu, deadline)

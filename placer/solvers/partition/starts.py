@@ -18,11 +18,12 @@ import dataclasses
 
 import numpy as np
 
+from placer.errors import PlacerError
 from placer.model.profile import Profile
 from placer.model.topology import Topology
 from placer.solvers.base import Constraints
 from placer.solvers.partition.metis import csr_from_edges, part_graph_kway
-from placer.solvers.search.feasible import repair_counts
+from placer.solvers.search.feasible import make_feasible, repair_counts
 from placer.solvers.search.moves import move_costs
 from placer.solvers.search.problem import DEFAULT_REPLICA_IMBALANCE, Problem, build_problem, coarsened
 from placer.solvers.search.refine import best_assignment, refine
@@ -174,17 +175,38 @@ def random_start(prob: Problem, seed: int, k: int) -> np.ndarray:
 
 
 def replica_free_start(prob: Problem, profile: Profile, topology: Topology, constraints: Constraints,
-                       deadline: float, replica_imbalance: float = DEFAULT_REPLICA_IMBALANCE) -> np.ndarray | None:
+                       deadline: float, replica_imbalance: float = DEFAULT_REPLICA_IMBALANCE,
+                       capped: bool = False) -> np.ndarray | None:
     """``[L, P]`` start for a replicated problem: solve without replicas first (one random start,
-    refined), keep every expert's first copy where that put it, and pack the redundant copies
-    onto the free slots (heaviest copy first, lightest GPU without that expert). None when G
-    does not divide E (the first copies would not fill whole GPUs)."""
+    refined until ``deadline``), keep every expert's first copy where that put it, and pack the
+    redundant copies onto the free slots (:func:`_pack_copies`). None when G does not divide E
+    (the first copies would not fill whole GPUs), or when ``capped`` and the first copies alone
+    cannot meet the cap.
+
+    ``capped``: the solution without replicas is refined under the cap its first copies must
+    meet (:func:`_first_copies`), else with no cap at all. Uncapped, the packed layout went over
+    the cap at DeepSeek-V3 shape and the repair took it from 15.3 M to 29.2 M (64 GPUs, 64
+    replicas, 100k tokens); capped, 25.1 M, and after the whole 20 s solve 19.6 M against 21.9 M
+    (128 GPUs: 23.9 M against 36.5 M; docs/benchmarks.md, seventh session)."""
     if not prob.replicated or prob.E % prob.G:
         return None
     base = build_problem(profile, topology, dataclasses.replace(constraints, replicas=0, max_imbalance=None),
                          replica_imbalance)
+    if capped:
+        base = _first_copies(prob, base)
     gpu0 = random_start(base, constraints.seed, 0)
+    if capped:
+        try:
+            make_feasible(base, gpu0)
+        except PlacerError:
+            return None
     refine(base, gpu0, deadline)
+    return _pack_copies(prob, gpu0)
+
+
+def _pack_copies(prob: Problem, gpu0: np.ndarray) -> np.ndarray:
+    """``[L, P]``: every expert's first copy on its GPU in ``gpu0 [L, E]``, the redundant copies
+    packed onto the free slots, heaviest first, each on the lightest GPU without that expert."""
     out = np.empty((prob.L, prob.P), np.int64)
     for l in range(prob.L):
         ie, ld = prob.inst_expert[l], prob.inst_load[l]
@@ -203,3 +225,13 @@ def replica_free_start(prob: Problem, profile: Profile, topology: Topology, cons
             free[g] -= 1
             has[ie[x], g] = True
     return out
+
+
+def _first_copies(prob: Problem, base: Problem) -> Problem:
+    """``base`` (the problem without replicas) loaded as the first copies of ``prob`` will be:
+    every expert carries ``load / count``, and each layer's cap is ``prob``'s less the mean load
+    the redundant copies will add to a GPU, so that packing them afterwards lands near the cap."""
+    first = np.cumsum(prob.cnt, axis=1) - prob.cnt
+    share = np.take_along_axis(prob.inst_load, first, axis=1)              # [L, E]
+    extra = (prob.inst_load.sum(axis=1) - share.sum(axis=1)) / prob.G
+    return dataclasses.replace(base, inst_load=share, cap=prob.cap - extra)
