@@ -24,6 +24,7 @@ from placer.commands.options import bytes_options, constraint_options, holdout_o
 from placer.commands.types import POSITIVE_INT
 from placer.errors import PlacerError
 from placer.fileio import to_jsonable
+from placer.model.profile import Profile
 from placer.model.topology import Topology
 from placer.model.trace import Trace
 from placer.progress import progress
@@ -136,8 +137,9 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
             result = solve(solver, profile, topology, search, solver_params)
     result.notes = notes + result.notes
     placements = {"solution": result.placement, **baselines}
+    exact_loads = _exact_loads(profile, scored)
     report = solve_report(result, solver, topology, constraints, holdout, input_summary(trace.name, profile, test, fitted_on(data, train)),
-                          metrics_table(placements, topology, score_train, score_test, step, cost), scored,
+                          metrics_table(placements, topology, score_train, score_test, step, cost, exact_loads), scored,
                           objective, step)
     if eplb_policy is not None:
         # on several nodes the eplb baseline is the better of EPLB's two policies: say which
@@ -150,3 +152,14 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
         click.echo(json.dumps({**report, "timing": to_jsonable(result.timings), "output": str(output)}, indent=1))
         return
     click.echo("\n".join(solve_summary(report, result.timings, str(output))))
+
+
+def _exact_loads(profile: Profile, scored: dict[str, Any] | None) -> tuple[Profile, None] | None:
+    """What :func:`metrics_table` scores the in-sample load imbalance on when the metrics are on
+    a sample: the solver's profile of every training token (its loads cost nothing to score),
+    unless it is a sample itself; the held-out part keeps the sample (a pass over its tokens
+    would come out of no reserve)."""
+    if scored is None or "sampled_from" in profile.extra:
+        return None
+    scored["load_imbalance_on"] = "every training token (held out: the sample)"
+    return profile, None
