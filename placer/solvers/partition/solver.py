@@ -11,8 +11,9 @@ one GPU, and the per-layer load cap when one applies.
 2. Starts (:mod:`.starts`): hierarchical METIS with one balance constraint per layer, then
    random balanced starts; with replicas the replica-free solution with its copies packed onto
    the free slots comes first (refined under the cap its first copies must meet, then again
-   without a cap when the limit allows a second start), METIS next. Each is repaired to exact balance and the load cap
-   (:mod:`placer.solvers.search.feasible`) and refined (:func:`placer.solvers.search.refine.refine`).
+   without a cap when the limit allows a second start), METIS next. Each is repaired to exact
+   balance and the load cap (:mod:`placer.solvers.search.feasible`) and refined
+   (:func:`placer.solvers.search.refine.refine`).
 3. The best start is improved until the time limit or until it converges:
    iterated local search (:func:`placer.solvers.search.refine.perturb_and_refine`), then exact
    window moves between two GPUs (:mod:`placer.solvers.search.lns`), and again while the window

@@ -186,8 +186,8 @@ def replica_free_start(prob: Problem, profile: Profile, topology: Topology, cons
     ``capped``: the solution without replicas is refined under the cap its first copies must
     meet (:func:`_first_copies`), else with no cap at all. Uncapped, the packed layout went over
     the cap at DeepSeek-V3 shape and the repair took it from 15.3 M to 29.2 M (64 GPUs, 64
-    replicas, 100k tokens); capped, 25.1 M, and after the whole 20 s solve 19.6 M against 21.9 M
-    (128 GPUs: 23.9 M against 36.5 M; docs/benchmarks.md, seventh session)."""
+    replicas, 100k tokens); capped, 25.1 M, and after the whole 20 s solve 19.3-19.9 M against
+    21.3-21.9 M (128 GPUs: 25.3-29.8 M against 36.5 M; docs/benchmarks.md, seventh session)."""
     if not prob.replicated or prob.E % prob.G:
         return None
     base = build_problem(profile, topology, dataclasses.replace(constraints, replicas=0, max_imbalance=None),
