@@ -138,6 +138,8 @@ def command(trace: Path, gpus: int, gpus_per_node: int | None, inter_node_cost: 
     result.notes = notes + result.notes
     placements = {"solution": result.placement, **baselines}
     exact_loads = _exact_loads(profile, scored)
+    if exact_loads is not None:
+        scored["load_imbalance_on"] = "every training token (held out: the sample)"
     report = solve_report(result, solver, topology, constraints, holdout, input_summary(trace.name, profile, test, fitted_on(data, train)),
                           metrics_table(placements, topology, score_train, score_test, step, cost, exact_loads), scored,
                           objective, step)
@@ -161,5 +163,4 @@ def _exact_loads(profile: Profile, scored: dict[str, Any] | None) -> tuple[Profi
     would come out of no reserve)."""
     if scored is None or "sampled_from" in profile.extra:
         return None
-    scored["load_imbalance_on"] = "every training token (held out: the sample)"
     return profile, None

@@ -192,10 +192,9 @@ def replica_free_start(prob: Problem, profile: Profile, topology: Topology, cons
         return None
     base = build_problem(profile, topology, dataclasses.replace(constraints, replicas=0, max_imbalance=None),
                          replica_imbalance)
-    if capped:
-        base = _first_copies(prob, base)
     gpu0 = random_start(base, constraints.seed, 0)
     if capped:
+        base = _first_copies(prob, base)
         try:
             make_feasible(base, gpu0)
         except PlacerError:
@@ -210,7 +209,7 @@ def _pack_copies(prob: Problem, gpu0: np.ndarray) -> np.ndarray:
     out = np.empty((prob.L, prob.P), np.int64)
     for l in range(prob.L):
         ie, ld = prob.inst_expert[l], prob.inst_load[l]
-        first = np.r_[0, np.cumsum(prob.cnt[l])[:-1]]
+        first = prob.first_inst[l]
         out[l, first] = gpu0[l]
         loads = np.bincount(gpu0[l], weights=ld[first], minlength=prob.G)
         free = np.full(prob.G, prob.S - prob.E // prob.G)
@@ -231,7 +230,6 @@ def _first_copies(prob: Problem, base: Problem) -> Problem:
     """``base`` (the problem without replicas) loaded as the first copies of ``prob`` will be:
     every expert carries ``load / count``, and each layer's cap is ``prob``'s less the mean load
     the redundant copies will add to a GPU, so that packing them afterwards lands near the cap."""
-    first = np.cumsum(prob.cnt, axis=1) - prob.cnt
-    share = np.take_along_axis(prob.inst_load, first, axis=1)              # [L, E]
+    share = np.take_along_axis(prob.inst_load, prob.first_inst, axis=1)     # [L, E]
     extra = (prob.inst_load.sum(axis=1) - share.sum(axis=1)) / prob.G
     return dataclasses.replace(base, inst_load=share, cap=prob.cap - extra)

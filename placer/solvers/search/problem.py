@@ -87,10 +87,15 @@ class Problem:
         return bool(np.any(np.isfinite(self.cap)))
 
     @functools.cached_property
+    def first_inst(self) -> np.ndarray:
+        """``[L, E]`` the instance of each expert's first copy (instances are numbered expert by
+        expert)."""
+        return np.cumsum(self.cnt, axis=1) - self.cnt
+
+    @functools.cached_property
     def inst_rank(self) -> np.ndarray:
         """``[L, P]`` which copy of its expert each instance is (0 .. cnt - 1)."""
-        first = np.cumsum(self.cnt, axis=1) - self.cnt
-        return np.arange(self.P)[None, :] - np.take_along_axis(first, self.inst_expert, axis=1)
+        return np.arange(self.P)[None, :] - np.take_along_axis(self.first_inst, self.inst_expert, axis=1)
 
 
 def build_problem(profile: Profile, topology: Topology, constraints: Constraints,
