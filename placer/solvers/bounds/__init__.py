@@ -22,7 +22,11 @@ Proof structure (coherent on the layer pairs ``trans[l]``; ep on each layer's ``
    a min-cost flow per pair, valid with replicas) and, without replicas, ``eigenvalue`` and the
    ``eigenvalue/degree split`` (:mod:`.decomposition`: the projected Donath-Hoffman eigenvalue
    bound of :mod:`.spectral`, on all the weights or on one part of them with degree potentials
-   on the rest, maximised over the split; on chains of :func:`window_for` layers). With replicas
+   on the rest, maximised over the split; on chains of :func:`window_for` layers) and, on the
+   time those ascents leave, ``eigenvalue with semidefinite pair weights``
+   (:mod:`.semidefinite`: the eigenvalue bound with the multipliers of a semidefinite
+   relaxation's ``X >= 0`` added as pair weights and paid for; chains of at most 192
+   vertices). With replicas
    an expert's copies sit in several parts, which the eigenvalue proof excludes: the pooled
    b-matching alone is used, and the method name says so.
 
@@ -31,7 +35,9 @@ degree bound, then its flow while time is left (milliseconds a pair at E = 64, ~
 E = 256: at DeepSeek-V3 shape the flows alone take ~2.6 s on 2 cores), then what is left is shared
 over the eigenvalue ascents in proportion to the weight of their terms, each ascent also capped
 by :class:`.decomposition.Effort`'s evaluation count, so on a fast machine the value does not
-depend on timing. ``deadline=None`` gives the b-matching bound of before (caps of item 1 of
+depend on timing; what they leave goes to the semidefinite stage, heaviest chain first, each
+capped by its conic solver's iteration count (:data:`.semidefinite.MAX_ITERS`).
+``deadline=None`` gives the b-matching bound of before (caps of item 1 of
 :mod:`.combinatorial`), the same value and name as before: the exact models use it as a cut and
 recorded reports keep it. A solver may split the work: :func:`begin_bound` (the checks and the
 flows) before its search, :func:`finish_bound` (the ascents) after it or, in a second process,
@@ -51,6 +57,7 @@ from placer.model.topology import Topology
 from placer.solvers.base import Constraints
 from placer.solvers.bounds.combinatorial import b_matching_max, cut_bound, degree_cut_bound, keep_upper_bound
 from placer.solvers.bounds.decomposition import Effort, split_cut_bound
+from placer.solvers.bounds.semidefinite import MIN_SECONDS, semidefinite_cut_bound
 from placer.solvers.search.refine import single_thread_blas
 
 __all__ = ["lower_bound", "proven_floor", "begin_bound", "finish_bound", "hop_levels", "keep_upper_bound", "b_matching_max"]
@@ -258,6 +265,26 @@ def _improve(weights: np.ndarray, lv: list[Level], within: bool, segments: list[
         per_eval[j] = (time.perf_counter() - now) / max(1, evals)
         if value > best[i, j]:
             best[i, j], method[i, j] = value, how + (f" on {b - a + 1}-layer chains" if b - a > 1 else "")
+    if not within:
+        _improve_semidefinite(weights, lv, segments, jobs, best, method, deadline)
+
+
+def _improve_semidefinite(weights: np.ndarray, lv: list[Level], segments: list[tuple[int, int]],
+                          jobs: list[tuple[float, int, int]], best: np.ndarray, method: np.ndarray,
+                          deadline: float) -> None:
+    """On the time the ascents leave (they stop at their evaluation caps), the pair weights of
+    the semidefinite relaxation (:mod:`.semidefinite`) on each chain, heaviest first, each with
+    all the time left: its conic solver stops at an iteration cap, and multipliers cut short
+    are worth little, so the heaviest chains get theirs whole rather than all of them a part."""
+    for _, i, j in jobs:
+        if deadline - time.perf_counter() < MIN_SECONDS:
+            break
+        a, b = segments[i]
+        value = semidefinite_cut_bound(weights[a:b], lv[j].parts, lv[j].size, deadline)
+        if value is not None and value > best[i, j]:
+            best[i, j] = value
+            chains = f" on {b - a + 1}-layer chains" if b - a > 1 else ""
+            method[i, j] = "eigenvalue with semidefinite pair weights" + chains
 
 
 def _name(tally: _Tally, within: bool, replicas: int) -> str:

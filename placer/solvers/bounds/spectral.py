@@ -86,12 +86,16 @@ def _smallest(M: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     return scipy.linalg.eigh(M, subset_by_index=[0, count - 1], driver="evr", check_finite=False)
 
 
-def chain_value(ws: np.ndarray, u: np.ndarray, v: np.ndarray, parts: int, size: int):
+def chain_value(ws: np.ndarray, u: np.ndarray, v: np.ndarray, parts: int, size: int,
+                inner: np.ndarray | None = None, skip: np.ndarray | None = None):
     """The claim for the ``chain`` graph of ``c = len(ws) + 1`` consecutive layers.
 
     ``ws`` ``[c-1, E, E]``: ``ws[t]`` the weights between layer t and t+1 of the chain; ``u``
-    ``[c E]`` (layer-major); ``v`` from :func:`householder`. Returns ``(value, grad_u [c E],
-    grad_w [c-1, E, E])``: the bound (lowered by the safety margin) and a supergradient.
+    ``[c E]`` (layer-major); ``v`` from :func:`householder`. Optional edges of the same graph
+    (the claim holds for any weights on any pairs): ``inner`` ``[c, E, E]`` between experts of
+    one layer (symmetric, zero diagonal: the weight of each unordered pair) and ``skip``
+    ``[c-2, E, E]`` between layer t and t+2. Returns ``(value, grad_u [c E], grad_w [c-1, E, E])``:
+    the bound (lowered by the safety margin) and a supergradient.
     """
     c, E = ws.shape[0] + 1, ws.shape[1]
     k, m, e = parts, c * size, E - 1
@@ -101,14 +105,31 @@ def chain_value(ws: np.ndarray, u: np.ndarray, v: np.ndarray, parts: int, size: 
     absdeg = np.zeros((c, E))
     absdeg[:-1] += np.abs(ws).sum(axis=2)
     absdeg[1:] += np.abs(ws).sum(axis=1)
+    if inner is not None:
+        deg += inner.sum(axis=2)
+        absdeg += np.abs(inner).sum(axis=2)
+    if skip is not None and c > 2:
+        deg[:-2] += skip.sum(axis=2)
+        deg[2:] += skip.sum(axis=1)
+        absdeg[:-2] += np.abs(skip).sum(axis=2)
+        absdeg[2:] += np.abs(skip).sum(axis=1)
     uu = u.reshape(c, E)
     M = np.zeros((c * e, c * e))
     for t in range(c):
-        M[t * e:(t + 1) * e, t * e:(t + 1) * e] = _sandwich_diag(v, deg[t] + uu[t])
+        block = _sandwich_diag(v, deg[t] + uu[t])
+        if inner is not None:
+            block -= _sandwich(v, inner[t])
+        M[t * e:(t + 1) * e, t * e:(t + 1) * e] = block
     for t in range(c - 1):
         off = -_sandwich(v, ws[t])
         M[t * e:(t + 1) * e, (t + 1) * e:(t + 2) * e] = off
         M[(t + 1) * e:(t + 2) * e, t * e:(t + 1) * e] = off.T
+    for t in range(c - 2 if skip is not None else 0):
+        off = -_sandwich(v, skip[t])
+        M[t * e:(t + 1) * e, (t + 2) * e:(t + 3) * e] = off
+        M[(t + 2) * e:(t + 3) * e, t * e:(t + 1) * e] = off.T
+    if inner is not None:
+        M = 0.5 * (M + M.T)
     lam, V = _smallest(M, k - 1)
     U = np.stack([_lift(v, V[t * e:(t + 1) * e]) for t in range(c)])          # [c, E, k-1]
     nu = (U * U).sum(axis=2)
