@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--gpus-per-node", type=int, default=None, help="default: 8 when --gpus > 8, else one node")
     ap.add_argument("--budgets", default="10,30", help="seconds of ascents, comma separated")
     ap.add_argument("--max-evals", type=int, default=300, help="evaluations an ascent may take (solver: 300)")
+    ap.add_argument("--semidefinite", action="store_true", help="the semidefinite stage on the time left "
+                                                                "(partition's --param semidefinite=true)")
     args = ap.parse_args()
 
     profile = profile_of(load_input(args.trace))
@@ -58,7 +60,7 @@ def main() -> None:
         for budget in (float(b) for b in args.budgets.split(",")):
             evals.clear()
             # every pair's flow first (no deadline on them), as the solver does within its share
-            pending = bounds.begin_bound(profile, topo, cons, time.perf_counter() + 1e9)
+            pending = bounds.begin_bound(profile, topo, cons, time.perf_counter() + 1e9, args.semidefinite)
             t0 = time.perf_counter()
             value, _ = bounds.finish_bound(pending, t0 + budget)
             used = time.perf_counter() - t0

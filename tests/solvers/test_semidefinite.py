@@ -66,6 +66,17 @@ def test_coherent_bound_with_time_stays_below_the_optimum(G, gpn):
     # ascents leave, and the node level
     trace = random_trace(7, 3, 8, 2, 60, affinity=0.6)
     prof, topo = Profile.from_trace(trace), Topology.uniform(G, gpn, inter_node_cost=3.0)
-    value, name = lower_bound(prof, topo, Constraints(), deadline=soon(20.0))
+    value, name = lower_bound(prof, topo, Constraints(), deadline=soon(20.0), semidefinite=True)
     assert value <= optimum(trace, topo) + 1e-9
     assert "semidefinite pair weights" in name
+    assert "semidefinite" not in lower_bound(prof, topo, Constraints(), deadline=soon(20.0))[1]
+
+
+def test_partition_takes_the_stage_when_asked():
+    from placer.solvers.base import solve
+
+    trace = random_trace(3, 4, 16, 2, 300, affinity=0.7)
+    prof, topo = Profile.from_trace(trace), Topology.uniform(4)
+    res = solve("partition", prof, topo, Constraints(seed=0, time_limit=20.0), {"semidefinite": True})
+    assert "semidefinite pair weights" in res.bound_method
+    assert res.bound <= res.objective * (1 + 1e-12)

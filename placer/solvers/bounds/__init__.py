@@ -35,8 +35,12 @@ degree bound, then its flow while time is left (milliseconds a pair at E = 64, ~
 E = 256: at DeepSeek-V3 shape the flows alone take ~2.6 s on 2 cores), then what is left is shared
 over the eigenvalue ascents in proportion to the weight of their terms, each ascent also capped
 by :class:`.decomposition.Effort`'s evaluation count, so on a fast machine the value does not
-depend on timing; what they leave goes to the semidefinite stage, heaviest chain first, each
-capped by its conic solver's iteration count (:data:`.semidefinite.MAX_ITERS`).
+depend on timing; with ``semidefinite`` (partition's ``--param semidefinite=true``) what they
+leave goes to the semidefinite stage, heaviest chain first, each capped by its conic solver's
+iteration count (:data:`.semidefinite.MAX_ITERS`). It is off by default: where the search
+converges early it keeps the command running to its limit (ESFT on 2 x 8 GPUs: about 200 s
+more, to prove 1-2 points of gap), which a user who sets a long limit as a ceiling would not
+expect.
 ``deadline=None`` gives the b-matching bound of before (caps of item 1 of
 :mod:`.combinatorial`), the same value and name as before: the exact models use it as a cut and
 recorded reports keep it. A solver may split the work: :func:`begin_bound` (the checks and the
@@ -100,13 +104,15 @@ class Pending:
     unit: float = 1.0
     cuts: np.ndarray | None = None
     flows: int = 0
+    semidefinite: bool = False
 
 
 def lower_bound(profile: Profile, topology: Topology, constraints: Constraints,
-                deadline: float | None = None) -> tuple[float, str]:
+                deadline: float | None = None, semidefinite: bool = False) -> tuple[float, str]:
     """A valid lower bound on the ``constraints.cost`` objective of any placement, and its method.
 
-    See the module docstring for units, the proof and how ``deadline`` is spent. Raises
+    See the module docstring for units, the proof and how ``deadline`` is spent;
+    ``semidefinite``: the semidefinite stage on the time the ascents leave. Raises
     :class:`PlacerError` when the profile lacks the statistics the cost model needs.
     """
     if deadline is None:
@@ -114,11 +120,11 @@ def lower_bound(profile: Profile, topology: Topology, constraints: Constraints,
         if pending.done is not None:
             return pending.done
         return _bound_before(pending)
-    return finish_bound(begin_bound(profile, topology, constraints, deadline), deadline)
+    return finish_bound(begin_bound(profile, topology, constraints, deadline, semidefinite), deadline)
 
 
 def begin_bound(profile: Profile, topology: Topology, constraints: Constraints,
-                deadline: float | None) -> Pending:
+                deadline: float | None, semidefinite: bool = False) -> Pending:
     """The checks and the b-matching flows of every pair (item 3) until ``deadline`` (None: all
     of them); :func:`finish_bound` adds the eigenvalue bounds. A solver runs this before its
     search (the flows are what the bound of before cost) and the rest after it."""
@@ -139,7 +145,7 @@ def begin_bound(profile: Profile, topology: Topology, constraints: Constraints,
         return Pending(done=(0.0, "one GPU or one layer: nothing moves"))
     weights = profile.coact if within else profile.trans
     pending = Pending(weights=weights, levels=levels(topology, S), within=within, replicas=constraints.replicas,
-                      unit=1.0 if within else float(profile.top_k ** 2))
+                      unit=1.0 if within else float(profile.top_k ** 2), semidefinite=semidefinite)
     if deadline is None:
         return pending
     lv, R = pending.levels, pending.replicas
@@ -228,7 +234,7 @@ def _bound_by(p: Pending, deadline: float, window: int | None = None) -> tuple[f
     method = np.array([["b-matching" if b <= p.flows else "top-S degrees"] * len(lv) for a, b in segments],
                       dtype=object)
     if not p.replicas:
-        _improve(weights, lv, within, segments, best, method, deadline)
+        _improve(weights, lv, within, segments, best, method, deadline, p.semidefinite)
     tally = _Tally()
     total = 0.0
     for i, (a, b) in enumerate(segments):
@@ -242,7 +248,7 @@ def _bound_by(p: Pending, deadline: float, window: int | None = None) -> tuple[f
 
 
 def _improve(weights: np.ndarray, lv: list[Level], within: bool, segments: list[tuple[int, int]],
-             best: np.ndarray, method: np.ndarray, deadline: float) -> None:
+             best: np.ndarray, method: np.ndarray, deadline: float, semidefinite: bool = False) -> None:
     """Raise ``best`` (per segment and level) by the eigenvalue bounds of :mod:`.decomposition`
     on each segment (a chain of layers, or one layer for ep). The time left is shared over the
     ascents in proportion to what each term weighs in the cost (``coef * weight``), heaviest
@@ -265,7 +271,7 @@ def _improve(weights: np.ndarray, lv: list[Level], within: bool, segments: list[
         per_eval[j] = (time.perf_counter() - now) / max(1, evals)
         if value > best[i, j]:
             best[i, j], method[i, j] = value, how + (f" on {b - a + 1}-layer chains" if b - a > 1 else "")
-    if not within:
+    if semidefinite and not within:
         _improve_semidefinite(weights, lv, segments, jobs, best, method, deadline)
 
 
@@ -275,12 +281,17 @@ def _improve_semidefinite(weights: np.ndarray, lv: list[Level], segments: list[t
     """On the time the ascents leave (they stop at their evaluation caps), the pair weights of
     the semidefinite relaxation (:mod:`.semidefinite`) on each chain, heaviest first, each with
     all the time left: its conic solver stops at an iteration cap, and multipliers cut short
-    are worth little, so the heaviest chains get theirs whole rather than all of them a part."""
+    are worth little, so the heaviest chains get theirs whole rather than all of them a part;
+    no chain starts with less time left than the longest one so far took."""
+    took = MIN_SECONDS
     for _, i, j in jobs:
-        if deadline - time.perf_counter() < MIN_SECONDS:
+        began = time.perf_counter()
+        if deadline - began < took:
+            # a chain cut short by the deadline rarely pays, and would make the value timing's
             break
         a, b = segments[i]
         value = semidefinite_cut_bound(weights[a:b], lv[j].parts, lv[j].size, deadline)
+        took = max(took, time.perf_counter() - began)
         if value is not None and value > best[i, j]:
             best[i, j] = value
             chains = f" on {b - a + 1}-layer chains" if b - a > 1 else ""

@@ -30,7 +30,8 @@ the dual of the nonnegativity cone. It needs some hundreds of iterations before 
 multipliers are worth much (ESFT, E = 64, a 3-layer chain on 4 GPUs: 263,193 from the split's
 300 evaluations; from SCS cut at 4 s 268,440, at :data:`MAX_ITERS` 272,361), about 5 s a chain
 on one core, so a 10 s solve has no time for it beside its other ascents:
-:func:`placer.solvers.bounds._improve` runs it on the time they leave (60 s solves and longer).
+:func:`placer.solvers.bounds._improve` runs it on the time they leave when asked (partition's
+``--param semidefinite=true``; useful from 60 s limits).
 Tried and dropped: the same pair weights as variables of the split's L-BFGS ascent (bounded
 below by 0): it stalls lower (82,591 on that instance at 120 s against 83,933 without them).
 """

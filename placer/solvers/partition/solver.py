@@ -92,6 +92,10 @@ class PartitionParams:
                                   "by dynamic programming (coherent, no replicas)")
     crossover_every: int = param(200, "kicks between chain crossovers, the first after at most half the kicks "
                                       "(0: one crossover, after half the kicks)", min=0)
+    semidefinite: bool = param(False, "on the time the bound's ascents leave, the eigenvalue bound with the pair "
+                                      "weights of a semidefinite relaxation (coherent, chains of at most 192 "
+                                      "experts; about 5 s a chain: useful from 60 s limits, and the command "
+                                      "then runs to its limit)")
     bound_share: float = param(0.1, "share of the time limit kept for the lower bound after the search (it also "
                                     "gets what the search leaves when it converges early)", min=0.0, max=0.9)
     replica_imbalance: float = param(DEFAULT_REPLICA_IMBALANCE, "load cap (max/mean) with replicas when "
@@ -115,8 +119,8 @@ def _solve(profile: Profile, topology: Topology, constraints: Constraints, param
     # search that overruns its share still leaves them; at most FLOW_SHARE of the limit, past
     # which the remaining pairs keep their degree bound
     tb = time.perf_counter()
-    pending = begin_bound(profile, topology, constraints, t0 + FLOW_SHARE * constraints.time_limit) \
-        if params.bound else None
+    pending = begin_bound(profile, topology, constraints, t0 + FLOW_SHARE * constraints.time_limit,
+                          params.semidefinite) if params.bound else None
     timings = {"flows_s": time.perf_counter() - tb}
     beside = background.start(pending, deadline) if params.bound and params.bound_beside else None
     # the search stops at its share of the limit, the bound's ascents get the rest (all of it when
